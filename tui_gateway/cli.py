@@ -1,0 +1,143 @@
+"""`tui-gateway`: parse flags, load config, then run the TUI or the headless server."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from . import paths
+from .config import ConfigError, Settings, load_settings, warnings_for
+from .server import BindError, Gateway, bind_socket
+from .starter import STARTER_CONFIG
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    help="A local OpenAI-compatible gateway over unreliable LLM providers, with a live terminal UI.",
+)
+
+
+@app.callback(invoke_without_command=True)
+def run(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Config file (default: config.toml in the user config dir)."),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on [127.0.0.1].")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on; 0 picks a free one [4141].")
+    ] = None,
+    db: Annotated[Path | None, typer.Option(help="SQLite request log (default: user data dir).")] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Simulated providers and traffic; no keys, no network.")
+    ] = False,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="Run the proxy alone, no screen, until SIGINT/SIGTERM.")
+    ] = False,
+) -> None:
+    """Run the gateway (with its terminal UI unless --headless)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        settings = _settings(config, demo=demo)
+    except ConfigError as exc:
+        _fail(str(exc))
+    server = settings.server
+    settings = replace(
+        settings,
+        server=replace(
+            server,
+            host=host if host is not None else server.host,
+            port=port if port is not None else server.port,
+        ),
+    )
+    for warning in warnings_for(settings):
+        typer.echo(f"warning: {warning}", err=True)
+    try:
+        sock = bind_socket(settings.server.host, settings.server.port)
+    except BindError as exc:
+        _fail(str(exc))
+    gateway = Gateway(
+        settings,
+        api_key=settings.server.api_key or paths.generated_api_key(),
+        db_path=db or paths.default_db_path(demo=demo),
+        sock=sock,
+        demo=demo,
+    )
+    if headless:
+        asyncio.run(_serve_headless(gateway))
+    else:
+        _announce(gateway)
+        from .tui.app import GatewayApp  # only here: the headless path never imports Textual
+
+        GatewayApp(gateway).run()
+        _announce(gateway)  # again after the screen is gone, so the URL and key stay visible
+
+
+@app.command()
+def init(
+    path: Annotated[Path | None, typer.Argument(help="Where to write it.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config."""
+    target = path or paths.default_config_path()
+    if target.exists() and not force:
+        _fail(f"{target} already exists; pass --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(STARTER_CONFIG, encoding="utf-8")
+    typer.echo(f"wrote {target}")
+    typer.echo("edit the providers and models, then run: tui-gateway" + (
+        "" if path is None else f" --config {target}"
+    ))
+
+
+def _settings(config: Path | None, *, demo: bool) -> Settings:
+    path = config or paths.default_config_path()
+    if demo:
+        from .demo import demo_settings
+
+        # The demo uses its own providers; a user's [server] table (key, port) still applies.
+        exists = config is not None or path.exists()
+        return demo_settings(load_settings(path).server if exists else None)
+    if config is None and not path.exists():
+        _fail(
+            f"no config at {path}\n"
+            "  run `tui-gateway init` to write a starter config there,\n"
+            "  or `tui-gateway --demo` to try the gateway with simulated providers"
+        )
+    return load_settings(path)
+
+
+def _announce(gateway: Gateway) -> None:
+    typer.echo(f"tui-gateway listening on {gateway.base_url}")
+    for line in gateway.client_env():
+        typer.echo(line)
+    sys.stdout.flush()
+
+
+async def _serve_headless(gateway: Gateway) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await gateway.start()
+    _announce(gateway)
+    await stop.wait()
+    typer.echo("tui-gateway: shutting down", err=True)
+    await gateway.stop()
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"tui-gateway: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def main() -> None:
+    app()

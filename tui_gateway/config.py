@@ -1,0 +1,328 @@
+"""TOML config -> typed, validated settings.
+
+Every mistake a user can make in the file becomes a `ConfigError` that names the file, the key and
+what was expected; nothing here raises a bare KeyError or TypeError at a user.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+POOLS: tuple[str, ...] = ("fast", "balanced", "smart")
+PROVIDER_KINDS: tuple[str, ...] = ("openai", "simulated")
+PROTECTION_LEVELS: tuple[str, ...] = ("provider-ban", "model-skip", "off")
+
+_INTERNAL = {"internal": True}  # filled in by the loader, never read from the file
+
+ProviderKind = Literal["openai", "simulated"]
+Protection = Literal["provider-ban", "model-skip", "off"]
+PoolName = Literal["fast", "balanced", "smart"]
+
+
+class ConfigError(Exception):
+    """A config file (or value) is not what tui-gateway expects."""
+
+    def __init__(self, source: str, key: str, expected: str) -> None:
+        self.source = source
+        self.key = key
+        self.expected = expected
+        where = f"{source}: " if source else ""
+        super().__init__(f"config error in {where}{key}: {expected}")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    """Interface to listen on; loopback by default so nothing else on the network can use it."""
+    port: int = 4141
+    api_key: str | None = None
+    """The one bearer key clients use. None: generated once and kept in the data dir."""
+    shutdown_grace_s: float = 5.0
+    """How long in-flight requests may run on after SIGINT/SIGTERM before they are cut."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingSettings:
+    max_attempts: int = 5
+    """Upstream attempts per client request, across fallbacks."""
+    request_timeout_s: float = 120.0
+    """Whole-reply limit for a non-streaming upstream call (headers arrive only at the end)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamingSettings:
+    first_byte_timeout_s: float = 10.0
+    """No headers or first content chunk from the upstream within this time: a pre-stream stall."""
+    stall_timeout_s: float = 20.0
+    """No upstream data for this long after the first chunk: a mid-stream stall."""
+    heartbeat_interval_s: float = 10.0
+    """Keep-alive comment cadence while the upstream is quiet (must stay below 20 s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedBehaviour:
+    """How one model of the in-process `simulated` provider behaves."""
+
+    first_token_ms: float = 300.0
+    tokens_per_s: float = 60.0
+    reply_tokens: int = 60
+    error_rate: float = 0.0
+    """Chance of an HTTP 5xx."""
+    rate_limit_rate: float = 0.0
+    """Chance of an HTTP 429."""
+    stall_rate: float = 0.0
+    """Chance that the reply stops arriving (before or after the first token)."""
+    wrapped_error_rate: float = 0.0
+    """Chance of an HTTP 200 whose body is really an error."""
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    name: str
+    kind: ProviderKind
+    base_url: str = ""
+    api_keys: tuple[str, ...] = ()
+    protection: Protection = "model-skip"
+    continuation: Literal["prefill", "none"] = "none"
+    missing_env: tuple[str, ...] = field(default=(), metadata=_INTERNAL)
+    """Environment variables named by `api_keys` that were not set (filled in by the loader)."""
+
+    @property
+    def usable(self) -> bool:
+        """False when every key came from an unset environment variable."""
+        return self.kind == "simulated" or bool(self.api_keys)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSettings:
+    provider: str
+    id: str
+    """The id sent upstream."""
+    pool: PoolName = "balanced"
+    enabled: bool = True
+    intelligence: int = 5
+    """Rank from 1 (weak) to 10 (strong); used by smart routing."""
+    simulate: SimulatedBehaviour = field(default_factory=SimulatedBehaviour)
+
+    @property
+    def key(self) -> str:
+        """The unique `provider/id` name clients and the state API use."""
+        return f"{self.provider}/{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
+    streaming: StreamingSettings = field(default_factory=StreamingSettings)
+    providers: tuple[ProviderSettings, ...] = ()
+    models: tuple[ModelSettings, ...] = ()
+    source: str = field(default="", metadata=_INTERNAL)
+    """Where these settings came from (a path, or `built-in demo`); for messages only."""
+
+    def provider(self, name: str) -> ProviderSettings:
+        for provider in self.providers:
+            if provider.name == name:
+                return provider
+        raise KeyError(name)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate a config file."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "(file)", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot be read: {exc.strerror}") from None
+    return parse_settings(text, source=source)
+
+
+def parse_settings(text: str, *, source: str = "") -> Settings:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(syntax)", f"valid TOML ({exc})") from None
+    return settings_from_dict(raw, source=source)
+
+
+def settings_from_dict(raw: dict[str, Any], *, source: str = "") -> Settings:
+    settings = replace(_build(Settings, raw, source, ""), source=source)
+    settings = _with_missing_env(settings, raw)
+    _check(settings, source)
+    return settings
+
+
+def _with_missing_env(settings: Settings, raw: dict[str, Any]) -> Settings:
+    """Note which `env:` keys were unset: such a provider is skipped with a warning, not fatal."""
+    providers = []
+    for provider, table in zip(settings.providers, raw.get("providers", ()), strict=True):
+        missing = tuple(
+            v[4:]
+            for v in table.get("api_keys", ())
+            if isinstance(v, str) and v.startswith("env:") and not os.environ.get(v[4:])
+        )
+        providers.append(replace(provider, missing_env=missing))
+    return replace(settings, providers=tuple(providers))
+
+
+def warnings_for(settings: Settings) -> list[str]:
+    """Human-readable start-up warnings (not errors): providers that cannot be used."""
+    out = []
+    for provider in settings.providers:
+        if not provider.usable:
+            names = ", ".join(provider.missing_env)
+            out.append(
+                f"provider {provider.name}: {names} not set; its models are skipped until it is"
+            )
+    return out
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _check(settings: Settings, source: str) -> None:
+    """Rules that span fields: unique names, references, ranges."""
+    if settings.server.api_key is not None and not settings.server.api_key.strip():
+        raise ConfigError(source, "server.api_key", "a non-empty string (or leave it out)")
+    if not 0 <= settings.server.port <= 65535:
+        raise ConfigError(source, "server.port", "a port number from 0 to 65535")
+    if settings.routing.max_attempts < 1:
+        raise ConfigError(source, "routing.max_attempts", "a whole number of at least 1")
+    for name in ("first_byte_timeout_s", "stall_timeout_s", "heartbeat_interval_s"):
+        if getattr(settings.streaming, name) <= 0:
+            raise ConfigError(source, f"streaming.{name}", "a number of seconds above 0")
+    if settings.streaming.heartbeat_interval_s >= 20:
+        raise ConfigError(
+            source,
+            "streaming.heartbeat_interval_s",
+            "below 20 seconds (some assistants give up after 20 s of silence)",
+        )
+    names: set[str] = set()
+    for i, provider in enumerate(settings.providers):
+        where = f"providers[{i}]"
+        if not provider.name or "/" in provider.name:
+            raise ConfigError(source, f"{where}.name", "a non-empty name without '/'")
+        if provider.name in names:
+            raise ConfigError(source, f"{where}.name", f"a unique name ('{provider.name}' repeats)")
+        names.add(provider.name)
+        if provider.kind != "simulated":
+            if not provider.base_url.startswith(("http://", "https://")):
+                raise ConfigError(source, f"{where}.base_url", "an http:// or https:// URL")
+            if not provider.api_keys and not provider.missing_env:
+                raise ConfigError(source, f"{where}.api_keys", "at least one key")
+    seen: set[str] = set()
+    for i, model in enumerate(settings.models):
+        where = f"models[{i}]"
+        if model.provider not in names:
+            known = ", ".join(sorted(names)) or "none configured"
+            raise ConfigError(
+                source, f"{where}.provider", f"the name of a [[providers]] entry ({known})"
+            )
+        if not model.id:
+            raise ConfigError(source, f"{where}.id", "a non-empty model id")
+        if model.key in seen:
+            raise ConfigError(source, f"{where}.id", f"a unique model ('{model.key}' repeats)")
+        seen.add(model.key)
+        if not 1 <= model.intelligence <= 10:
+            raise ConfigError(source, f"{where}.intelligence", "a whole number from 1 to 10")
+        sim = model.simulate
+        for rate in ("error_rate", "rate_limit_rate", "stall_rate", "wrapped_error_rate"):
+            if not 0.0 <= getattr(sim, rate) <= 1.0:
+                raise ConfigError(source, f"{where}.simulate.{rate}", "a number from 0 to 1")
+        if sim.tokens_per_s <= 0 or sim.reply_tokens < 1 or sim.first_token_ms < 0:
+            raise ConfigError(
+                source,
+                f"{where}.simulate",
+                "tokens_per_s above 0, reply_tokens of at least 1, first_token_ms of 0 or more",
+            )
+
+
+def _build(cls: type[Any], raw: Any, source: str, where: str) -> Any:
+    """Turn a TOML table into the dataclass `cls`, checking every key and type."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, where or "(top level)", "a table")
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(source, key, f"a known key (one of: {', '.join(sorted(known))})")
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        key = f"{where}.{name}" if where else name
+        if name not in raw:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ConfigError(source, key, "a value (this key is required)")
+            continue
+        values[name] = _convert(hints[name], raw[name], source, key)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = [a for a in get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(options[0], value, source, key)
+    if origin is Literal:
+        choices = get_args(hint)
+        if value not in choices:
+            raise ConfigError(source, key, f"one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+    if origin is tuple:
+        (item,) = get_args(hint)[:1]
+        if not isinstance(value, list):
+            raise ConfigError(source, key, f"a list, got {_type_name(value)}")
+        items = (_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value))
+        # An unset `env:` entry in a key list drops out; the provider is warned about instead.
+        return tuple(v for v in items if v is not _UNSET)
+    if isinstance(hint, type) and hasattr(hint, "__dataclass_fields__"):
+        return _build(hint, value, source, key)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, key, f"true or false, got {_type_name(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, key, f"a whole number, got {_type_name(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, key, f"a number, got {_type_name(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(source, key, f"a string, got {_type_name(value)}")
+        resolved = _resolve_env(value)
+        if resolved is None:
+            if key.endswith("api_key") or ".api_keys[" in key:
+                return _UNSET if "[" in key.rsplit(".", 1)[-1] else None
+            raise ConfigError(source, key, f"environment variable {value[4:]} to be set")
+        return resolved
+    raise ConfigError(source, key, f"a value of type {hint}")  # pragma: no cover - schema bug
+
+
+_UNSET = object()
+
+
+def _resolve_env(value: str) -> str | None:
+    """`env:NAME` reads NAME from the environment, so secrets stay out of the file."""
+    if not value.startswith("env:"):
+        return value
+    return os.environ.get(value[4:]) or None
+
+
+def _type_name(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "a whole number", float: "a number"}
+    names |= {list: "a list", dict: "a table"}
+    return names.get(type(value), type(value).__name__)

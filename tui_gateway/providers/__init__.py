@@ -1,0 +1,18 @@
+"""Upstream adapters, one per provider family."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from ..config import ProviderSettings
+from .base import ChunkStream, Upstream, wrapped_error
+from .openai import OpenAIUpstream
+from .simulated import SimulatedUpstream
+
+__all__ = ["ChunkStream", "Upstream", "make_upstream", "wrapped_error"]
+
+
+def make_upstream(settings: ProviderSettings, session: aiohttp.ClientSession) -> Upstream:
+    if settings.kind == "simulated":
+        return SimulatedUpstream(settings)
+    return OpenAIUpstream(settings, session)

@@ -1,0 +1,115 @@
+"""The seam between the proxy and an upstream family.
+
+An adapter turns an OpenAI-style request body into the upstream's call and the upstream's reply
+back into OpenAI JSON (non-streaming) or OpenAI chunk payloads (streaming), raising the
+`UpstreamError` tree for every failure. The proxy never sees aiohttp client errors or foreign
+formats, and tests can swap in any object with these two methods.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from ..config import ModelSettings
+from ..domain.errors import (
+    ErrorKind,
+    RateLimited,
+    Unavailable,
+    UpstreamClientError,
+    UpstreamError,
+    WrappedError,
+)
+
+ChunkStream = AsyncIterator[list[bytes]]
+"""Yields, per upstream read, the `data:` payloads (OpenAI chunk JSON) that arrived, in order.
+Ends after `[DONE]` or at the end of the body; `[DONE]` itself is not yielded."""
+
+
+class Upstream(Protocol):
+    name: str
+
+    async def complete(self, body: dict[str, Any], model: ModelSettings) -> bytes:
+        """One non-streaming reply as OpenAI `chat.completion` JSON bytes."""
+        ...
+
+    def stream(
+        self, body: dict[str, Any], model: ModelSettings
+    ) -> AbstractAsyncContextManager[ChunkStream]:
+        """Open a streaming reply; entering raises UpstreamError if it fails before any data.
+
+        Leaving the context releases or aborts the upstream connection, on every exit path.
+        """
+        ...
+
+
+def wrapped_error(payload: bytes) -> WrappedError | None:
+    """The error hidden in an HTTP 200 body or chunk, if its root has an `error` object.
+
+    Cheap on the hot path: payloads without the key are never parsed.
+    """
+    if b'"error"' not in payload:
+        return None
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("error"), dict | str):
+        return None
+    error = parsed["error"]
+    if isinstance(error, str):
+        return WrappedError(error, status=502)
+    message = str(error.get("message") or "upstream returned an error inside a 200 response")
+    return WrappedError(message, status=_error_status(error), code=_code(error))
+
+
+def _error_status(error: dict[str, Any]) -> int:
+    for field in ("code", "status"):
+        value = error.get(field)
+        if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+            return value
+        if isinstance(value, str) and value.isdigit() and 400 <= int(value) <= 599:
+            return int(value)
+    return 502
+
+
+def _code(error: dict[str, Any]) -> str | None:
+    code = error.get("code")
+    return code if isinstance(code, str) else None
+
+
+def error_from_status(status: int, body: bytes, *, retry_after: str | None = None) -> UpstreamError:
+    """Map an upstream HTTP error status (and its body) into the UpstreamError tree."""
+    message, code = _describe_body(body)
+    if status == 429:
+        return RateLimited(message, status=status, code=code, retry_after_s=_seconds(retry_after))
+    if status == 408:
+        return Unavailable(message, status=status, code=code, kind=ErrorKind.TIMEOUT)
+    if status >= 500:
+        return Unavailable(message, status=status, code=code)
+    return UpstreamClientError(message, status=status, code=code)
+
+
+def _describe_body(body: bytes) -> tuple[str, str | None]:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return (text or "no body"), None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("message") or error), _code(error)
+    if isinstance(error, str):
+        return error, None
+    return str(parsed)[:200], None
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date; the default cooldown applies

@@ -1,0 +1,92 @@
+"""Any OpenAI-compatible upstream (Groq, OpenRouter, Mistral, a local llama.cpp, ...)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from ..config import ModelSettings, ProviderSettings
+from ..domain.errors import ErrorKind, Unavailable
+from .base import ChunkStream, error_from_status, wrapped_error
+from .sse import SSEDecoder
+
+# aiohttp's client errors that mean "this upstream could not be reached or hung up".
+_CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
+
+
+class OpenAIUpstream:
+    """Posts to `{base_url}/chat/completions`, rotating over the provider's keys."""
+
+    def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
+        self.name = settings.name
+        self._url = settings.base_url.rstrip("/") + "/chat/completions"
+        self._keys = itertools.cycle(settings.api_keys or ("",))
+        self._session = session
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {next(self._keys)}", "Content-Type": "application/json"}
+
+    def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
+        return json.dumps({**body, "model": model.id, "stream": stream}).encode()
+
+    async def complete(self, body: dict[str, Any], model: ModelSettings) -> bytes:
+        data = self._payload(body, model, stream=False)
+        try:
+            async with self._session.post(self._url, data=data, headers=self._headers()) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise error_from_status(
+                        resp.status, raw, retry_after=resp.headers.get("Retry-After")
+                    )
+        except _CONNECTION_ERRORS as exc:
+            raise _connection_error(exc) from exc
+        error = wrapped_error(raw)
+        if error is not None:
+            raise error
+        return raw
+
+    @asynccontextmanager
+    async def stream(self, body: dict[str, Any], model: ModelSettings) -> AsyncIterator[ChunkStream]:
+        data = self._payload(body, model, stream=True)
+        try:
+            resp = await self._session.post(self._url, data=data, headers=self._headers())
+        except _CONNECTION_ERRORS as exc:
+            raise _connection_error(exc) from exc
+        try:
+            if resp.status >= 400:
+                raw = await resp.read()
+                raise error_from_status(
+                    resp.status, raw, retry_after=resp.headers.get("Retry-After")
+                )
+            yield _chunks(resp)
+        finally:
+            # Abort rather than drain: a stream we stopped reading must not keep the upstream busy.
+            resp.close()
+
+
+async def _chunks(resp: aiohttp.ClientResponse) -> ChunkStream:
+    decoder = SSEDecoder()
+    try:
+        async for data in resp.content.iter_any():
+            payloads = decoder.feed(data)
+            if payloads:
+                yield payloads
+            if decoder.done:
+                return
+    except _CONNECTION_ERRORS as exc:
+        raise Unavailable(
+            f"connection dropped mid-stream ({type(exc).__name__})", kind=ErrorKind.TRUNCATED
+        ) from exc
+    rest = decoder.flush()
+    if rest:
+        yield rest
+
+
+def _connection_error(exc: BaseException) -> Unavailable:
+    detail = str(exc) or type(exc).__name__
+    return Unavailable(f"connection failed: {detail}", kind=ErrorKind.CONNECTION)

@@ -1,0 +1,95 @@
+"""`POST /v1/chat/completions` and `GET /v1/models`."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from aiohttp import web
+
+from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
+from ..domain.errors import ErrorKind
+from ..domain.records import RequestRecord
+from ..domain.routing import plan_candidates
+from ..domain.sessions import session_key
+from .errors import APIError
+from .keys import REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
+from .relay import Relay
+from .trace import CallTrace
+from .validation import read_json, validate_chat
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    state, settings, log = app[STATE], app[SETTINGS], app[REQUEST_LOG]
+    try:
+        call = validate_chat(await read_json(request))
+        target = state.catalog.resolve(call.model)
+    except UnknownModel as exc:
+        _log_rejected(request, 404, str(exc))
+        raise APIError(
+            404,
+            f"model '{exc}' is not configured; GET /v1/models lists the models you can use",
+            param="model",
+            code="model_not_found",
+        ) from None
+    except APIError as exc:
+        _log_rejected(request, exc.status, exc.message)
+        raise
+
+    candidates = plan_candidates(state, target, max_attempts=settings.routing.max_attempts)
+    session = request.headers.get("X-Session-Id") or session_key(target.mode, call.messages)
+    active = state.begin_request(session=session, requested_model=call.model, stream=call.stream)
+    trace = CallTrace(active)
+    relay = Relay(request, call, state, app[UPSTREAMS], settings, trace)
+    try:
+        if not candidates:
+            message = f"no enabled model can serve '{call.model}' (pool '{target.pool}' is empty)"
+            trace.fail(503, ErrorKind.NO_CANDIDATE, message)
+            raise APIError(503, message, type="upstream_error", code="no_candidate")
+        if call.stream:
+            return await relay.stream(candidates)
+        return await relay.once(candidates)
+    except asyncio.CancelledError:
+        if trace.error_kind is None:
+            trace.fail(503, ErrorKind.SHUTDOWN, "gateway shut down during the request")
+        raise
+    finally:
+        # Exactly one log row and no active entry left behind, whatever happened above.
+        record = trace.record()
+        state.finish_request(active, record)
+        log.append(record)
+
+
+def _log_rejected(request: web.Request, status: int, message: str) -> None:
+    """A request refused before routing still gets its row, so a misbehaving client shows."""
+    state = request.app[STATE]
+    started = state.clock()
+    request.app[REQUEST_LOG].append(
+        RequestRecord(
+            id=secrets.token_hex(6),
+            started=started,
+            session="",
+            requested_model="",
+            streamed=False,
+            status=status,
+            latency_ms=0.0,
+            error_kind=str(ErrorKind.INVALID_REQUEST),
+            error=message,
+        )
+    )
+
+
+async def list_models(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    created = 0
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "tui-gateway"}
+        for name in VIRTUAL_MODELS
+    ]
+    data += [
+        {"id": key, "object": "model", "created": created, "owned_by": model.provider}
+        for key, model in state.catalog.models.items()
+        if state.is_usable(key)
+    ]
+    return web.json_response({"object": "list", "data": data})

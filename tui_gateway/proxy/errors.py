@@ -1,0 +1,71 @@
+"""OpenAI-style error bodies, and the middleware that makes every failure one."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+log = logging.getLogger("tui_gateway.proxy")
+
+
+class APIError(Exception):
+    """An error the client should see as `{"error": {"message", "type", "param", "code"}}`."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self) -> web.Response:
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
+
+    def sse_event(self) -> bytes:
+        """The same error as a final stream event, for a stream whose headers are already sent."""
+        return b"data: " + json.dumps(self.body()).encode() + b"\n\ndata: [DONE]\n\n"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No client ever gets an HTML error page or a bare 500 traceback."""
+    try:
+        return await handler(request)
+    except APIError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+        message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        return APIError(exc.status, message, code=code.get(exc.status)).response()
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return APIError(
+            500, "internal gateway error (see the gateway's log)", type="server_error"
+        ).response()

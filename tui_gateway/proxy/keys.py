@@ -1,0 +1,16 @@
+"""Typed application keys: `request.app[STATE]`, never string keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..config import Settings
+from ..domain.state import GatewayState
+from ..providers import Upstream
+from ..store import RequestLog
+
+STATE = web.AppKey("state", GatewayState)
+SETTINGS = web.AppKey("settings", Settings)
+REQUEST_LOG = web.AppKey("request_log", RequestLog)
+API_KEY = web.AppKey("api_key", str)
+UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])

@@ -1,0 +1,63 @@
+"""One watchdog per upstream attempt: cuts a read short when the upstream goes quiet.
+
+Rescheduling a timer for every chunk would cost a timer handle per chunk; instead the watchdog
+wakes once per limit, looks at the time of the last progress and either re-arms or fires. Firing
+only reschedules an `asyncio.timeout` to now, so nothing ever raises from a timer callback and
+cancellation semantics stay asyncio's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+
+
+class Watchdog:
+    """`async with Watchdog(limit_s) as dog:` raises TimeoutError if `dog.feed()` stops coming."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.expired = False
+        self.fed = False
+        """True once any progress was fed: tells a first-byte timeout from a mid-stream stall."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timeout: asyncio.Timeout | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._last = 0.0
+
+    async def __aenter__(self) -> Watchdog:
+        self._loop = asyncio.get_running_loop()
+        self._timeout = asyncio.timeout(None)
+        await self._timeout.__aenter__()
+        self._last = self._loop.time()
+        self._handle = self._loop.call_at(self._last + self.limit_s, self._check)
+        return self
+
+    def feed(self, *, limit_s: float | None = None) -> None:
+        """Progress was made; optionally switch to another limit (first byte -> between chunks)."""
+        assert self._loop is not None
+        self._last = self._loop.time()
+        self.fed = True
+        if limit_s is not None:
+            self.limit_s = limit_s
+
+    def _check(self) -> None:
+        assert self._loop is not None and self._timeout is not None
+        now = self._loop.time()
+        deadline = self._last + self.limit_s
+        if now >= deadline:
+            self.expired = True
+            self._timeout.reschedule(now)
+        else:
+            self._handle = self._loop.call_at(deadline, self._check)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._handle is not None:
+            self._handle.cancel()
+        assert self._timeout is not None
+        return await self._timeout.__aexit__(exc_type, exc, tb)

@@ -1,0 +1,107 @@
+"""The gateway's moving parts put together: state, log, web app, listening socket, demo traffic.
+
+Both entry points use it: headless runs it under `asyncio.run`, the TUI starts it from `on_mount`
+so the server shares Textual's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from .asyncio_utils import spawn
+from .config import Settings
+from .domain.state import GatewayState
+from .proxy.app import make_app
+from .store import RequestLog
+
+
+class BindError(Exception):
+    """The listening address could not be taken; the message says what to do."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before anything starts, so the URL is known up front and a busy port fails fast."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise BindError(
+                f"port {port} on {host} is already in use; pass --port N (or --port 0 for any free port)"
+            ) from None
+        raise BindError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class Gateway:
+    """Owns one run of the gateway: start it, read its URL, stop it cleanly."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api_key: str,
+        db_path: Path,
+        sock: socket.socket,
+        demo: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.api_key = api_key
+        self.demo = demo
+        self.state = GatewayState(settings.providers, settings.models)
+        self.request_log = RequestLog(db_path)
+        self.app = make_app(self.state, settings, self.request_log, api_key=api_key)
+        self._sock = sock
+        self._runner: web.AppRunner | None = None
+        self._demo_task: asyncio.Task[None] | None = None
+
+    @property
+    def host(self) -> str:
+        host = self._sock.getsockname()[0]
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def client_env(self) -> list[str]:
+        return [f"OPENAI_BASE_URL={self.base_url}", f"OPENAI_API_KEY={self.api_key}"]
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(
+            self.app,
+            handle_signals=False,  # the CLI (headless) or Textual (TUI) owns the signals
+            shutdown_timeout=self.settings.server.shutdown_grace_s,
+            access_log=None,  # the request log is the access log; stderr belongs to the TUI
+        )
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._sock).start()
+        if self.demo:
+            from .demo import DemoTraffic
+
+            traffic = DemoTraffic(self.state, self.base_url, self.api_key)
+            self._demo_task = spawn(traffic.run(), name="demo-traffic")
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (or cut them), flush the log."""
+        if self._demo_task is not None:
+            self._demo_task.cancel()
+            await asyncio.gather(self._demo_task, return_exceptions=True)
+            self._demo_task = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

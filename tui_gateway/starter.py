@@ -1,0 +1,75 @@
+"""The commented starter config that `tui-gateway init` writes."""
+
+from __future__ import annotations
+
+STARTER_CONFIG = '''\
+# tui-gateway config. Every key is optional unless marked; `env:NAME` reads a value from the
+# environment so keys stay out of this file. Check it with: tui-gateway --config THIS_FILE
+
+[server]
+host = "127.0.0.1"      # loopback: only this machine can reach the gateway
+port = 4141             # 0 picks a free port
+# The one bearer key your clients send. If it is unset, a key is generated once, kept in the
+# data dir and printed at start.
+api_key = "env:TUI_GATEWAY_API_KEY"
+
+[routing]
+max_attempts = 5        # upstream attempts per client request, across fallbacks
+request_timeout_s = 120 # whole-reply limit for a non-streaming upstream call
+
+[streaming]
+first_byte_timeout_s = 10   # no first chunk within this: try the next model
+stall_timeout_s = 20        # no data for this long mid-stream: a stall
+heartbeat_interval_s = 10   # keep-alive comments while the upstream is quiet (below 20)
+
+# One [[providers]] table per upstream. kind = "openai" is any OpenAI-compatible API.
+# A provider whose keys all come from unset environment variables is skipped with a warning.
+[[providers]]
+name = "groq"
+kind = "openai"
+base_url = "https://api.groq.com/openai/v1"
+api_keys = ["env:GROQ_API_KEY"]     # several keys are used in turn
+protection = "model-skip"           # provider-ban | model-skip | off
+
+[[providers]]
+name = "openrouter"
+kind = "openai"
+base_url = "https://openrouter.ai/api/v1"
+api_keys = ["env:OPENROUTER_API_KEY"]
+protection = "provider-ban"
+
+# One [[models]] table per model. The order of the models of a pool is that pool's fallback
+# chain: `auto` uses "balanced", `auto-fast` uses "fast", `auto-smart` uses "smart".
+[[models]]
+provider = "groq"
+id = "llama-3.1-8b-instant"          # the id sent upstream
+pool = "fast"                         # fast | balanced | smart
+
+[[models]]
+provider = "groq"
+id = "llama-3.3-70b-versatile"
+pool = "balanced"
+
+[[models]]
+provider = "openrouter"
+id = "meta-llama/llama-3.3-70b-instruct:free"
+pool = "balanced"
+
+[[models]]
+provider = "openrouter"
+id = "deepseek/deepseek-r1:free"
+pool = "smart"
+intelligence = 8                      # 1..10, used by smart routing
+enabled = true
+
+# A simulated provider needs no key and no network: handy to try a setting out.
+# [[providers]]
+# name = "sim"
+# kind = "simulated"
+#
+# [[models]]
+# provider = "sim"
+# id = "sim-fast"
+# pool = "fast"
+# simulate = { first_token_ms = 150, tokens_per_s = 80, reply_tokens = 60, error_rate = 0.1 }
+'''

@@ -1,0 +1,117 @@
+"""The request log: appended to on the request path, written to SQLite in batches off it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import astuple
+from pathlib import Path
+
+import aiosqlite
+
+from ..asyncio_utils import spawn
+from ..domain.records import AttemptRecord, RequestRecord
+from .schema import migrate
+
+_INSERT_REQUEST = (
+    "INSERT OR REPLACE INTO requests (id, started, session, requested_model, streamed, status,"
+    " latency_ms, provider, model, error_kind, error, ttfb_ms, tokens_in, tokens_out)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_ATTEMPT = (
+    "INSERT OR REPLACE INTO attempts (request_id, attempt, provider, model, started,"
+    " latency_ms, status, error_kind, error, ttfb_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class RequestLog:
+    """Batches `RequestRecord`s and writes them every `flush_interval_s` (or when many wait)."""
+
+    def __init__(
+        self, path: Path, *, flush_interval_s: float = 0.25, batch_size: int = 500
+    ) -> None:
+        self.path = path
+        self._flush_interval_s = flush_interval_s
+        self._batch_size = batch_size
+        self._pending: list[RequestRecord] = []
+        self._wake = asyncio.Event()
+        self._db: aiosqlite.Connection | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.written = 0
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await migrate(self._db)
+        self._writer = spawn(self._write_forever(), name="request-log-writer")
+
+    def append(self, record: RequestRecord) -> None:
+        """Never blocks and never awaits, so it is safe in `finally` blocks and cancelled code."""
+        self._pending.append(record)
+        if len(self._pending) >= self._batch_size:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Write everything appended so far."""
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await self._write(batch)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+            self._writer = None
+        if self._db is not None:
+            await self.flush()
+            await self._db.close()
+            self._db = None
+
+    async def _write_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def _write(self, batch: list[RequestRecord]) -> None:
+        assert self._db is not None, "RequestLog.open() was not awaited"
+        requests = [
+            (r.id, r.started, r.session, r.requested_model, int(r.streamed), r.status,
+             r.latency_ms, r.provider, r.model, r.error_kind, r.error, r.ttfb_ms,
+             r.tokens_in, r.tokens_out)
+            for r in batch
+        ]
+        attempts = [(r.id, *astuple(a)) for r in batch for a in r.attempts]
+        await self._db.executemany(_INSERT_REQUEST, requests)
+        await self._db.executemany(_INSERT_ATTEMPT, attempts)
+        await self._db.commit()
+        self.written += len(batch)
+
+    async def recent(self, limit: int = 100) -> list[RequestRecord]:
+        """The newest logged requests with their attempts (flushes first, so nothing is missed)."""
+        await self.flush()
+        assert self._db is not None
+        self._db.row_factory = aiosqlite.Row
+        async with self._db.execute(
+            "SELECT * FROM requests ORDER BY started DESC LIMIT ?", (limit,)
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        records = []
+        for row in rows:
+            async with self._db.execute(
+                "SELECT * FROM attempts WHERE request_id = ? ORDER BY attempt", (row["id"],)
+            ) as cursor:
+                attempt_rows = await cursor.fetchall()
+            attempts = tuple(
+                AttemptRecord(**{k: a[k] for k in a.keys() if k != "request_id"})
+                for a in attempt_rows
+            )
+            fields = {k: row[k] for k in row.keys()}
+            fields["streamed"] = bool(fields["streamed"])
+            records.append(RequestRecord(**fields, attempts=attempts))
+        return records
