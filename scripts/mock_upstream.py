@@ -1,0 +1,491 @@
+"""An OpenAI-compatible fake upstream whose faults are chosen by the request's `model`.
+
+The model string is `scenario` or `scenario:key=value,key=value`, for example
+`ok:chunks=50`, `error-429:retry_after=2` or `stall-after-first:after=1,ms=300`.
+
+Scenarios (unknown names behave like `ok`):
+
+    ok                  normal reply. chunks=8, delay_ms=0, ttft_ms=0, text=<word>
+    slow-first-token    ok with ttft_ms=3000
+    long                ok with chunks=200
+    error-NNN           HTTP NNN with an OpenAI-style error body (error-500, error-404, ...)
+    error-429           HTTP 429 with Retry-After (retry_after=1), code rate_limit_exceeded
+    context-length      HTTP 400, code context_length_exceeded
+    wrapped-error       HTTP 200 whose body (or a stream event after `after`=0 chunks) is an error
+    stall-before-first  no headers for `ms` (default 3600000), then the connection is dropped
+    stall-after-first   stream: headers and `after`=1 chunks, then the same stall
+    drop-mid-stream     stream: `after`=2 chunks, then the TCP connection is closed mid-body
+    no-done             stream with a finish_reason chunk but without `data: [DONE]`
+    cut                 stream that ends cleanly at HTTP level with no finish_reason and no [DONE]
+
+Run it with `python scripts/mock_upstream.py --port 0`; it prints one line,
+`mock upstream listening on http://HOST:PORT/v1`, once bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import itertools
+import json
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["RECEIVED", "ReceivedRequest", "make_app", "parse_model"]
+
+DEFAULT_STALL_MS = 3_600_000
+# How often a stall looks at the socket; bounds how late a disconnect is noticed.
+_POLL_S = 0.02
+_WORDS = (
+    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit",
+    "sed", "do", "eiusmod", "tempor", "incididunt", "ut", "labore", "et",
+)  # fmt: skip
+_SCENARIOS = (
+    "ok", "slow-first-token", "long", "error-500", "error-502", "error-503", "error-429",
+    "context-length", "wrapped-error", "stall-before-first", "stall-after-first",
+    "drop-mid-stream", "no-done", "cut",
+)  # fmt: skip
+_DONE = b"data: [DONE]\n\n"
+_CHUNK_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+_STOP = b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\n'
+_SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+@dataclass(slots=True)
+class ReceivedRequest:
+    """One request as the mock saw it, for tests to inspect."""
+
+    model: str
+    """The `model` field exactly as sent, parameters included."""
+    stream: bool
+    headers: dict[str, str]
+    body: dict[str, Any]
+    disconnected: bool = False
+    """Set when the client went away while the mock was stalling or streaming."""
+
+
+RECEIVED = web.AppKey("received", list[ReceivedRequest])
+_IDS: web.AppKey[itertools.count[int]] = web.AppKey("ids")
+
+
+class _BadParam(ValueError):
+    pass
+
+
+def parse_model(model: str) -> tuple[str, dict[str, str]]:
+    """Split `scenario:key=value,...` into the scenario and its parameters."""
+    name, _, raw = model.partition(":")
+    params: dict[str, str] = {}
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if sep:
+            params[key.strip()] = value.strip()
+    return name.strip(), params
+
+
+def _int(params: dict[str, str], key: str, default: int) -> int:
+    if key not in params:
+        return default
+    try:
+        return int(params[key])
+    except ValueError:
+        raise _BadParam(f"mock: parameter {key}={params[key]!r} is not an integer") from None
+
+
+def _error_body(
+    message: str, *, type_: str, code: str | int | None, param: str | None = None
+) -> bytes:
+    err = {"message": message, "type": type_, "param": param, "code": code}
+    return json.dumps({"error": err}).encode()
+
+
+def _error_response(
+    status: int, body: bytes, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json", headers=headers)
+
+
+@functools.lru_cache(maxsize=4096)
+def _encoded_word(word: str, first: bool) -> bytes:
+    # The JSON string for one chunk's content; words after the first carry their space.
+    return json.dumps(word if first else " " + word).encode()
+
+
+class _Reply:
+    """Pre-encoded pieces of one completion: the chunk head is built once per request."""
+
+    __slots__ = ("cid", "created", "model", "words", "head")
+
+    def __init__(self, cid: str, model: str, n_chunks: int, text: str | None) -> None:
+        self.cid = cid
+        self.created = int(time.time())
+        self.model = model
+        self.words = [text or _WORDS[i % len(_WORDS)] for i in range(max(n_chunks, 0))]
+        self.head = (
+            f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{self.created},'
+            f'"model":{json.dumps(model)},"choices":['
+        ).encode()
+
+    def chunk(self, i: int) -> bytes:
+        role = b'"role":"assistant",' if i == 0 else b""
+        return b"".join(
+            (self.head, b'{"index":0,"delta":{', role, b'"content":',
+             _encoded_word(self.words[i], i == 0), _CHUNK_TAIL)
+        )  # fmt: skip
+
+    def stop(self) -> bytes:
+        return self.head + _STOP
+
+    def usage_chunk(self, prompt_tokens: int) -> bytes:
+        usage = json.dumps(self.usage(prompt_tokens), separators=(",", ":")).encode()
+        return self.head + b'],"usage":' + usage + b"}\n\n"
+
+    def usage(self, prompt_tokens: int) -> dict[str, int]:
+        n = len(self.words)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": n,
+            "total_tokens": prompt_tokens + n,
+        }
+
+    def text(self) -> str:
+        return " ".join(self.words)
+
+    def completion(self, prompt_tokens: int) -> bytes:
+        message = {"role": "assistant", "content": self.text()}
+        return json.dumps({
+            "id": self.cid, "object": "chat.completion", "created": self.created,
+            "model": self.model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
+            ],
+            "usage": self.usage(prompt_tokens),
+        }, separators=(",", ":")).encode()  # fmt: skip
+
+
+def _prompt_tokens(body: dict[str, Any]) -> int:
+    # A rough word count is enough for a fake usage block.
+    total = 0
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content.split())
+    return max(total, 1)
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+async def _hold(request: web.Request, record: ReceivedRequest, seconds: float) -> bool:
+    """Wait up to `seconds`; return True (and note it) if the client disconnected first.
+
+    Polls the transport rather than relying on handler cancellation, which aiohttp only does
+    when the runner has `handler_cancellation=True`.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    try:
+        while (left := deadline - loop.time()) > 0:
+            if _gone(request):
+                record.disconnected = True
+                return True
+            await asyncio.sleep(min(left, _POLL_S))
+    except asyncio.CancelledError:
+        record.disconnected = True
+        raise
+    return False
+
+
+def _abort(request: web.Request) -> None:
+    # Closes the socket without a response or the rest of the body (FIN, not a clean EOF).
+    if request.transport is not None:
+        request.transport.abort()
+
+
+async def _write_all(resp: web.StreamResponse, record: ReceivedRequest, parts: list[bytes]) -> bool:
+    """Write `parts` in one go; return False if the client has gone."""
+    try:
+        await resp.write(b"".join(parts))
+    except ConnectionError:
+        record.disconnected = True
+        return False
+    return True
+
+
+async def _write_paced(
+    request: web.Request,
+    resp: web.StreamResponse,
+    record: ReceivedRequest,
+    parts: list[bytes],
+    delay_s: float,
+) -> bool:
+    """Write `parts` one at a time with `delay_s` between them; False if the client left."""
+    if delay_s <= 0:
+        return await _write_all(resp, record, parts)
+    for i, part in enumerate(parts):
+        if i and await _hold(request, record, delay_s):
+            return False
+        if not await _write_all(resp, record, [part]):
+            return False
+    return True
+
+
+async def _start_stream(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers=_SSE_HEADERS)
+    await resp.prepare(request)
+    return resp
+
+
+async def _finish(resp: web.StreamResponse, record: ReceivedRequest) -> web.StreamResponse:
+    try:
+        await resp.write_eof()
+    except ConnectionError:
+        record.disconnected = True
+    return resp
+
+
+class _Call:
+    """Everything a scenario handler needs about one request."""
+
+    __slots__ = ("request", "record", "params", "body")
+
+    def __init__(
+        self, request: web.Request, record: ReceivedRequest, params: dict[str, str]
+    ) -> None:
+        self.request = request
+        self.record = record
+        self.params = params
+        self.body = record.body
+
+    def make_reply(self, n: int) -> _Reply:
+        ids = self.request.app[_IDS]
+        cid = f"chatcmpl-mock{next(ids):012d}"
+        return _Reply(cid, self.record.model, n, self.params.get("text"))
+
+    @property
+    def include_usage(self) -> bool:
+        options = self.body.get("stream_options")
+        return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
+async def _ok(call: _Call, *, ttft_ms: int = 0, chunks: int = 8) -> web.StreamResponse:
+    reply = call.make_reply(_int(call.params, "chunks", chunks))
+    ttft_s = _int(call.params, "ttft_ms", ttft_ms) / 1000
+    delay_s = _int(call.params, "delay_ms", 0) / 1000
+    prompt = _prompt_tokens(call.body)
+    if not call.record.stream:
+        # Non-streaming waits as long as the stream would have taken in total.
+        wait_s = ttft_s + delay_s * max(len(reply.words) - 1, 0)
+        if wait_s > 0 and await _hold(call.request, call.record, wait_s):
+            return web.Response()
+        return web.Response(body=reply.completion(prompt), content_type="application/json")
+    if ttft_s > 0 and await _hold(call.request, call.record, ttft_s):
+        return web.Response()
+    resp = await _start_stream(call.request)
+    parts = [reply.chunk(i) for i in range(len(reply.words))]
+    parts.append(reply.stop())
+    if call.include_usage:
+        parts.append(reply.usage_chunk(prompt))
+    parts.append(_DONE)
+    if not await _write_paced(call.request, resp, call.record, parts, delay_s):
+        return resp
+    return await _finish(resp, call.record)
+
+
+async def _error(call: _Call, status: int) -> web.Response:
+    if status == 429:
+        retry = str(_int(call.params, "retry_after", 1))
+        body = _error_body("mock: rate limit reached", type_="requests", code="rate_limit_exceeded")
+        return _error_response(429, body, {"Retry-After": retry})
+    type_ = "server_error" if status >= 500 else "invalid_request_error"
+    body = _error_body(f"mock: upstream error {status}", type_=type_, code=None)
+    return _error_response(status, body)
+
+
+async def _context_length(call: _Call) -> web.Response:
+    message = (
+        "This model's maximum context length is 8192 tokens. However, your messages "
+        "resulted in 12000 tokens. Please reduce the length of the messages."
+    )
+    body = _error_body(
+        message, type_="invalid_request_error", code="context_length_exceeded", param="messages"
+    )
+    return _error_response(400, body)
+
+
+async def _wrapped_error(call: _Call) -> web.StreamResponse:
+    error = {"error": {"message": "mock: provider returned error", "code": 503}}
+    if not call.record.stream:
+        return web.json_response(error)
+    reply = call.make_reply(_int(call.params, "after", 0))
+    resp = await _start_stream(call.request)
+    parts = [reply.chunk(i) for i in range(len(reply.words))]
+    parts.append(b"data: " + json.dumps(error).encode() + b"\n\n")
+    if not await _write_all(resp, call.record, parts):
+        return resp
+    return await _finish(resp, call.record)
+
+
+async def _stall_before_first(call: _Call) -> web.Response:
+    if not await _hold(call.request, call.record, _int(call.params, "ms", DEFAULT_STALL_MS) / 1000):
+        _abort(call.request)
+    return web.Response()
+
+
+async def _stall_after_first(call: _Call) -> web.StreamResponse:
+    if not call.record.stream:
+        return await _stall_before_first(call)
+    reply = call.make_reply(_int(call.params, "after", 1))
+    resp = await _start_stream(call.request)
+    if not await _write_all(resp, call.record, [reply.chunk(i) for i in range(len(reply.words))]):
+        return resp
+    if not await _hold(call.request, call.record, _int(call.params, "ms", DEFAULT_STALL_MS) / 1000):
+        _abort(call.request)
+    return resp
+
+
+async def _drop_mid_stream(call: _Call) -> web.StreamResponse:
+    if not call.record.stream:
+        _abort(call.request)
+        return web.Response()
+    reply = call.make_reply(_int(call.params, "after", 2))
+    resp = await _start_stream(call.request)
+    if await _write_all(resp, call.record, [reply.chunk(i) for i in range(len(reply.words))]):
+        _abort(call.request)
+    return resp
+
+
+async def _truncated(call: _Call, *, with_stop: bool) -> web.StreamResponse:
+    """A stream that ends at HTTP level without [DONE] (and without finish_reason if cut)."""
+    if not call.record.stream:
+        return await _ok(call)
+    reply = call.make_reply(_int(call.params, "chunks", 8))
+    resp = await _start_stream(call.request)
+    parts = [reply.chunk(i) for i in range(len(reply.words))]
+    if with_stop:
+        parts.append(reply.stop())
+        if call.include_usage:
+            parts.append(reply.usage_chunk(_prompt_tokens(call.body)))
+    if not await _write_all(resp, call.record, parts):
+        return resp
+    return await _finish(resp, call.record)
+
+
+async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
+    match scenario:
+        case "slow-first-token":
+            return await _ok(call, ttft_ms=3000)
+        case "long":
+            return await _ok(call, chunks=200)
+        case "context-length":
+            return await _context_length(call)
+        case "wrapped-error":
+            return await _wrapped_error(call)
+        case "stall-before-first":
+            return await _stall_before_first(call)
+        case "stall-after-first":
+            return await _stall_after_first(call)
+        case "drop-mid-stream":
+            return await _drop_mid_stream(call)
+        case "no-done":
+            return await _truncated(call, with_stop=True)
+        case "cut":
+            return await _truncated(call, with_stop=False)
+    status = scenario.removeprefix("error-")
+    if status != scenario and status.isdigit() and 400 <= int(status) <= 599:
+        return await _error(call, int(status))
+    return await _ok(call)
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions: record the request, then play its scenario."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        err = _error_body(
+            "mock: body is not a JSON object", type_="invalid_request_error", code=None
+        )
+        return _error_response(400, err)
+    model = str(body.get("model") or "ok")
+    record = ReceivedRequest(model, body.get("stream") is True, dict(request.headers), body)
+    request.app[RECEIVED].append(record)
+    scenario, params = parse_model(model)
+    try:
+        return await _dispatch(_Call(request, record, params), scenario)
+    except _BadParam as exc:
+        return _error_response(400, _error_body(str(exc), type_="invalid_request_error", code=None))
+
+
+async def list_models(request: web.Request) -> web.Response:
+    """GET /v1/models: the scenario names."""
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "mock"} for name in _SCENARIOS
+    ]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def stats(request: web.Request) -> web.Response:
+    """GET /mock/stats: request counts per model string, and client disconnects seen."""
+    received = request.app[RECEIVED]
+    counts = Counter(r.model for r in received)
+    disconnects = sum(r.disconnected for r in received)
+    return web.json_response(
+        {"total": len(received), "requests": dict(counts), "disconnects": disconnects}
+    )
+
+
+def make_app() -> web.Application:
+    """Build the mock upstream application; it starts nothing."""
+    app = web.Application()
+    app[RECEIVED] = []
+    app[_IDS] = itertools.count()
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/mock/stats", stats)
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int, *, banner: str) -> None:
+    """Run `app` until SIGINT or SIGTERM, printing `<banner> listening on ...` once bound."""
+    # A short shutdown_timeout: stalled handlers would otherwise hold exit for a minute.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        print(f"{banner} listening on http://{bound_host}:{bound_port}/v1", flush=True)
+        await _wait_for_signal()
+    finally:
+        await runner.cleanup()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(make_app(), args.host, args.port, banner="mock upstream"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
