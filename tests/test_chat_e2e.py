@@ -14,18 +14,24 @@ from tests.factories import API_KEY, make_settings, model
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-async def test_non_streaming_reply_through_async_sdk(gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str) -> None:
-    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok:chunks=3,text=hey")]))
+async def test_non_streaming_reply_through_async_sdk(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "ok:chunks=3,text=hey")])
+    )
     reply = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO)
     assert reply.choices[0].message.content == "hey hey hey"
     assert reply.usage is not None and reply.usage.completion_tokens > 0
 
 
-async def test_streaming_reply_through_async_sdk(gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str) -> None:
-    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok:chunks=5,text=hey")]))
-    stream = await sdk(gateway).chat.completions.create(
-        model="auto", messages=HELLO, stream=True
+async def test_streaming_reply_through_async_sdk(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "ok:chunks=5,text=hey")])
     )
+    stream = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO, stream=True)
     parts = [c.choices[0].delta.content or "" async for c in stream if c.choices]
     assert "".join(parts) == "hey hey hey hey hey"
 
@@ -72,7 +78,9 @@ async def test_failing_model_falls_back_to_next_in_chain(
         assert reply.choices[0].message.content.startswith("fine")
 
 
-async def test_connection_refused_falls_back(gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str) -> None:
+async def test_connection_refused_falls_back(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
     providers = [
         {"name": "dead", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "api_keys": ["x"]},
         {"name": "mock", "kind": "openai", "base_url": mock_url, "api_keys": ["k"]},
@@ -107,7 +115,8 @@ async def test_all_rate_limited_gives_429_with_retry_after(
     gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
 ) -> None:
     settings = make_settings(
-        mock_url, [model("mock", "error-429:retry_after=7"), model("mock", "error-429:retry_after=3")]
+        mock_url,
+        [model("mock", "error-429:retry_after=7"), model("mock", "error-429:retry_after=3")],
     )
     gateway = await gateway_factory(settings)
     with pytest.raises(openai.RateLimitError) as caught:
@@ -142,14 +151,22 @@ async def test_client_error_from_upstream_is_returned_not_retried(
 async def test_context_length_error_skips_to_a_model_that_fits(
     gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
 ) -> None:
-    settings = make_settings(mock_url, [model("mock", "context-length"), model("mock", "ok:text=big")])
+    settings = make_settings(
+        mock_url, [model("mock", "context-length"), model("mock", "ok:text=big")]
+    )
     gateway = await gateway_factory(settings)
     reply = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO)
     assert reply.choices[0].message.content.startswith("big")
 
 
-async def test_named_model_is_tried_first_then_its_pool(gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str) -> None:
-    models = [model("mock", "ok:text=first"), model("mock", "error-500"), model("mock", "ok:text=other", pool="fast")]
+async def test_named_model_is_tried_first_then_its_pool(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    models = [
+        model("mock", "ok:text=first"),
+        model("mock", "error-500"),
+        model("mock", "ok:text=other", pool="fast"),
+    ]
     gateway = await gateway_factory(make_settings(mock_url, models))
     client = sdk(gateway)
     named = await client.chat.completions.create(model="mock/error-500", messages=HELLO)
@@ -168,22 +185,38 @@ async def test_request_fields_reach_the_upstream(
     gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     await sdk(gateway).chat.completions.create(
-        model="auto", messages=HELLO, tools=tools, tool_choice="auto", temperature=0.2,
-        max_tokens=50, top_p=0.9, stop=["END"],
+        model="auto",
+        messages=HELLO,
+        tools=tools,
+        tool_choice="auto",
+        temperature=0.2,
+        max_tokens=50,
+        top_p=0.9,
+        stop=["END"],
     )
     [received] = mock_upstream.app[RECEIVED]  # type: ignore[attr-defined]
     assert received.body["model"] == "ok"
     assert received.headers["Authorization"] == "Bearer k1"
-    for name, value in [("tools", tools), ("tool_choice", "auto"), ("temperature", 0.2),
-                        ("max_tokens", 50), ("top_p", 0.9), ("stop", ["END"])]:
+    for name, value in [
+        ("tools", tools),
+        ("tool_choice", "auto"),
+        ("temperature", 0.2),
+        ("max_tokens", 50),
+        ("top_p", 0.9),
+        ("stop", ["END"]),
+    ]:
         assert received.body[name] == value
 
 
-async def test_keys_are_used_in_turn(gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str, mock_upstream: object) -> None:
+async def test_keys_are_used_in_turn(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str, mock_upstream: object
+) -> None:
     from scripts.mock_upstream import RECEIVED
 
     providers = [{"name": "mock", "kind": "openai", "base_url": mock_url, "api_keys": ["a", "b"]}]
-    gateway = await gateway_factory(make_settings(providers=providers, models=[model("mock", "ok")]))
+    gateway = await gateway_factory(
+        make_settings(providers=providers, models=[model("mock", "ok")])
+    )
     client = sdk(gateway)
     for _ in range(3):
         await client.chat.completions.create(model="auto", messages=HELLO)

@@ -1,4 +1,4 @@
-"""Auth, bad input, the state API, stalls, cut streams and vanished clients: through real sockets."""
+"""Auth, bad input, the state API, stalls, cut streams and vanished clients, over real sockets."""
 
 from __future__ import annotations
 
@@ -19,11 +19,15 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 FAST_TIMERS = {"first_byte_timeout_s": 0.3, "stall_timeout_s": 0.3}
 
 
-async def post(gateway: Gateway, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+async def post(
+    gateway: Gateway, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as session:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         async with session.post(
-            gateway.base_url + "/chat/completions", data=data, headers=AUTH if headers is None else headers
+            gateway.base_url + "/chat/completions",
+            data=data,
+            headers=AUTH if headers is None else headers,
         ) as resp:
             return resp.status, await resp.json()
 
@@ -95,13 +99,19 @@ async def test_unknown_model_and_unknown_route_are_404_json(
 async def test_models_lists_virtual_and_enabled_models(
     gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
 ) -> None:
-    models = [model("mock", "ok"), model("mock", "off", enabled=False), model("mock", "quick", pool="fast")]
+    models = [
+        model("mock", "ok"),
+        model("mock", "off", enabled=False),
+        model("mock", "quick", pool="fast"),
+    ]
     gateway = await gateway_factory(make_settings(mock_url, models))
     listed = [m.id async for m in sdk(gateway).models.list()]
     assert listed == ["auto", "auto-fast", "auto-smart", "mock/ok", "mock/quick"]
 
 
-async def test_disabled_pool_gives_503_no_candidate(gateway_factory: GatewayFactory, mock_url: str) -> None:
+async def test_disabled_pool_gives_503_no_candidate(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
     gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok", enabled=False)]))
     status, reply = await post(gateway, {"model": "auto", "messages": HELLO})
     assert status == 503 and reply["error"]["code"] == "no_candidate"
@@ -136,14 +146,18 @@ async def test_every_request_writes_exactly_one_row_with_its_attempts(
 async def test_state_api_shows_a_request_in_flight_then_forgets_it(
     gateway_factory: GatewayFactory, mock_url: str
 ) -> None:
-    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok:chunks=3,delay_ms=150")]))
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "ok:chunks=3,delay_ms=150")])
+    )
     async with aiohttp.ClientSession(headers=AUTH) as session:
         async with session.post(
             gateway.base_url + "/chat/completions",
             json={"model": "auto", "messages": HELLO, "stream": True},
         ) as resp:
             await resp.content.readline()  # the first chunk is here; the rest is still coming
-            async with session.get(gateway.base_url.removesuffix("/v1") + "/gateway/state") as state:
+            async with session.get(
+                gateway.base_url.removesuffix("/v1") + "/gateway/state"
+            ) as state:
                 snapshot = await state.json()
             await resp.read()
         async with session.get(gateway.base_url.removesuffix("/v1") + "/gateway/state") as state:
@@ -159,7 +173,8 @@ async def test_stall_before_first_chunk_falls_back_silently(
     gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
 ) -> None:
     settings = make_settings(
-        mock_url, [model("mock", "stall-before-first"), model("mock", "ok:text=rescued")],
+        mock_url,
+        [model("mock", "stall-before-first"), model("mock", "ok:text=rescued")],
         streaming=FAST_TIMERS,
     )
     gateway = await gateway_factory(settings)
@@ -170,9 +185,12 @@ async def test_stall_before_first_chunk_falls_back_silently(
     assert [a.error_kind for a in row.attempts] == ["timeout", None]
 
 
-async def test_non_streaming_timeout_falls_back(gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str) -> None:
+async def test_non_streaming_timeout_falls_back(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
     settings = make_settings(
-        mock_url, [model("mock", "stall-before-first"), model("mock", "ok:text=rescued")],
+        mock_url,
+        [model("mock", "stall-before-first"), model("mock", "ok:text=rescued")],
         routing={"request_timeout_s": 0.3},
     )
     gateway = await gateway_factory(settings)
@@ -191,7 +209,9 @@ async def test_non_streaming_timeout_falls_back(gateway_factory: GatewayFactory,
 async def test_failure_after_first_chunk_ends_stream_with_error_event(
     gateway_factory: GatewayFactory, mock_url: str, scenario: str, kind: str, error_type: str
 ) -> None:
-    settings = make_settings(mock_url, [model("mock", scenario), model("mock", "ok")], streaming=FAST_TIMERS)
+    settings = make_settings(
+        mock_url, [model("mock", scenario), model("mock", "ok")], streaming=FAST_TIMERS
+    )
     gateway = await gateway_factory(settings)
     async with aiohttp.ClientSession(headers=AUTH) as session:
         async with session.post(
@@ -227,7 +247,9 @@ async def test_client_disconnect_mid_stream_leaves_one_row_and_no_active_entry(
 ) -> None:
     from scripts.mock_upstream import RECEIVED
 
-    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok:chunks=200,delay_ms=20")]))
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "ok:chunks=200,delay_ms=20")])
+    )
     async with aiohttp.ClientSession(headers=AUTH) as session:
         resp = await session.post(
             gateway.base_url + "/chat/completions",

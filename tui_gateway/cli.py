@@ -19,7 +19,7 @@ from .starter import STARTER_CONFIG
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=False,
-    help="A local OpenAI-compatible gateway over unreliable LLM providers, with a live terminal UI.",
+    help="A local OpenAI-compatible gateway over flaky LLM providers, with a live terminal UI.",
 )
 
 
@@ -34,12 +34,15 @@ def run(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on; 0 picks a free one [4141].")
     ] = None,
-    db: Annotated[Path | None, typer.Option(help="SQLite request log (default: user data dir).")] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite request log (default: user data dir).")
+    ] = None,
     demo: Annotated[
         bool, typer.Option("--demo", help="Simulated providers and traffic; no keys, no network.")
     ] = False,
     headless: Annotated[
-        bool, typer.Option("--headless", help="Run the proxy alone, no screen, until SIGINT/SIGTERM.")
+        bool,
+        typer.Option("--headless", help="Run the proxy alone, no screen, until SIGINT/SIGTERM."),
     ] = False,
 ) -> None:
     """Run the gateway (with its terminal UI unless --headless)."""
@@ -93,9 +96,10 @@ def init(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(STARTER_CONFIG, encoding="utf-8")
     typer.echo(f"wrote {target}")
-    typer.echo("edit the providers and models, then run: tui-gateway" + (
-        "" if path is None else f" --config {target}"
-    ))
+    typer.echo(
+        "edit the providers and models, then run: tui-gateway"
+        + ("" if path is None else f" --config {target}")
+    )
 
 
 def _settings(config: Path | None, *, demo: bool) -> Settings:

@@ -136,7 +136,10 @@ class DemoTraffic:
         while True:
             model = self.rng.choice(_MODELS)
             messages: list[dict[str, str]] = [
-                {"role": "user", "content": f"{self.rng.choice(_OPENERS)} (#{self.rng.randrange(10**6)})"}
+                {
+                    "role": "user",
+                    "content": f"{self.rng.choice(_OPENERS)} (#{self.rng.randrange(10**6)})",
+                }
             ]
             for _turn in range(self.rng.randint(1, 4)):
                 while self.state.demo_paused:

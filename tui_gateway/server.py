@@ -35,7 +35,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
             raise BindError(
-                f"port {port} on {host} is already in use; pass --port N (or --port 0 for any free port)"
+                f"port {port} on {host} is already in use;"
+                " pass --port N (or --port 0 for any free port)"
             ) from None
         raise BindError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sock.listen(1024)
@@ -85,7 +86,8 @@ class Gateway:
         self._runner = web.AppRunner(
             self.app,
             handle_signals=False,  # the CLI (headless) or Textual (TUI) owns the signals
-            shutdown_timeout=self.settings.server.shutdown_grace_s,
+            # In-flight requests are drained (and cut) by the app's on_shutdown; this is a backstop.
+            shutdown_timeout=1.0,
             access_log=None,  # the request log is the access log; stderr belongs to the TUI
         )
         await self._runner.setup()
@@ -98,10 +100,10 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (or cut them), flush the log."""
-        if self._demo_task is not None:
-            self._demo_task.cancel()
-            await asyncio.gather(self._demo_task, return_exceptions=True)
-            self._demo_task = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        demo_task, self._demo_task = self._demo_task, None
+        if demo_task is not None:
+            demo_task.cancel()
+            await asyncio.gather(demo_task, return_exceptions=True)
+        runner, self._runner = self._runner, None  # a second stop() finds nothing to do
+        if runner is not None:
+            await runner.cleanup()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-STARTER_CONFIG = '''\
+STARTER_CONFIG = """\
 # tui-gateway config. Every key is optional unless marked; `env:NAME` reads a value from the
 # environment so keys stay out of this file. Check it with: tui-gateway --config THIS_FILE
 
@@ -72,4 +72,4 @@ enabled = true
 # id = "sim-fast"
 # pool = "fast"
 # simulate = { first_token_ms = 150, tokens_per_s = 80, reply_tokens = 60, error_rate = 0.1 }
-'''
+"""

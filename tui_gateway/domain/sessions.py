@@ -12,9 +12,7 @@ def flatten_content(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, Mapping)
-        )
+        return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
     return ""
 
 

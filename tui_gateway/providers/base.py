@@ -25,7 +25,8 @@ from ..domain.errors import (
 
 ChunkStream = AsyncIterator[list[bytes]]
 """Yields, per upstream read, the `data:` payloads (OpenAI chunk JSON) that arrived, in order.
-Ends after `[DONE]` or at the end of the body; `[DONE]` itself is not yielded."""
+A final `[DONE]` payload is passed on as the batch's last item; the stream ends after it or at
+the end of the body."""
 
 
 class Upstream(Protocol):

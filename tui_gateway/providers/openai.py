@@ -51,7 +51,9 @@ class OpenAIUpstream:
         return raw
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any], model: ModelSettings) -> AsyncIterator[ChunkStream]:
+    async def stream(
+        self, body: dict[str, Any], model: ModelSettings
+    ) -> AsyncIterator[ChunkStream]:
         data = self._payload(body, model, stream=True)
         try:
             resp = await self._session.post(self._url, data=data, headers=self._headers())

@@ -103,7 +103,9 @@ class SimulatedUpstream:
         return raw
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any], model: ModelSettings) -> AsyncIterator[ChunkStream]:
+    async def stream(
+        self, body: dict[str, Any], model: ModelSettings
+    ) -> AsyncIterator[ChunkStream]:
         fault = self._draw_fault(model)
         sim = model.simulate
         await asyncio.sleep(sim.first_token_ms / 1000)
@@ -132,9 +134,15 @@ class SimulatedUpstream:
             choice = {"index": 0, "delta": delta, "finish_reason": None}
             yield [json.dumps(envelope | {"choices": [choice]}).encode()]
             await asyncio.sleep(per_chunk / sim.tokens_per_s)
-        final = [json.dumps(envelope | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}).encode()]
+        final = [
+            json.dumps(
+                envelope | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+            ).encode()
+        ]
         if (body.get("stream_options") or {}).get("include_usage"):
-            final.append(json.dumps(envelope | {"choices": [], "usage": _usage(body, len(words))}).encode())
+            final.append(
+                json.dumps(envelope | {"choices": [], "usage": _usage(body, len(words))}).encode()
+            )
         yield final
 
 

@@ -8,6 +8,9 @@ DONE = b"[DONE]"
 class SSEDecoder:
     """Incremental: feed raw reads, get whole `data:` payloads back.
 
+    `[DONE]` is returned as the last payload, so a relay can forward it in the same write as the
+    chunks that came with it; nothing after it is read.
+
     Comments (`: keep-alive`), `event:`/`id:` fields and blank lines are dropped: the gateway
     re-frames every payload itself, so an upstream's keep-alives never reach the client as data.
     """
@@ -26,6 +29,7 @@ class SSEDecoder:
                 payload = line[5:].strip()
                 if payload == DONE:
                     self.done = True
+                    payloads.append(DONE)
                     break
                 if payload:
                     payloads.append(payload)

@@ -15,7 +15,8 @@ from .admin import get_state, set_demo
 from .auth import auth_middleware
 from .chat import chat_completions, list_models
 from .errors import error_middleware
-from .keys import API_KEY, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
+from .inflight import InFlight
+from .keys import API_KEY, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # long agent contexts run to megabytes; aiohttp's default is 1
 
@@ -37,12 +38,19 @@ def make_app(
     app[REQUEST_LOG] = request_log
     app[API_KEY] = api_key
     app[UPSTREAMS] = dict(upstreams or {})
+    app[IN_FLIGHT] = InFlight()
     app.cleanup_ctx.append(_resources)
+    app.on_shutdown.append(_drain)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/gateway/state", get_state)
     app.router.add_post("/gateway/demo", set_demo)
     return app
+
+
+async def _drain(app: web.Application) -> None:
+    """Before connections close: let requests finish, then end the rest with an error event."""
+    await app[IN_FLIGHT].drain(app[SETTINGS].server.shutdown_grace_s)
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ from ..domain.records import RequestRecord
 from ..domain.routing import plan_candidates
 from ..domain.sessions import session_key
 from .errors import APIError
-from .keys import REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
+from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .relay import Relay
 from .trace import CallTrace
 from .validation import read_json, validate_chat
@@ -42,6 +42,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     active = state.begin_request(session=session, requested_model=call.model, stream=call.stream)
     trace = CallTrace(active)
     relay = Relay(request, call, state, app[UPSTREAMS], settings, trace)
+    in_flight = app[IN_FLIGHT]
+    in_flight.add(relay)
     try:
         if not candidates:
             message = f"no enabled model can serve '{call.model}' (pool '{target.pool}' is empty)"
@@ -56,6 +58,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise
     finally:
         # Exactly one log row and no active entry left behind, whatever happened above.
+        in_flight.discard(relay)
         record = trace.record()
         state.finish_request(active, record)
         log.append(record)

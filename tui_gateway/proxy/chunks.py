@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 from ..providers import wrapped_error
+from ..providers.sse import DONE
 
 _FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
@@ -18,22 +19,38 @@ class StreamScan:
     chunks: int = 0
     finished: bool = False
     """A chunk carried a `finish_reason`: the answer is complete even if `[DONE]` never comes."""
+    done: bool = False
+    """The upstream sent `[DONE]` (and it is part of the framed bytes already)."""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
-    def scan(self, payloads: list[bytes]) -> None:
-        """Look at one batch; raises WrappedError if any payload is an error in disguise."""
-        for payload in payloads:
-            error = wrapped_error(payload)
-            if error is not None:
-                raise error
-            if not self.finished and any(m in payload for m in _FINISH_MARKERS):
-                self.finished = True
-            if any(m in payload for m in _USAGE_MARKERS):
+    def scan(self, payloads: list[bytes]) -> bytes:
+        """Look at one batch and return it framed for the client.
+
+        Raises WrappedError if any payload is an error in disguise. Markers are searched once in
+        the framed batch; only a batch that has one is looked at payload by payload.
+        """
+        framed = b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n"
+        if b'"error"' in framed:
+            for payload in payloads:
+                error = wrapped_error(payload)
+                if error is not None:
+                    raise error
+        if not self.finished and (_FINISH_MARKERS[0] in framed or _FINISH_MARKERS[1] in framed):
+            self.finished = True
+        if _USAGE_MARKERS[0] in framed or _USAGE_MARKERS[1] in framed:
+            for payload in payloads:
                 self._read_usage(payload)
-        self.chunks += len(payloads)
+        if payloads[-1] == DONE:
+            self.done = True
+            self.chunks += len(payloads) - 1
+        else:
+            self.chunks += len(payloads)
+        return framed
 
     def _read_usage(self, payload: bytes) -> None:
+        if _USAGE_MARKERS[0] not in payload and _USAGE_MARKERS[1] not in payload:
+            return
         try:
             usage = json.loads(payload).get("usage")
         except (ValueError, AttributeError):
@@ -52,11 +69,6 @@ def usage_of(body: bytes) -> tuple[int | None, int | None]:
     if not isinstance(usage, dict):
         return None, None
     return _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
-
-
-def frame(payloads: list[bytes]) -> bytes:
-    """SSE framing for a batch, joined so one upstream read costs one client write."""
-    return b"".join([b"data: " + p + b"\n\n" for p in payloads])
 
 
 def _int(value: object) -> int | None:

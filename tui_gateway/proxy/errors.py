@@ -62,7 +62,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
-        message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        message = (
+            exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+        )
         return APIError(exc.status, message, code=code.get(exc.status)).response()
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)

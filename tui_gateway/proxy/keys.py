@@ -8,9 +8,11 @@ from ..config import Settings
 from ..domain.state import GatewayState
 from ..providers import Upstream
 from ..store import RequestLog
+from .inflight import InFlight
 
 STATE = web.AppKey("state", GatewayState)
 SETTINGS = web.AppKey("settings", Settings)
 REQUEST_LOG = web.AppKey("request_log", RequestLog)
 API_KEY = web.AppKey("api_key", str)
 UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
+IN_FLIGHT = web.AppKey("in_flight", InFlight)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -11,7 +10,7 @@ from ..config import ModelSettings, Settings
 from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
 from ..domain.state import GatewayState
 from ..providers import Upstream
-from .chunks import StreamScan, frame, usage_of
+from .chunks import StreamScan, usage_of
 from .errors import APIError
 from .trace import CallTrace
 from .validation import ChatCall
@@ -20,7 +19,7 @@ from .watchdog import Watchdog
 _STALL_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.STALL})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Relay:
     """One client request's journey through its candidates."""
 
@@ -30,6 +29,15 @@ class Relay:
     upstreams: dict[str, Upstream]
     settings: Settings
     trace: CallTrace
+    stopping: bool = False
+    """Set by `cut()`: the gateway is shutting down and this request must end now."""
+    _dog: Watchdog | None = None
+
+    def cut(self) -> None:
+        """End this request promptly (gateway shutdown): the waiting read raises, nothing leaks."""
+        self.stopping = True
+        if self._dog is not None:
+            self._dog.fire()
 
     def _begin(self, key: str) -> tuple[ModelSettings, Upstream]:
         model = self.state.catalog.models[key]
@@ -54,11 +62,15 @@ class Relay:
     async def once(self, candidates: list[str]) -> web.Response:
         timeout = self.settings.routing.request_timeout_s
         for key in candidates:
+            if self.stopping:
+                break
             model, upstream = self._begin(key)
             try:
-                async with asyncio.timeout(timeout):
+                async with Watchdog(timeout) as self._dog:
                     body = await upstream.complete(self.call.body, model)
             except TimeoutError:
+                if self.stopping:
+                    raise self._shut_down() from None
                 self._failed(Stalled(f"no reply within {timeout:g} s", kind=ErrorKind.TIMEOUT))
                 continue
             except UpstreamError as exc:
@@ -66,6 +78,8 @@ class Relay:
                 if not exc.retryable:
                     raise self._refused(exc) from None
                 continue
+            finally:
+                self._dog = None
             self.trace.first_byte_seen()
             headers = self._headers(model)
             self.trace.attempt_succeeded()
@@ -81,58 +95,64 @@ class Relay:
         response: web.StreamResponse | None = None
         streaming = self.settings.streaming
         for key in candidates:
+            if self.stopping:
+                break
             model, upstream = self._begin(key)
             scan = StreamScan()
             try:
-                async with Watchdog(streaming.first_byte_timeout_s) as dog:
+                async with Watchdog(streaming.first_byte_timeout_s) as self._dog:
+                    dog = self._dog
                     async with upstream.stream(self.call.body, model) as chunks:
                         async for payloads in chunks:
-                            scan.scan(payloads)  # raises on an error dressed as a chunk
+                            framed = scan.scan(payloads)  # raises on an error dressed as a chunk
                             if response is None:
+                                if scan.done and scan.chunks == 0:
+                                    raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
                                 response = await self._commit(model)
                             if not dog.fed:
                                 self.trace.first_byte_seen()
                             dog.feed(limit_s=streaming.stall_timeout_s)
                             self.state.record_chunks(self.trace.active, len(payloads))
-                            await response.write(frame(payloads))
-                if not scan.finished:
+                            await response.write(framed)
+                self._dog = None
+                if not (scan.finished or scan.done):
                     raise Unavailable(
                         "stream ended without a final chunk", kind=ErrorKind.TRUNCATED
                     )
             except TimeoutError:
+                if self.stopping:
+                    if response is None:
+                        raise self._shut_down() from None
+                    await _write_quietly(response, self._shut_down().sse_event())
+                    return response
                 limit = streaming.stall_timeout_s if dog.fed else streaming.first_byte_timeout_s
                 where = "between chunks" if dog.fed else "before the first chunk"
                 kind = ErrorKind.STALL if dog.fed else ErrorKind.TIMEOUT
                 exc: UpstreamError = Stalled(f"no data for {limit:g} s {where}", kind=kind)
-            except UpstreamError as error:
-                exc = error
+            except UpstreamError as failure:
+                exc = failure
             except ConnectionResetError:
                 # The client hung up; leaving the `async with` above already aborted the upstream.
                 self.trace.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
                 self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
                 return response or web.Response(status=499)
-            except asyncio.CancelledError:
-                self.trace.attempt_interrupted(ErrorKind.SHUTDOWN)
-                self.trace.fail(503, ErrorKind.SHUTDOWN, "gateway shut down during the request")
-                if response is not None:
-                    await _write_quietly(response, _shutdown_error().sse_event())
-                raise
             else:
                 assert response is not None  # scan.finished implies at least one payload
                 self.trace.attempt_succeeded()
                 self.trace.tokens_in = scan.prompt_tokens
                 self.trace.tokens_out = scan.completion_tokens or scan.chunks
-                await _write_quietly(response, b"data: [DONE]\n\n")
+                await _write_quietly(response, b"" if scan.done else b"data: [DONE]\n\n")
                 return response
             self._failed(exc)
             if response is not None:
                 # Bytes already reached the client: it cannot silently start over elsewhere.
-                error = self._mid_stream_error(exc)
                 self.trace.fail(200, exc.kind, exc.message)
-                await _write_quietly(response, error.sse_event())
+                await _write_quietly(response, self._mid_stream_error(exc).sse_event())
                 return response
             if not exc.retryable:
                 raise self._refused(exc)
+        if self.stopping:
+            raise self._shut_down()
         raise self._exhausted()
 
     async def _commit(self, model: ModelSettings) -> web.StreamResponse:
@@ -174,14 +194,17 @@ class Relay:
             headers["Retry-After"] = str(max(1, round(min(waits))))
         return APIError(status, message, type="upstream_error", code=code, headers=headers)
 
+    def _shut_down(self) -> APIError:
+        self.trace.attempt_interrupted(ErrorKind.SHUTDOWN)
+        self.trace.fail(503, ErrorKind.SHUTDOWN, "the gateway shut down during the request")
+        return APIError(
+            503, "the gateway is shutting down", type="server_shutdown", code="shutdown"
+        )
+
     def _mid_stream_error(self, exc: UpstreamError) -> APIError:
         kind = "stream_timeout" if exc.kind in _STALL_KINDS else "upstream_error"
         message = f"{self.trace.model} failed after the stream started: {exc.describe()}"
         return APIError(502, message, type=kind, code=str(exc.kind))
-
-
-def _shutdown_error() -> APIError:
-    return APIError(503, "the gateway is shutting down", type="server_shutdown", code="shutdown")
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -192,8 +215,6 @@ def _client_gone(request: web.Request) -> bool:
 async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
     """Final bytes of a stream: the client may already be gone, which is fine here."""
     try:
-        await response.write(data)
-        await response.write_eof()
+        await response.write_eof(data)
     except (ConnectionResetError, RuntimeError):
         pass
-

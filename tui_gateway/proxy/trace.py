@@ -59,7 +59,7 @@ class CallTrace:
         self.provider, self.model = attempt.provider, attempt.model
 
     def attempt_interrupted(self, kind: ErrorKind) -> None:
-        """The client left or the gateway is stopping while this attempt ran: not the model's fault."""
+        """The client left or the gateway stopped during this attempt: not the model's fault."""
         if self.current is not None:
             attempt = self._close_attempt(status=None, error_kind=str(kind), error=None)
             self.provider, self.model = attempt.provider, attempt.model

@@ -27,7 +27,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise APIError(413, f"request body too large ({exc.reason})", code="request_too_large")
+        raise APIError(
+            413, f"request body too large ({exc.reason})", code="request_too_large"
+        ) from None
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -40,25 +42,27 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 def validate_chat(body: dict[str, Any]) -> ChatCall:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        _bad("model", "you must provide a model (a string such as 'auto')", "missing_model")
+        raise _bad("model", "you must provide a model (a string such as 'auto')", "missing_model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        _bad("messages", "'messages' must be a non-empty array of message objects")
+        raise _bad("messages", "'messages' must be a non-empty array of message objects")
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            _bad(f"messages[{i}]", f"messages[{i}] must be an object")
+            raise _bad(f"messages[{i}]", f"messages[{i}] must be an object")
         role = message.get("role")
         if role not in _ROLES:
-            _bad(f"messages[{i}].role", f"messages[{i}].role must be one of {sorted(_ROLES)}")
+            raise _bad(f"messages[{i}].role", f"messages[{i}].role must be one of {sorted(_ROLES)}")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        _bad("stream", "'stream' must be true or false")
+        raise _bad("stream", "'stream' must be true or false")
     _check_number(body, "temperature", 0, 2)
     _check_number(body, "top_p", 0, 1)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            _bad(name, f"'{name}' must be a whole number of at least 1")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise _bad(name, f"'{name}' must be a whole number of at least 1")
     return ChatCall(body=body, model=model, stream=stream, messages=messages)
 
 
@@ -67,8 +71,8 @@ def _check_number(body: dict[str, Any], name: str, low: float, high: float) -> N
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        _bad(name, f"'{name}' must be a number from {low} to {high}")
+        raise _bad(name, f"'{name}' must be a number from {low} to {high}")
 
 
-def _bad(param: str, message: str, code: str = "invalid_value") -> Any:
-    raise APIError(400, message, param=param, code=code)
+def _bad(param: str, message: str, code: str = "invalid_value") -> APIError:
+    return APIError(400, message, param=param, code=code)

@@ -24,11 +24,13 @@ class Watchdog:
         self._timeout: asyncio.Timeout | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._last = 0.0
+        self._active = False
 
     async def __aenter__(self) -> Watchdog:
         self._loop = asyncio.get_running_loop()
         self._timeout = asyncio.timeout(None)
         await self._timeout.__aenter__()
+        self._active = True
         self._last = self._loop.time()
         self._handle = self._loop.call_at(self._last + self.limit_s, self._check)
         return self
@@ -40,6 +42,12 @@ class Watchdog:
         self.fed = True
         if limit_s is not None:
             self.limit_s = limit_s
+
+    def fire(self) -> None:
+        """Cut the guarded block short now (used to end requests at shutdown)."""
+        if self._active and self._timeout is not None and self._loop is not None:
+            self.expired = True
+            self._timeout.reschedule(self._loop.time())
 
     def _check(self) -> None:
         assert self._loop is not None and self._timeout is not None
@@ -56,8 +64,9 @@ class Watchdog:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
+        self._active = False
         if self._handle is not None:
             self._handle.cancel()
         assert self._timeout is not None
-        return await self._timeout.__aexit__(exc_type, exc, tb)
+        await self._timeout.__aexit__(exc_type, exc, tb)

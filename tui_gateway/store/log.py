@@ -81,9 +81,22 @@ class RequestLog:
     async def _write(self, batch: list[RequestRecord]) -> None:
         assert self._db is not None, "RequestLog.open() was not awaited"
         requests = [
-            (r.id, r.started, r.session, r.requested_model, int(r.streamed), r.status,
-             r.latency_ms, r.provider, r.model, r.error_kind, r.error, r.ttfb_ms,
-             r.tokens_in, r.tokens_out)
+            (
+                r.id,
+                r.started,
+                r.session,
+                r.requested_model,
+                int(r.streamed),
+                r.status,
+                r.latency_ms,
+                r.provider,
+                r.model,
+                r.error_kind,
+                r.error,
+                r.ttfb_ms,
+                r.tokens_in,
+                r.tokens_out,
+            )
             for r in batch
         ]
         attempts = [(r.id, *astuple(a)) for r in batch for a in r.attempts]

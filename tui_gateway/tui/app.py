@@ -1,4 +1,4 @@
-"""The main screen: requests in flight, pool chains and an event log, refreshed ~10 times a second."""
+"""The main screen: requests in flight, pool chains and an event log, repainted ~10 times/s."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ class GatewayApp(App[None]):
         table = self.query_one("#active", DataTable)
         now = snapshot["now"]
         rows = {r["id"]: r for r in snapshot["active"]}
-        for key in [k.value for k in table.rows if k.value not in rows]:
+        for key in [k for k in table.rows if k.value not in rows]:
             table.remove_row(key)
         for rid, r in rows.items():
             cells = (
