@@ -6,7 +6,7 @@ event; with no subscriber (headless) publishing costs one truth test.
 
 from __future__ import annotations
 
-import secrets
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -88,6 +88,7 @@ class GatewayState:
         self.finished_count = 0
         self.failed_count = 0
         self._subscribers: list[Subscriber] = []
+        self._ids = random.Random()  # seeded from the OS once; an id must be unique, not secret
 
     # --- events ---------------------------------------------------------------------------
 
@@ -106,7 +107,7 @@ class GatewayState:
 
     def begin_request(self, *, session: str, requested_model: str, stream: bool) -> ActiveRequest:
         request = ActiveRequest(
-            id=secrets.token_hex(6),
+            id=f"{self._ids.getrandbits(48):012x}",
             session=session,
             requested_model=requested_model,
             stream=stream,

@@ -22,11 +22,11 @@ from ..domain.errors import (
     UpstreamError,
     WrappedError,
 )
+from .sse import SSEBatch
 
-ChunkStream = AsyncIterator[list[bytes]]
-"""Yields, per upstream read, the `data:` payloads (OpenAI chunk JSON) that arrived, in order.
-A final `[DONE]` payload is passed on as the batch's last item; the stream ends after it or at
-the end of the body."""
+ChunkStream = AsyncIterator[SSEBatch]
+"""Yields, per upstream read, the `data:` events (OpenAI chunk JSON) that arrived, in order.
+A final `[DONE]` is part of the last batch; the stream ends after it or at the end of the body."""
 
 
 class Upstream(Protocol):

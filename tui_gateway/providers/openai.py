@@ -75,9 +75,9 @@ async def _chunks(resp: aiohttp.ClientResponse) -> ChunkStream:
     decoder = SSEDecoder()
     try:
         async for data in resp.content.iter_any():
-            payloads = decoder.feed(data)
-            if payloads:
-                yield payloads
+            batch = decoder.feed(data)
+            if batch is not None:
+                yield batch
             if decoder.done:
                 return
     except _CONNECTION_ERRORS as exc:
@@ -85,7 +85,7 @@ async def _chunks(resp: aiohttp.ClientResponse) -> ChunkStream:
             f"connection dropped mid-stream ({type(exc).__name__})", kind=ErrorKind.TRUNCATED
         ) from exc
     rest = decoder.flush()
-    if rest:
+    if rest is not None:
         yield rest
 
 

@@ -18,6 +18,7 @@ from ..config import ModelSettings, ProviderSettings
 from ..domain.errors import RateLimited, Unavailable
 from ..domain.sessions import flatten_content
 from .base import ChunkStream, wrapped_error
+from .sse import DONE, SSEBatch
 
 _WORDS = (
     "the gateway keeps each conversation on one model while it answers well and falls back "
@@ -119,7 +120,7 @@ class SimulatedUpstream:
     ) -> ChunkStream:
         sim = model.simulate
         if fault == "wrapped":
-            yield [_wrapped_body()]
+            yield SSEBatch.of([_wrapped_body()])
             return
         words = self._reply_words(body, model)
         per_chunk = max(1, round(sim.tokens_per_s * 0.02))  # ~50 chunks a second at most
@@ -132,7 +133,7 @@ class SimulatedUpstream:
             if start == 0:
                 delta["role"] = "assistant"
             choice = {"index": 0, "delta": delta, "finish_reason": None}
-            yield [json.dumps(envelope | {"choices": [choice]}).encode()]
+            yield SSEBatch.of([json.dumps(envelope | {"choices": [choice]}).encode()])
             await asyncio.sleep(per_chunk / sim.tokens_per_s)
         final = [
             json.dumps(
@@ -143,7 +144,8 @@ class SimulatedUpstream:
             final.append(
                 json.dumps(envelope | {"choices": [], "usage": _usage(body, len(words))}).encode()
             )
-        yield final
+        final.append(DONE)
+        yield SSEBatch.of(final)
 
 
 async def _act_out(fault: str | None, *, before_data: bool) -> None:

@@ -1,41 +1,87 @@
-"""Splitting a server-sent-events byte stream into `data:` payloads."""
+"""Server-sent events in and out: upstream reads become batches of framed `data:` events."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 DONE = b"[DONE]"
+_DONE_EVENT = b"data: [DONE]\n\n"
+_SEPARATOR = b"\n\ndata: "
+
+
+@dataclass(frozen=True, slots=True)
+class SSEBatch:
+    """The `data:` events of one upstream read, framed canonically for the client.
+
+    Canonical framing (`data: <payload>\\n\\n`, one line per event) lets the relay forward bytes
+    as they came and split them into payloads only when it must look inside one.
+    """
+
+    framed: bytes
+    count: int
+    """Data events in the batch, not counting `[DONE]`."""
+    done: bool = False
+    """The batch ends with `data: [DONE]`."""
+
+    @classmethod
+    def of(cls, payloads: list[bytes]) -> SSEBatch:
+        done = bool(payloads) and payloads[-1] == DONE
+        framed = b"data: " + _SEPARATOR.join(payloads) + b"\n\n"
+        return cls(framed, len(payloads) - done, done)
+
+    def payloads(self) -> list[bytes]:
+        return self.framed[6:-2].split(_SEPARATOR)
 
 
 class SSEDecoder:
-    """Incremental: feed raw reads, get whole `data:` payloads back.
+    """Incremental: feed raw reads, get batches of whole events back.
 
-    `[DONE]` is returned as the last payload, so a relay can forward it in the same write as the
-    chunks that came with it; nothing after it is read.
-
-    Comments (`: keep-alive`), `event:`/`id:` fields and blank lines are dropped: the gateway
-    re-frames every payload itself, so an upstream's keep-alives never reach the client as data.
+    A read that is already canonical (the usual case) passes through untouched. Anything else,
+    such as comments (`: keep-alive`), `event:`/`id:` fields, CRLF or an event split across
+    reads, is parsed line by line and re-framed; comments and empty events are dropped, so an
+    upstream's keep-alives never reach the client as data. `[DONE]` ends the batch it is in, and
+    nothing after it is read.
     """
 
     def __init__(self) -> None:
         self._buffer = b""
         self.done = False
 
-    def feed(self, data: bytes) -> list[bytes]:
-        buffer = self._buffer + data if self._buffer else data
+    def feed(self, data: bytes) -> SSEBatch | None:
+        if self.done:
+            return None
+        if not self._buffer:
+            batch = _canonical(data)
+            if batch is not None:
+                self.done = batch.done
+                return batch
+        buffer = self._buffer + data
         lines = buffer.split(b"\n")
         self._buffer = lines.pop()  # the part after the last newline is not a whole line yet
-        payloads: list[bytes] = []
-        for line in lines:
-            if line.startswith(b"data:"):
-                payload = line[5:].strip()
-                if payload == DONE:
-                    self.done = True
-                    payloads.append(DONE)
-                    break
-                if payload:
-                    payloads.append(payload)
-        return payloads
+        payloads = [line[5:].strip() for line in lines if line[:5] == b"data:"]
+        if b"" in payloads:
+            payloads = [p for p in payloads if p]
+        if DONE in payloads:
+            self.done = True
+            del payloads[payloads.index(DONE) + 1 :]
+        return SSEBatch.of(payloads) if payloads else None
 
-    def flush(self) -> list[bytes]:
+    def flush(self) -> SSEBatch | None:
         """Whatever whole event sits in the buffer when the body ends without a final newline."""
         rest, self._buffer = self._buffer, b""
-        return self.feed(rest + b"\n") if rest else []
+        return self.feed(rest + b"\n") if rest else None
+
+
+def _canonical(data: bytes) -> SSEBatch | None:
+    """`data` as a batch if it is whole canonical events (a few C-level scans), else None."""
+    if not (data.startswith(b"data: ") and data.endswith(b"\n\n")) or b"\r" in data:
+        return None
+    events = data.count(b"\n\n")
+    if data.count(b"\n") != 2 * events or data.count(_SEPARATOR) != events - 1:
+        return None
+    done_at = data.find(_DONE_EVENT)
+    if done_at == -1:
+        return SSEBatch(data, events)
+    if done_at + len(_DONE_EVENT) != len(data):
+        return None  # something follows [DONE]: let the slow path cut it off
+    return SSEBatch(data, events - 1, done=True)

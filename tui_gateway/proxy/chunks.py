@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from ..providers import wrapped_error
-from ..providers.sse import DONE
+from ..providers.sse import SSEBatch
 
 _FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
@@ -24,40 +24,39 @@ class StreamScan:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
-    def scan(self, payloads: list[bytes]) -> bytes:
-        """Look at one batch and return it framed for the client.
+    def scan(self, batch: SSEBatch) -> None:
+        """Look at one batch before it is forwarded.
 
         Raises WrappedError if any payload is an error in disguise. Markers are searched once in
         the framed batch; only a batch that has one is looked at payload by payload.
         """
-        framed = b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n"
+        framed = batch.framed
         if b'"error"' in framed:
-            for payload in payloads:
+            for payload in batch.payloads():
                 error = wrapped_error(payload)
                 if error is not None:
                     raise error
         if not self.finished and (_FINISH_MARKERS[0] in framed or _FINISH_MARKERS[1] in framed):
             self.finished = True
         if _USAGE_MARKERS[0] in framed or _USAGE_MARKERS[1] in framed:
-            for payload in payloads:
-                self._read_usage(payload)
-        if payloads[-1] == DONE:
-            self.done = True
-            self.chunks += len(payloads) - 1
-        else:
-            self.chunks += len(payloads)
-        return framed
+            for payload in reversed(batch.payloads()):  # usage comes last, after the final chunk
+                if self._read_usage(payload):
+                    break
+        self.done = batch.done
+        self.chunks += batch.count
 
-    def _read_usage(self, payload: bytes) -> None:
+    def _read_usage(self, payload: bytes) -> bool:
         if _USAGE_MARKERS[0] not in payload and _USAGE_MARKERS[1] not in payload:
-            return
+            return False
         try:
             usage = json.loads(payload).get("usage")
         except (ValueError, AttributeError):
-            return
-        if isinstance(usage, dict):
-            self.prompt_tokens = _int(usage.get("prompt_tokens"))
-            self.completion_tokens = _int(usage.get("completion_tokens"))
+            return False
+        if not isinstance(usage, dict):
+            return False
+        self.prompt_tokens = _int(usage.get("prompt_tokens"))
+        self.completion_tokens = _int(usage.get("completion_tokens"))
+        return True
 
 
 def usage_of(body: bytes) -> tuple[int | None, int | None]:

@@ -103,8 +103,8 @@ class Relay:
                 async with Watchdog(streaming.first_byte_timeout_s) as self._dog:
                     dog = self._dog
                     async with upstream.stream(self.call.body, model) as chunks:
-                        async for payloads in chunks:
-                            framed = scan.scan(payloads)  # raises on an error dressed as a chunk
+                        async for batch in chunks:
+                            scan.scan(batch)  # raises on an error dressed as a chunk
                             if response is None:
                                 if scan.done and scan.chunks == 0:
                                     raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
@@ -112,8 +112,8 @@ class Relay:
                             if not dog.fed:
                                 self.trace.first_byte_seen()
                             dog.feed(limit_s=streaming.stall_timeout_s)
-                            self.state.record_chunks(self.trace.active, len(payloads))
-                            await response.write(framed)
+                            self.state.record_chunks(self.trace.active, batch.count)
+                            await response.write(batch.framed)
                 self._dog = None
                 if not (scan.finished or scan.done):
                     raise Unavailable(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import astuple
 from pathlib import Path
 
 import aiosqlite
@@ -99,7 +98,12 @@ class RequestLog:
             )
             for r in batch
         ]
-        attempts = [(r.id, *astuple(a)) for r in batch for a in r.attempts]
+        attempts = [
+            (r.id, a.attempt, a.provider, a.model, a.started, a.latency_ms, a.status,
+             a.error_kind, a.error, a.ttfb_ms)
+            for r in batch
+            for a in r.attempts
+        ]  # fmt: skip
         await self._db.executemany(_INSERT_REQUEST, requests)
         await self._db.executemany(_INSERT_ATTEMPT, attempts)
         await self._db.commit()
