@@ -1,0 +1,130 @@
+"""Pure logic: catalog lookups, pool chains, candidate plans, session keys, the state's verbs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import FakeClock, make_settings, model
+from tui_gateway.domain.catalog import Target, UnknownModel
+from tui_gateway.domain.records import RequestRecord
+from tui_gateway.domain.routing import plan_candidates
+from tui_gateway.domain.sessions import session_key, session_preview
+from tui_gateway.domain.state import GatewayState, StateEvent
+
+SIM = [{"name": "a", "kind": "simulated"}, {"name": "b", "kind": "simulated"}]
+
+
+def make_state(*models: dict[str, object], clock: FakeClock | None = None) -> GatewayState:
+    settings = make_settings(providers=SIM, models=models)
+    return GatewayState(settings.providers, settings.models, clock=clock or FakeClock())
+
+
+def test_resolve_virtual_full_and_bare_names() -> None:
+    state = make_state(model("a", "x", "fast"), model("b", "x", "smart"), model("b", "y"))
+    catalog = state.catalog
+    assert catalog.resolve("auto") == Target(pool="balanced")
+    assert catalog.resolve("auto-smart") == Target(pool="smart")
+    assert catalog.resolve("b/x") == Target(pool="smart", preferred="b/x")
+    assert catalog.resolve("x") == Target(pool="fast", preferred="a/x")  # first in config order
+    with pytest.raises(UnknownModel):
+        catalog.resolve("gpt-9")
+
+
+def test_move_in_pool_reorders_and_clamps_at_the_ends() -> None:
+    state = make_state(model("a", "1"), model("a", "2"), model("a", "3"))
+    assert state.move_in_pool("a/3", -1) == 1
+    assert state.chain("balanced") == ["a/1", "a/3", "a/2"]
+    assert state.move_in_pool("a/3", -5) == 0
+    assert state.move_in_pool("a/2", +9) == 2
+    assert state.chain("balanced") == ["a/3", "a/1", "a/2"]
+
+
+def test_saved_order_keeps_new_models_at_the_end() -> None:
+    state = make_state(model("a", "1"), model("a", "2"), model("a", "3"))
+    state.pools.set_order("balanced", ["a/3", "gone/model", "a/1"])
+    assert state.chain("balanced") == ["a/3", "a/1", "a/2"]
+
+
+def test_plan_puts_the_named_model_first_and_skips_disabled() -> None:
+    state = make_state(
+        model("a", "1"), model("a", "2", enabled=False), model("b", "3"), model("b", "4")
+    )
+    assert plan_candidates(state, Target("balanced"), max_attempts=9) == ["a/1", "b/3", "b/4"]
+    assert plan_candidates(state, Target("balanced", "b/4"), max_attempts=9) == [
+        "b/4",
+        "a/1",
+        "b/3",
+    ]
+    assert plan_candidates(state, Target("balanced"), max_attempts=2) == ["a/1", "b/3"]
+    state.set_enabled("a/2", True)
+    state.set_enabled("a/1", False)
+    assert plan_candidates(state, Target("balanced", "a/1"), max_attempts=9) == [
+        "a/2",
+        "b/3",
+        "b/4",
+    ]
+
+
+def test_plan_skips_providers_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_KEY", raising=False)
+    providers = [
+        {"name": "a", "kind": "simulated"},
+        {"name": "k", "kind": "openai", "base_url": "http://x", "api_keys": ["env:NO_SUCH_KEY"]},
+    ]
+    settings = make_settings(providers=providers, models=[model("k", "1"), model("a", "2")])
+    state = GatewayState(settings.providers, settings.models)
+    assert plan_candidates(state, Target("balanced", "k/1"), max_attempts=5) == ["a/2"]
+
+
+def test_session_key_is_stable_across_turns_and_differs_by_mode() -> None:
+    first = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "fix the bug"}]
+    later = first + [
+        {"role": "assistant", "content": "done"},
+        {"role": "user", "content": "thanks"},
+    ]
+    parts = [
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "fix the "}, {"type": "text", "text": "bug"}],
+        }
+    ]
+    assert session_key("auto", first) == session_key("auto", later) == session_key("auto", parts)
+    assert session_key("auto", first) != session_key("auto-fast", first)
+    assert session_preview(later, words=2) == "fix the …"
+
+
+def test_requests_enter_and_leave_the_active_set_exactly_once() -> None:
+    clock = FakeClock()
+    state = make_state(model("a", "1"), clock=clock)
+    events: list[StateEvent] = []
+    state.subscribe(events.append)
+    request = state.begin_request(session="s", requested_model="auto", stream=True)
+    state.begin_attempt(request, model="a/1", provider="a")
+    clock.advance(0.25)
+    state.record_chunks(request, 3)
+    snapshot = state.snapshot()["active"][0]
+    assert (
+        snapshot["ttfb_ms"] == 250.0
+        and snapshot["chunks"] == 3
+        and snapshot["state"] == "streaming"
+    )
+    record = RequestRecord(
+        id=request.id,
+        started=request.started,
+        session="s",
+        requested_model="auto",
+        streamed=True,
+        status=200,
+        latency_ms=1.0,
+        model="a/1",
+    )
+    state.finish_request(request, record)
+    state.finish_request(request, record)  # a second call changes nothing
+    assert state.active == {} and state.finished_count == 1
+    assert [e.topic for e in events] == ["requests", "requests", "requests"]
+
+
+def test_unknown_model_in_a_verb_is_a_key_error() -> None:
+    state = make_state(model("a", "1"))
+    with pytest.raises(KeyError):
+        state.set_enabled("a/404", False)

@@ -1,0 +1,145 @@
+"""SSE decoding, chunk scanning and the watchdog, without sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tui_gateway.domain.errors import WrappedError
+from tui_gateway.providers.base import wrapped_error
+from tui_gateway.providers.sse import DONE, SSEBatch, SSEDecoder
+from tui_gateway.proxy.chunks import StreamScan
+from tui_gateway.proxy.watchdog import Watchdog
+
+
+def chunk(text: str, finish: str | None = None) -> bytes:
+    return json.dumps(
+        {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
+    ).encode()
+
+
+def decode_all(reads: list[bytes]) -> list[bytes]:
+    decoder = SSEDecoder()
+    out: list[bytes] = []
+    for read in reads:
+        batch = decoder.feed(read)
+        if batch is not None:
+            out += batch.payloads()
+    rest = decoder.flush()
+    return out + (rest.payloads() if rest else [])
+
+
+PAYLOADS = [chunk("a"), chunk("b"), chunk("", "stop")]
+WIRE = b"".join(b"data: " + p + b"\n\n" for p in PAYLOADS) + b"data: [DONE]\n\n"
+
+
+def test_canonical_read_is_forwarded_untouched() -> None:
+    batch = SSEDecoder().feed(WIRE)
+    assert batch is not None and batch.framed is WIRE
+    assert batch.count == 3 and batch.done
+
+
+def test_comments_fields_and_crlf_are_dropped_and_reframed() -> None:
+    wire = (
+        b": keep-alive\r\n\r\nevent: message\r\ndata: "
+        + PAYLOADS[0]
+        + b"\r\n\r\ndata:"
+        + PAYLOADS[1]
+        + b"\n\n"
+    )
+    batch = SSEDecoder().feed(wire)
+    assert batch is not None
+    assert batch.payloads() == PAYLOADS[:2]
+    assert batch.framed == b"data: " + PAYLOADS[0] + b"\n\ndata: " + PAYLOADS[1] + b"\n\n"
+
+
+def test_nothing_after_done_is_read() -> None:
+    decoder = SSEDecoder()
+    batch = decoder.feed(
+        b"data: " + PAYLOADS[0] + b"\n\ndata: [DONE]\n\ndata: " + PAYLOADS[1] + b"\n\n"
+    )
+    assert batch is not None and batch.payloads() == [PAYLOADS[0], DONE] and batch.done
+    assert decoder.feed(b"data: more\n\n") is None
+
+
+@given(st.lists(st.integers(min_value=1, max_value=len(WIRE) - 1), max_size=8))
+def test_any_split_of_the_wire_gives_the_same_payloads(cuts: list[int]) -> None:
+    points = sorted(set(cuts))
+    reads = [WIRE[a:b] for a, b in zip([0, *points], [*points, len(WIRE)], strict=True)]
+    assert decode_all(reads) == [*PAYLOADS, DONE]
+
+
+def test_wrapped_error_status_comes_from_the_body() -> None:
+    assert wrapped_error(b'{"error": {"message": "busy", "code": 503}}').status == 503  # type: ignore[union-attr]
+    assert wrapped_error(b'{"error": {"message": "x", "status": "429"}}').status == 429  # type: ignore[union-attr]
+    assert wrapped_error(b'{"error": {"message": "x", "code": "oops"}}').status == 502  # type: ignore[union-attr]
+    assert wrapped_error(b'{"error": "plain"}').message == "plain"  # type: ignore[union-attr]
+    assert wrapped_error(chunk('the "error" key')) is None  # only a root-level error counts
+    assert wrapped_error(b'{"choices": [], "x": {"error": {}}}') is None
+
+
+def test_scan_finds_finish_usage_and_errors_in_any_chunk() -> None:
+    scan = StreamScan()
+    usage = b'{"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}'
+    scan.scan(SSEBatch.of([PAYLOADS[0]]))
+    assert not scan.finished
+    scan.scan(SSEBatch.of([PAYLOADS[2], usage, DONE]))
+    assert scan.finished and scan.done and scan.chunks == 3
+    assert (scan.prompt_tokens, scan.completion_tokens) == (7, 3)
+    with pytest.raises(WrappedError):
+        StreamScan().scan(SSEBatch.of([PAYLOADS[0], b'{"error": {"message": "late"}}']))
+
+
+class FakeLoopTime:
+    """Replaces the running loop's clock, so timers fire when the test says, not after sleeps."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = loop.time()
+        monkeypatch.setattr(loop, "time", lambda: self.now)
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+async def test_watchdog_fires_only_after_the_limit_without_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeLoopTime(asyncio.get_running_loop(), monkeypatch)
+    outcome: list[str] = []
+
+    async def guarded(dog_holder: list[Watchdog]) -> None:
+        try:
+            async with Watchdog(10.0) as dog:
+                dog_holder.append(dog)
+                await asyncio.Event().wait()
+        except TimeoutError:
+            outcome.append("timeout")
+
+    holder: list[Watchdog] = []
+    task = asyncio.get_running_loop().create_task(guarded(holder))
+    await clock.advance(0)
+    await clock.advance(9.0)
+    holder[0].feed(limit_s=5.0)  # progress: the clock restarts with the between-chunks limit
+    await clock.advance(4.9)
+    assert outcome == []
+    await clock.advance(0.2)
+    assert outcome == ["timeout"] and holder[0].expired
+    await task
+
+
+async def test_watchdog_fire_cuts_short_and_is_harmless_after_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    FakeLoopTime(asyncio.get_running_loop(), monkeypatch)
+    dog = Watchdog(60.0)
+    with pytest.raises(TimeoutError):
+        async with dog:
+            asyncio.get_running_loop().call_soon(dog.fire)
+            await asyncio.Event().wait()
+    dog.fire()  # after the block: nothing to cut, nothing raised
