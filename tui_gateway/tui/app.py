@@ -31,7 +31,11 @@ class GatewayApp(App[None]):
         super().__init__()
         self.gateway = gateway
         self._events: list[StateEvent] = []
-        self._unsubscribe = gateway.state.subscribe(self._events.append)
+        self._unsubscribe = gateway.state.subscribe(self._on_state_event)
+
+    def _on_state_event(self, event: StateEvent) -> None:
+        """Called from the proxy's code path: only queue it; the next tick paints it."""
+        self._events.append(event)
 
     def compose(self) -> ComposeResult:
         yield Static(id="status")

@@ -1,0 +1,84 @@
+"""The Textual app and the proxy in one event loop: what the screen shows as requests flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+from textual.widgets import DataTable, RichLog, Static
+
+from tests.factories import API_KEY, make_settings, model
+from tui_gateway.server import Gateway, bind_socket
+from tui_gateway.tui.app import GatewayApp
+
+SIM = [{"name": "sim", "kind": "simulated"}]
+
+
+def make_gateway(tmp_path: Path, *, demo: bool = False, **simulate: float) -> Gateway:
+    behaviour = {"first_token_ms": 0, "tokens_per_s": 50, "reply_tokens": 40, **simulate}
+    settings = make_settings(providers=SIM, models=[model("sim", "steady", simulate=behaviour)])
+    return Gateway(
+        settings,
+        api_key=API_KEY,
+        db_path=tmp_path / "tui.db",
+        sock=bind_socket("127.0.0.1", 0),
+        demo=demo,
+    )
+
+
+async def test_screen_shows_a_streaming_request_while_it_runs_and_logs_it_after(
+    tmp_path: Path,
+) -> None:
+    gateway = make_gateway(tmp_path)
+    app = GatewayApp(gateway)
+    async with app.run_test(size=(120, 36)) as pilot:
+        assert gateway.base_url in str(app.query_one("#status", Static).render())
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+            async with session.post(
+                gateway.base_url + "/chat/completions",
+                json={
+                    "model": "auto",
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "stream": True,
+                },
+            ) as resp:
+                await resp.content.readline()
+                await pilot.pause(0.25)  # two repaint ticks
+                table = app.query_one("#active", DataTable)
+                [row] = [table.get_row_at(i) for i in range(table.row_count)]
+                assert row[1:5] == ["sim/steady", "sim", "1", "streaming"]
+                await resp.read()
+        await pilot.pause(0.25)
+        assert table.row_count == 0
+        events = [line.text for line in app.query_one("#events", RichLog).lines]
+        assert any(line.endswith(" 200 via sim/steady") for line in events), events
+    assert gateway.state.active == {}
+
+
+async def test_p_pauses_and_resumes_demo_traffic(tmp_path: Path) -> None:
+    gateway = make_gateway(tmp_path, demo=True)
+    app = GatewayApp(gateway)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("P")
+        assert gateway.state.demo_paused
+        await pilot.pause(0.15)
+        assert "demo: paused" in str(app.query_one("#status", Static).render())
+        await pilot.press("P")
+        assert not gateway.state.demo_paused
+
+
+async def test_quitting_stops_the_server_and_flushes_the_log(tmp_path: Path) -> None:
+    gateway = make_gateway(tmp_path)
+    app = GatewayApp(gateway)
+    async with app.run_test(size=(100, 30)) as pilot:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+            async with session.post(
+                gateway.base_url + "/chat/completions",
+                json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+            ) as resp:
+                assert resp.status == 200
+        await pilot.press("q")
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "tui.db") as db:
+        assert db.execute("SELECT count(*) FROM requests").fetchone() == (1,)
