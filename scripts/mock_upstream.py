@@ -11,7 +11,8 @@ Scenarios (unknown names behave like `ok`):
     error-NNN           HTTP NNN with an OpenAI-style error body (error-500, error-404, ...)
     error-429           HTTP 429 with Retry-After (retry_after=1), code rate_limit_exceeded
     context-length      HTTP 400, code context_length_exceeded
-    wrapped-error       HTTP 200 whose body (or a stream event after `after`=0 chunks) is an error
+    wrapped-error       HTTP 200 whose body (or a stream event after `after`=0 chunks,
+                        `delay_ms`=0 apart) is an error
     stall-before-first  no headers for `ms` (default 3600000), then the connection is dropped
     stall-after-first   stream: headers and `after`=1 chunks, then the same stall
     drop-mid-stream     stream: `after`=2 chunks, then the TCP connection is closed mid-body
@@ -330,7 +331,8 @@ async def _wrapped_error(call: _Call) -> web.StreamResponse:
     resp = await _start_stream(call.request)
     parts = [reply.chunk(i) for i in range(len(reply.words))]
     parts.append(b"data: " + json.dumps(error).encode() + b"\n\n")
-    if not await _write_all(resp, call.record, parts):
+    delay_s = _int(call.params, "delay_ms", 0) / 1000
+    if not await _write_paced(call.request, resp, call.record, parts, delay_s):
         return resp
     return await _finish(resp, call.record)
 

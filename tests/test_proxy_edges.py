@@ -204,6 +204,7 @@ async def test_non_streaming_timeout_falls_back(
         ("stall-after-first:after=2", "stall", "stream_timeout"),
         ("drop-mid-stream:after=2", "truncated", "upstream_error"),
         ("cut:after=2", "truncated", "upstream_error"),
+        ("wrapped-error:after=2,delay_ms=30", "wrapped", "upstream_error"),
     ],
 )
 async def test_failure_after_first_chunk_ends_stream_with_error_event(
