@@ -73,15 +73,19 @@ class SSEDecoder:
 
 
 def _canonical(data: bytes) -> SSEBatch | None:
-    """`data` as a batch if it is whole canonical events (a few C-level scans), else None."""
+    """`data` as a batch if it is whole canonical events, else None.
+
+    Two C-level counts decide it: when every newline belongs to an event separator
+    (`\\n\\ndata: `) or to the final `\\n\\n`, each event is exactly one `data:` line.
+    """
     if not (data.startswith(b"data: ") and data.endswith(b"\n\n")) or b"\r" in data:
         return None
-    events = data.count(b"\n\n")
-    if data.count(b"\n") != 2 * events or data.count(_SEPARATOR) != events - 1:
+    separators = data.count(_SEPARATOR)
+    if data.count(b"\n") != 2 * separators + 2:
         return None
     done_at = data.find(_DONE_EVENT)
     if done_at == -1:
-        return SSEBatch(data, events)
+        return SSEBatch(data, separators + 1)
     if done_at + len(_DONE_EVENT) != len(data):
         return None  # something follows [DONE]: let the slow path cut it off
-    return SSEBatch(data, events - 1, done=True)
+    return SSEBatch(data, separators, done=True)

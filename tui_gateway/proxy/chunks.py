@@ -36,12 +36,21 @@ class StreamScan:
                 error = wrapped_error(payload)
                 if error is not None:
                     raise error
-        if not self.finished and (_FINISH_MARKERS[0] in framed or _FINISH_MARKERS[1] in framed):
+        # rfind: finish_reason and usage sit at the end of a stream, so a batch holding them
+        # is searched from where they are.
+        if not self.finished and (
+            framed.rfind(_FINISH_MARKERS[0]) != -1 or framed.rfind(_FINISH_MARKERS[1]) != -1
+        ):
             self.finished = True
-        if _USAGE_MARKERS[0] in framed or _USAGE_MARKERS[1] in framed:
-            for payload in reversed(batch.payloads()):  # usage comes last, after the final chunk
-                if self._read_usage(payload):
-                    break
+        at = framed.rfind(_USAGE_MARKERS[0])
+        if at == -1:
+            at = framed.rfind(_USAGE_MARKERS[1])
+        if at != -1:
+            # Canonical framing: the event holding `at` runs from the separator before it (a raw
+            # newline cannot occur inside JSON) to the blank line after it.
+            start = framed.rfind(b"\n\ndata: ", 0, at)
+            start = 6 if start == -1 else start + 8
+            self._read_usage(framed[start : framed.find(b"\n\n", at)])
         self.done = batch.done
         self.chunks += batch.count
 
