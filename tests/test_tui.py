@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from textual.pilot import Pilot
 from textual.widgets import DataTable, RichLog, Static
 
 from tests.factories import API_KEY, make_settings, model
@@ -12,6 +14,15 @@ from tui_gateway.server import Gateway, bind_socket
 from tui_gateway.tui.app import GatewayApp
 
 SIM = [{"name": "sim", "kind": "simulated"}]
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], *, seconds: float = 3.0) -> None:
+    """Let the app repaint until `condition` holds (bounded: a failing test still ends)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    assert condition()
 
 
 def make_gateway(tmp_path: Path, *, demo: bool = False, **simulate: float) -> Gateway:
@@ -43,13 +54,12 @@ async def test_screen_shows_a_streaming_request_while_it_runs_and_logs_it_after(
                 },
             ) as resp:
                 await resp.content.readline()
-                await pilot.pause(0.25)  # two repaint ticks
                 table = app.query_one("#active", DataTable)
+                await until(pilot, lambda: table.row_count == 1)
                 [row] = [table.get_row_at(i) for i in range(table.row_count)]
                 assert row[1:5] == ["sim/steady", "sim", "1", "streaming"]
                 await resp.read()
-        await pilot.pause(0.25)
-        assert table.row_count == 0
+        await until(pilot, lambda: table.row_count == 0)
         events = [line.text for line in app.query_one("#events", RichLog).lines]
         assert any(line.endswith(" 200 via sim/steady") for line in events), events
     assert gateway.state.active == {}
@@ -61,8 +71,7 @@ async def test_p_pauses_and_resumes_demo_traffic(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("P")
         assert gateway.state.demo_paused
-        await pilot.pause(0.15)
-        assert "demo: paused" in str(app.query_one("#status", Static).render())
+        await until(pilot, lambda: "demo: paused" in str(app.query_one("#status", Static).render()))
         await pilot.press("P")
         assert not gateway.state.demo_paused
 
@@ -78,6 +87,7 @@ async def test_quitting_stops_the_server_and_flushes_the_log(tmp_path: Path) -> 
             ) as resp:
                 assert resp.status == 200
         await pilot.press("q")
+    assert gateway.base_url.endswith(f":{gateway.port}/v1")  # still known after the socket closed
     import sqlite3
 
     with sqlite3.connect(tmp_path / "tui.db") as db:

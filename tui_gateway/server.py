@@ -63,21 +63,16 @@ class Gateway:
         self.request_log = RequestLog(db_path)
         self.app = make_app(self.state, settings, self.request_log, api_key=api_key)
         self._sock = sock
+        # Read now: the socket is closed by stop(), and the URL is still printed after that.
+        self.host: str = sock.getsockname()[0]
+        self.port: int = sock.getsockname()[1]
         self._runner: web.AppRunner | None = None
         self._demo_task: asyncio.Task[None] | None = None
 
     @property
-    def host(self) -> str:
-        host = self._sock.getsockname()[0]
-        return f"[{host}]" if ":" in host else host
-
-    @property
-    def port(self) -> int:
-        return int(self._sock.getsockname()[1])
-
-    @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
 
     def client_env(self) -> list[str]:
         return [f"OPENAI_BASE_URL={self.base_url}", f"OPENAI_API_KEY={self.api_key}"]

@@ -16,7 +16,16 @@ from ..server import Gateway
 from .themes import themes_dir
 
 REFRESH_S = 0.1
-_COLUMNS = ("id", "model", "provider", "try", "state", "age", "ttfb", "chunks")
+_COLUMNS = {  # name -> width: fixed, so a value that grows later is never cut short
+    "id": 12,
+    "model": 30,
+    "provider": 12,
+    "try": 3,
+    "state": 10,
+    "age": 7,
+    "ttfb": 8,
+    "chunks": 6,
+}
 
 
 class GatewayApp(App[None]):
@@ -49,8 +58,8 @@ class GatewayApp(App[None]):
     async def on_mount(self) -> None:
         table = self.query_one("#active", DataTable)
         table.border_title = "Active requests"
-        for column in _COLUMNS:
-            table.add_column(column, key=column)
+        for column, width in _COLUMNS.items():
+            table.add_column(column, key=column, width=width)
         self.query_one("#pools", Static).border_title = "Pools"
         self.query_one("#events", RichLog).border_title = "Events"
         await self.gateway.start()
