@@ -18,6 +18,7 @@ Scenarios (unknown names behave like `ok`):
     drop-mid-stream     stream: `after`=2 chunks, then the TCP connection is closed mid-body
     no-done             stream with a finish_reason chunk but without `data: [DONE]`
     cut                 stream that ends cleanly at HTTP level with no finish_reason and no [DONE]
+    html-200            HTTP 200 with an HTML page instead of the API's reply
 
 Run it with `python scripts/mock_upstream.py --port 0`; it prints one line,
 `mock upstream listening on http://HOST:PORT/v1`, once bound.
@@ -51,7 +52,7 @@ _WORDS = (
 _SCENARIOS = (
     "ok", "slow-first-token", "long", "error-500", "error-502", "error-503", "error-429",
     "context-length", "wrapped-error", "stall-before-first", "stall-after-first",
-    "drop-mid-stream", "no-done", "cut",
+    "drop-mid-stream", "no-done", "cut", "html-200",
 )  # fmt: skip
 _DONE = b"data: [DONE]\n\n"
 _CHUNK_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
@@ -402,6 +403,10 @@ async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
             return await _truncated(call, with_stop=True)
         case "cut":
             return await _truncated(call, with_stop=False)
+        case "html-200":
+            # A proxy or captive portal answering for the provider: 200, but not the API.
+            return web.Response(text="<html><body>Service temporarily unavailable</body></html>",
+                                content_type="text/html")  # fmt: skip
     status = scenario.removeprefix("error-")
     if status != scenario and status.isdigit() and 400 <= int(status) <= 599:
         return await _error(call, int(status))

@@ -55,7 +55,9 @@ def _ask_twice(client: OpenAI) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("failing", ["error-500", "error-429", "wrapped-error", "error-404"])
+@pytest.mark.parametrize(
+    "failing", ["error-500", "error-429", "wrapped-error", "error-404", "html-200"]
+)
 async def test_failing_model_falls_back_to_next_in_chain(
     gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str, failing: str, stream: bool
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..config import ModelSettings
@@ -29,11 +30,20 @@ ChunkStream = AsyncIterator[SSEBatch]
 A final `[DONE]` is part of the last batch; the stream ends after it or at the end of the body."""
 
 
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A non-streaming reply: OpenAI `chat.completion` JSON, forwarded as these bytes."""
+
+    body: bytes
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
 class Upstream(Protocol):
     name: str
 
-    async def complete(self, body: dict[str, Any], model: ModelSettings) -> bytes:
-        """One non-streaming reply as OpenAI `chat.completion` JSON bytes."""
+    async def complete(self, body: dict[str, Any], model: ModelSettings) -> Completion:
+        """One non-streaming reply; raises UpstreamError for every failure."""
         ...
 
     def stream(
@@ -44,6 +54,31 @@ class Upstream(Protocol):
         Leaving the context releases or aborts the upstream connection, on every exit path.
         """
         ...
+
+
+def parse_completion(raw: bytes) -> Completion:
+    """Check an HTTP 200 body really is a chat completion; raise WrappedError if it is not."""
+    error = wrapped_error(raw)
+    if error is not None:
+        raise error
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        snippet = raw[:80].decode("utf-8", "replace")
+        raise WrappedError(f"200 with a body that is not JSON: {snippet!r}", status=502) from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list):
+        raise WrappedError("200 with JSON that is not a chat completion", status=502)
+    usage = parsed.get("usage")
+    if not isinstance(usage, dict):
+        return Completion(raw)
+    return Completion(
+        raw, token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
+    )
+
+
+def token_count(value: object) -> int | None:
+    """A usage field's value if it is a whole number (upstreams send nulls and strings too)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def wrapped_error(payload: bytes) -> WrappedError | None:

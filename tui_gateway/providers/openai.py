@@ -12,7 +12,7 @@ import aiohttp
 
 from ..config import ModelSettings, ProviderSettings
 from ..domain.errors import ErrorKind, Unavailable
-from .base import ChunkStream, error_from_status, wrapped_error
+from .base import ChunkStream, Completion, error_from_status, parse_completion
 from .sse import SSEDecoder
 
 # aiohttp's client errors that mean "this upstream could not be reached or hung up".
@@ -34,7 +34,7 @@ class OpenAIUpstream:
     def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
         return json.dumps({**body, "model": model.id, "stream": stream}).encode()
 
-    async def complete(self, body: dict[str, Any], model: ModelSettings) -> bytes:
+    async def complete(self, body: dict[str, Any], model: ModelSettings) -> Completion:
         data = self._payload(body, model, stream=False)
         try:
             async with self._session.post(self._url, data=data, headers=self._headers()) as resp:
@@ -45,10 +45,7 @@ class OpenAIUpstream:
                     )
         except _CONNECTION_ERRORS as exc:
             raise _connection_error(exc) from exc
-        error = wrapped_error(raw)
-        if error is not None:
-            raise error
-        return raw
+        return parse_completion(raw)
 
     @asynccontextmanager
     async def stream(

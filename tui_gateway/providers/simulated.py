@@ -17,7 +17,7 @@ from typing import Any
 from ..config import ModelSettings, ProviderSettings
 from ..domain.errors import RateLimited, Unavailable
 from ..domain.sessions import flatten_content
-from .base import ChunkStream, wrapped_error
+from .base import ChunkStream, Completion, parse_completion
 from .sse import DONE, SSEBatch
 
 _WORDS = (
@@ -77,7 +77,7 @@ class SimulatedUpstream:
             "model": model.id,
         }
 
-    async def complete(self, body: dict[str, Any], model: ModelSettings) -> bytes:
+    async def complete(self, body: dict[str, Any], model: ModelSettings) -> Completion:
         fault = self._draw_fault(model)
         sim = model.simulate
         await asyncio.sleep(sim.first_token_ms / 1000)
@@ -98,10 +98,7 @@ class SimulatedUpstream:
                 "usage": _usage(body, len(words)),
             }
             raw = json.dumps(reply).encode()
-        error = wrapped_error(raw)
-        if error is not None:
-            raise error
-        return raw
+        return parse_completion(raw)
 
     @asynccontextmanager
     async def stream(

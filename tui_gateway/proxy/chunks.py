@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..providers import wrapped_error
+from ..providers.base import token_count, wrapped_error
 from ..providers.sse import SSEBatch
 
 _FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
@@ -63,21 +63,6 @@ class StreamScan:
             return False
         if not isinstance(usage, dict):
             return False
-        self.prompt_tokens = _int(usage.get("prompt_tokens"))
-        self.completion_tokens = _int(usage.get("completion_tokens"))
+        self.prompt_tokens = token_count(usage.get("prompt_tokens"))
+        self.completion_tokens = token_count(usage.get("completion_tokens"))
         return True
-
-
-def usage_of(body: bytes) -> tuple[int | None, int | None]:
-    """(prompt, completion) tokens of a non-streaming reply, if it says."""
-    try:
-        usage = json.loads(body).get("usage")
-    except (ValueError, AttributeError):
-        return None, None
-    if not isinstance(usage, dict):
-        return None, None
-    return _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

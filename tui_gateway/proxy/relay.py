@@ -10,7 +10,7 @@ from ..config import ModelSettings, Settings
 from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
 from ..domain.state import GatewayState
 from ..providers import Upstream
-from .chunks import StreamScan, usage_of
+from .chunks import StreamScan
 from .errors import APIError
 from .trace import CallTrace
 from .validation import ChatCall
@@ -67,7 +67,7 @@ class Relay:
             model, upstream = self._begin(key)
             try:
                 async with Watchdog(timeout) as self._dog:
-                    body = await upstream.complete(self.call.body, model)
+                    reply = await upstream.complete(self.call.body, model)
             except TimeoutError:
                 if self.stopping:
                     raise self._shut_down() from None
@@ -83,10 +83,13 @@ class Relay:
             self.trace.first_byte_seen()
             headers = self._headers(model)
             self.trace.attempt_succeeded()
-            self.trace.tokens_in, self.trace.tokens_out = usage_of(body)
+            self.trace.tokens_in, self.trace.tokens_out = (
+                reply.prompt_tokens,
+                reply.completion_tokens,
+            )
             if _client_gone(self.request):
                 self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
-            return web.Response(body=body, content_type="application/json", headers=headers)
+            return web.Response(body=reply.body, content_type="application/json", headers=headers)
         raise self._exhausted()
 
     # --- streaming ------------------------------------------------------------------------
