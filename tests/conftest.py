@@ -5,12 +5,17 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
+from hypothesis import settings as hypothesis_settings
 from openai import AsyncOpenAI
 
 from scripts.mock_upstream import make_app as make_mock_upstream
 from tests.factories import API_KEY, start_gateway
 from tui_gateway.config import Settings
 from tui_gateway.server import Gateway
+
+# Property tests draw the same examples on every run, so CI cannot fail on a lucky draw.
+hypothesis_settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis_settings.load_profile("repeatable")
 
 
 @pytest.fixture(autouse=True)

@@ -44,6 +44,8 @@ def make_settings(
         ]
     raw: dict[str, Any] = {
         "server": {"api_key": API_KEY, "port": 0, "shutdown_grace_s": 1.0},
+        # Tests see the chain order unless they ask for Thompson sampling (and give a seed).
+        "routing": {"strategy": "ordered"},
         "providers": list(providers),
         "models": list(models),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from tests.factories import FakeClock, make_settings, model
@@ -10,13 +12,25 @@ from tui_gateway.domain.records import RequestRecord
 from tui_gateway.domain.routing import plan_candidates
 from tui_gateway.domain.sessions import session_key, session_preview
 from tui_gateway.domain.state import GatewayState, StateEvent
+from tui_gateway.domain.sticky import SessionEntry
 
 SIM = [{"name": "a", "kind": "simulated"}, {"name": "b", "kind": "simulated"}]
 
 
-def make_state(*models: dict[str, object], clock: FakeClock | None = None) -> GatewayState:
-    settings = make_settings(providers=SIM, models=models)
-    return GatewayState(settings.providers, settings.models, clock=clock or FakeClock())
+def make_state(
+    *models: dict[str, object], clock: FakeClock | None = None, strategy: str = "ordered"
+) -> GatewayState:
+    settings = make_settings(providers=SIM, models=models, routing={"strategy": strategy})
+    return GatewayState(settings, clock=clock or FakeClock(), rng=random.Random(1))
+
+
+def plan(
+    state: GatewayState, target: Target, session: SessionEntry | None = None, n: int = 9
+) -> list[str]:
+    candidates = plan_candidates(
+        state, target, session=session, now=state.clock(), rng=state.rng, max_attempts=n
+    )
+    return [c.model for c in candidates]
 
 
 def test_resolve_virtual_full_and_bare_names() -> None:
@@ -41,7 +55,7 @@ def test_move_in_pool_reorders_and_clamps_at_the_ends() -> None:
 
 def test_saved_order_keeps_new_models_at_the_end() -> None:
     state = make_state(model("a", "1"), model("a", "2"), model("a", "3"))
-    state.pools.set_order("balanced", ["a/3", "gone/model", "a/1"])
+    state.controls.pools.set_order("balanced", ["a/3", "gone/model", "a/1"])
     assert state.chain("balanced") == ["a/3", "a/1", "a/2"]
 
 
@@ -49,20 +63,12 @@ def test_plan_puts_the_named_model_first_and_skips_disabled() -> None:
     state = make_state(
         model("a", "1"), model("a", "2", enabled=False), model("b", "3"), model("b", "4")
     )
-    assert plan_candidates(state, Target("balanced"), max_attempts=9) == ["a/1", "b/3", "b/4"]
-    assert plan_candidates(state, Target("balanced", "b/4"), max_attempts=9) == [
-        "b/4",
-        "a/1",
-        "b/3",
-    ]
-    assert plan_candidates(state, Target("balanced"), max_attempts=2) == ["a/1", "b/3"]
+    assert plan(state, Target("balanced")) == ["a/1", "b/3", "b/4"]
+    assert plan(state, Target("balanced", "b/4")) == ["b/4", "a/1", "b/3"]
+    assert plan(state, Target("balanced"), n=2) == ["a/1", "b/3"]
     state.set_enabled("a/2", True)
     state.set_enabled("a/1", False)
-    assert plan_candidates(state, Target("balanced", "a/1"), max_attempts=9) == [
-        "a/2",
-        "b/3",
-        "b/4",
-    ]
+    assert plan(state, Target("balanced", "a/1")) == ["a/2", "b/3", "b/4"]
 
 
 def test_plan_skips_providers_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,8 +78,8 @@ def test_plan_skips_providers_without_keys(monkeypatch: pytest.MonkeyPatch) -> N
         {"name": "k", "kind": "openai", "base_url": "http://x", "api_keys": ["env:NO_SUCH_KEY"]},
     ]
     settings = make_settings(providers=providers, models=[model("k", "1"), model("a", "2")])
-    state = GatewayState(settings.providers, settings.models)
-    assert plan_candidates(state, Target("balanced", "k/1"), max_attempts=5) == ["a/2"]
+    state = GatewayState(settings)
+    assert plan(state, Target("balanced", "k/1")) == ["a/2"]
 
 
 def test_session_key_is_stable_across_turns_and_differs_by_mode() -> None:

@@ -137,9 +137,11 @@ async def test_every_request_writes_exactly_one_row_with_its_attempts(
     for row, is_stream in ((plain, False), (streamed, True)):
         assert row.status == 200 and row.streamed is is_stream
         assert row.model == "mock/ok" and row.provider == "mock"
-        assert [a.status for a in row.attempts] == [500, 200]
         assert row.tokens_out and row.tokens_in and row.ttfb_ms is not None
         assert row.session == plain.session  # same first user message, same mode
+    assert [a.status for a in plain.attempts] == [500, 200]
+    # The second turn goes straight to the conversation's sticky model (the 500 one cools too).
+    assert [a.status for a in streamed.attempts] == [200]
     assert gateway.state.active == {}
 
 

@@ -53,6 +53,29 @@ class RoutingSettings:
     """Upstream attempts per client request, across fallbacks."""
     request_timeout_s: float = 120.0
     """Whole-reply limit for a non-streaming upstream call (headers arrive only at the end)."""
+    strategy: Literal["thompson", "ordered"] = "thompson"
+    """`thompson`: order candidates by sampled posteriors (the chain position is one term of the
+    score); `ordered`: keep each pool's chain order."""
+    recency_window_days: float = 7.0
+    """Outcomes older than this no longer count; younger ones weigh linearly more."""
+    prior: float = 2.0
+    """Pseudo-counts added to both sides of every model's Beta posterior."""
+    sticky_ttl_s: float = 1800.0
+    """A conversation stays on its model this long after its last request."""
+    sticky_cap: int = 10_000
+    """At most this many sessions are remembered (least recently used go first)."""
+    max_retry_after_wait_s: float = 3.0
+    """A 429 on the preferred model with a Retry-After up to this is waited out, not switched."""
+    provider_ban_ttl_s: float = 180.0
+    """How long a `provider-ban` failure keeps a provider away from that conversation."""
+    transient_cooldown_s: float = 15.0
+    """A 5xx, connection failure, timeout or stall takes the model out of rotation this long."""
+    rate_limit_cooldown_s: float = 60.0
+    """A 429 without Retry-After cools that key and model down this long."""
+    concurrency_guard: bool = True
+    """A new conversation avoids a `provider-ban` provider busy with another conversation."""
+    seed: int | None = None
+    """Seed for the routing draws (reproducible runs); None: seeded from the OS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +218,24 @@ def _check(settings: Settings, source: str) -> None:
         raise ConfigError(source, "server.api_key", "a non-empty string (or leave it out)")
     if not 0 <= settings.server.port <= 65535:
         raise ConfigError(source, "server.port", "a port number from 0 to 65535")
-    if settings.routing.max_attempts < 1:
+    routing = settings.routing
+    if routing.max_attempts < 1:
         raise ConfigError(source, "routing.max_attempts", "a whole number of at least 1")
+    if routing.sticky_cap < 1:
+        raise ConfigError(source, "routing.sticky_cap", "a whole number of at least 1")
+    for name in (
+        "request_timeout_s",
+        "recency_window_days",
+        "sticky_ttl_s",
+        "provider_ban_ttl_s",
+        "transient_cooldown_s",
+        "rate_limit_cooldown_s",
+    ):
+        if getattr(routing, name) <= 0:
+            raise ConfigError(source, f"routing.{name}", "a number above 0")
+    for name in ("prior", "max_retry_after_wait_s"):
+        if getattr(routing, name) < 0:
+            raise ConfigError(source, f"routing.{name}", "a number of 0 or more")
     for name in ("first_byte_timeout_s", "stall_timeout_s", "heartbeat_interval_s"):
         if getattr(settings.streaming, name) <= 0:
             raise ConfigError(source, f"streaming.{name}", "a number of seconds above 0")

@@ -59,7 +59,7 @@ class Gateway:
         self.settings = settings
         self.api_key = api_key
         self.demo = demo
-        self.state = GatewayState(settings.providers, settings.models)
+        self.state = GatewayState(settings)
         self.request_log = RequestLog(db_path)
         self.app = make_app(self.state, settings, self.request_log, api_key=api_key)
         self._sock = sock

@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from ..config import POOLS, ModelSettings, ProviderSettings
+from ..config import POOLS, Settings
+from .active import ActiveRequest
 from .catalog import Catalog
-from .pools import PoolChains
+from .controls import Controls
+from .cooldowns import Cooldowns
+from .errors import ErrorKind
+from .posteriors import Outcome, PosteriorBook
+from .protection import Decision, decide
 from .records import RequestRecord
+from .sticky import StickySessions
 
 Clock = Callable[[], float]
+PERSISTED_TOPICS = frozenset({"pools", "bans", "protection"})
+"""Events whose change must survive a restart."""
+
+__all__ = ["ActiveRequest", "GatewayState", "StateEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,64 +42,38 @@ class StateEvent:
 Subscriber = Callable[[StateEvent], None]
 
 
-@dataclass(slots=True)
-class ActiveRequest:
-    """One client request in flight. Mutated by the proxy through GatewayState only."""
-
-    id: str
-    session: str
-    requested_model: str
-    stream: bool
-    started: float
-    provider: str | None = None
-    model: str | None = None
-    attempt: int = 0
-    phase: str = "waiting"
-    """waiting | streaming | fallback (a failed attempt is being replaced) | done."""
-    first_byte_at: float | None = None
-    last_chunk_at: float | None = None
-    chunks: int = 0
-    failures: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        ttfb = None if self.first_byte_at is None else self.first_byte_at - self.started
-        return {
-            "id": self.id,
-            "session": self.session,
-            "requested_model": self.requested_model,
-            "model": self.model,
-            "provider": self.provider,
-            "attempt": self.attempt,
-            "state": self.phase,
-            "stream": self.stream,
-            "started": self.started,
-            "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 1),
-            "chunks": self.chunks,
-            "last_chunk_at": self.last_chunk_at,
-            "failures": list(self.failures),
-        }
-
-
 class GatewayState:
-    """Active requests, pool order and enablement, with events out and snapshots in."""
+    """Requests in flight, what routing has learned, and what the user decided."""
 
     def __init__(
-        self,
-        providers: Iterable[ProviderSettings],
-        models: Iterable[ModelSettings],
-        *,
-        clock: Clock = time.time,
+        self, settings: Settings, *, clock: Clock = time.time, rng: random.Random | None = None
     ) -> None:
-        models = list(models)
-        self.catalog = Catalog(providers, models)
-        self.pools = PoolChains(models)
+        routing = settings.routing
+        self.routing = routing
+        self.catalog = Catalog(settings.providers, settings.models)
+        self.controls = Controls(settings.providers, settings.models)
+        self.cooldowns = Cooldowns(
+            transient_s=routing.transient_cooldown_s, rate_limit_s=routing.rate_limit_cooldown_s
+        )
+        self.sessions = StickySessions(
+            ttl_s=routing.sticky_ttl_s, cap=routing.sticky_cap, ban_ttl_s=routing.provider_ban_ttl_s
+        )
+        self.book = PosteriorBook(window_s=routing.recency_window_days * 86400, prior=routing.prior)
         self.clock = clock
+        self.rng = rng or random.Random(routing.seed)
         self.active: dict[str, ActiveRequest] = {}
+        self.busy_sessions: dict[str, Counter[str]] = {}
+        """provider -> sessions with a request in flight on it (for the concurrency guard)."""
         self.demo_paused = False
         self.finished_count = 0
         self.failed_count = 0
         self._subscribers: list[Subscriber] = []
         self._ids = random.Random()  # seeded from the OS once; an id must be unique, not secret
+        self._key_ids = {
+            p.name: [f"{p.name}#{n}" for n in range(1, max(1, len(p.api_keys)) + 1)]
+            for p in settings.providers
+        }
+        self._key_turn: Counter[str] = Counter()
 
     # --- events ---------------------------------------------------------------------------
 
@@ -118,16 +103,14 @@ class GatewayState:
         return request
 
     def begin_attempt(self, request: ActiveRequest, *, model: str, provider: str) -> None:
+        if request.provider is not None:
+            self._release(request)
         request.attempt += 1
         request.model = model
         request.provider = provider
         request.phase = "waiting"
+        self.busy_sessions.setdefault(provider, Counter())[request.session] += 1
         self._publish("requests")
-
-    def record_attempt_failure(self, request: ActiveRequest, reason: str) -> None:
-        request.failures.append(f"{request.model}: {reason}")
-        request.phase = "fallback"
-        self._publish("requests", f"{request.id} {request.model} failed ({reason})")
 
     def record_chunks(self, request: ActiveRequest, count: int) -> None:
         """Hot path: no event, the TUI reads counts from snapshots at its own pace."""
@@ -142,6 +125,7 @@ class GatewayState:
         """Remove exactly this request from the active set (idempotent)."""
         if self.active.pop(request.id, None) is None:
             return
+        self._release(request)
         request.phase = "done"
         self.finished_count += 1
         if record.error_kind is not None:
@@ -150,23 +134,162 @@ class GatewayState:
         fault = f" {record.error_kind}" if record.error_kind else ""
         self._publish("requests", f"{request.id} {record.status}{fault}{served}")
 
-    # --- pools and models (called by the TUI, the admin API) ------------------------------
+    def _release(self, request: ActiveRequest) -> None:
+        if request.provider is None:
+            return
+        sessions = self.busy_sessions.get(request.provider)
+        if sessions is not None:
+            sessions[request.session] -= 1
+            if sessions[request.session] <= 0:
+                del sessions[request.session]
+
+    def provider_busy_elsewhere(self, provider: str, session: str) -> bool:
+        """Another conversation has a request in flight on this provider."""
+        sessions = self.busy_sessions.get(provider)
+        return bool(sessions) and any(s != session for s in sessions)  # type: ignore[union-attr]
+
+    def key_ids(self, provider: str) -> list[str]:
+        """Stable names of a provider's API keys (`groq#1`, ...), safe to show and log."""
+        return self._key_ids[provider]
+
+    def pick_key(self, model: str) -> tuple[str, str]:
+        """The next key of the model's provider that is not rate-limited for it: (id, secret).
+
+        Keys take turns; one cooling down for this model is passed over while another is free.
+        """
+        provider = self.catalog.provider_of(model)
+        ids = self._key_ids[provider.name]
+        usable = self.cooldowns.usable_keys(model, ids, self.clock()) or ids
+        turn = self._key_turn[provider.name]
+        self._key_turn[provider.name] += 1
+        key_id = usable[turn % len(usable)]
+        index = ids.index(key_id)
+        return key_id, provider.api_keys[index] if provider.api_keys else ""
+
+    # --- learning from attempts (called by the proxy) -------------------------------------
+
+    def record_success(
+        self,
+        request: ActiveRequest,
+        *,
+        model: str,
+        key_id: str | None,
+        started: float,
+        ttfb_ms: float | None,
+        tokens_per_s: float | None,
+    ) -> None:
+        now = self.clock()
+        self.book.record(Outcome(model, started, True, ttfb_ms, tokens_per_s))
+        self.cooldowns.record_success(model=model, key_id=key_id, now=now)
+        self.sessions.pin(request.session, model, key_id, now)
+
+    def decide(self, model: str, kind: ErrorKind, *, after_first_byte: bool) -> Decision:
+        """What the model's provider's protection level says to do about this failure."""
+        provider = self.catalog.models[model].provider
+        return decide(self.controls.protection[provider], kind, after_first_byte=after_first_byte)
+
+    def other_key_free(self, model: str, failed_key: str | None) -> bool:
+        """Another key of the model's provider is not rate-limited for this model."""
+        ids = self._key_ids[self.catalog.models[model].provider]
+        return any(k != failed_key for k in self.cooldowns.usable_keys(model, ids, self.clock()))
+
+    def record_failure(
+        self,
+        request: ActiveRequest,
+        *,
+        model: str,
+        key_id: str | None,
+        started: float,
+        kind: ErrorKind,
+        decision: Decision,
+        reason: str,
+        retry_after_s: float | None = None,
+        cool_down: bool = True,
+    ) -> None:
+        """Learn from a failed attempt and apply the conversation's protection decision."""
+        now = self.clock()
+        provider = self.catalog.models[model].provider
+        request.failures.append(f"{model}: {reason}")
+        request.phase = "fallback"
+        if kind in (ErrorKind.CLIENT_CLOSED, ErrorKind.SHUTDOWN):
+            return  # nobody's fault: no statistics, no cooldown, no ban
+        self.book.record(Outcome(model, started, False))
+        text = f"{request.id} {model} failed ({reason})"
+        if cool_down:
+            entry = self.cooldowns.record_failure(
+                model=model, provider=provider, kind=kind, key_id=key_id, now=now,
+                retry_after_s=retry_after_s,
+            )  # fmt: skip
+            if entry is not None:
+                text += f"; cooling {entry.remaining(now):.0f} s"
+        session = self.sessions.get(request.session, now)
+        if decision.ban_provider and session is not None:
+            self.sessions.ban_provider(request.session, provider, now)
+            text += f"; {provider} banned for this conversation"
+        if decision.clear_sticky and session is not None and session.model == model:
+            self.sessions.unpin(request.session)
+        self._publish("requests", text)
+
+    # --- pools, models, providers, sessions (the TUI, the admin API) ----------------------
 
     def chain(self, pool: str) -> list[str]:
-        return self.pools.chain(pool)
+        return self.controls.pools.chain(pool)
 
     def is_usable(self, key: str) -> bool:
-        """Enabled, and its provider has a key to send."""
-        return key not in self.pools.disabled and self.catalog.provider_of(key).usable
+        """Enabled, not banned, and its provider has a key to send and is not banned."""
+        model = self.catalog.models[key]
+        return (
+            key not in self.controls.pools.disabled
+            and key not in self.controls.banned_models
+            and model.provider not in self.controls.banned_providers
+            and self.catalog.providers[model.provider].usable
+        )
 
     def move_in_pool(self, key: str, delta: int) -> int:
-        position = self.pools.move(self._known(key), delta)
+        position = self.controls.pools.move(self._known(key), delta)
         self._publish("pools", f"{key} moved to position {position + 1}")
         return position
 
     def set_enabled(self, key: str, enabled: bool) -> None:
-        (self.pools.disabled.discard if enabled else self.pools.disabled.add)(self._known(key))
+        disabled = self.controls.pools.disabled
+        (disabled.discard if enabled else disabled.add)(self._known(key))
         self._publish("pools", f"{key} {'enabled' if enabled else 'disabled'}")
+
+    def ban_model(self, key: str) -> None:
+        self.controls.banned_models.add(self._known(key))
+        self._publish("bans", f"{key} banned")
+
+    def unban_model(self, key: str) -> None:
+        self.controls.banned_models.discard(self._known(key))
+        self._publish("bans", f"{key} unbanned")
+
+    def ban_provider(self, provider: str) -> None:
+        self.controls.banned_providers.add(self._known_provider(provider))
+        self._publish("bans", f"provider {provider} banned")
+
+    def unban_provider(self, provider: str) -> None:
+        self.controls.banned_providers.discard(self._known_provider(provider))
+        self._publish("bans", f"provider {provider} unbanned")
+
+    def set_protection(self, provider: str, level: str) -> None:
+        self.controls.set_protection(self._known_provider(provider), level)
+        self._publish("protection", f"provider {provider} protection: {level}")
+
+    def clear_sticky(self, session: str) -> bool:
+        cleared = self.sessions.clear(session)
+        if cleared:
+            self._publish("sessions", f"session {session[:8]} cleared")
+        return cleared
+
+    def clear_all_sticky(self) -> int:
+        count = self.sessions.clear_all()
+        self._publish("sessions", f"{count} sessions cleared")
+        return count
+
+    def clear_cooldowns(self, key: str | None = None) -> int:
+        count = self.cooldowns.clear(None if key is None else self._known(key))
+        self._publish("cooldowns", f"{count} cooldowns cleared")
+        return count
 
     def set_demo_paused(self, paused: bool) -> None:
         self.demo_paused = paused
@@ -177,29 +300,63 @@ class GatewayState:
             raise KeyError(key)
         return key
 
+    def _known_provider(self, name: str) -> str:
+        if name not in self.catalog.providers:
+            raise KeyError(name)
+        return name
+
     # --- snapshots ------------------------------------------------------------------------
 
     def pools_json(self) -> dict[str, list[dict[str, Any]]]:
-        return {
-            pool: [
+        now = self.clock()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for pool in POOLS:
+            chain = self.chain(pool)
+            out[pool] = [
                 {
                     "model": key,
                     "provider": self.catalog.models[key].provider,
                     "id": self.catalog.models[key].id,
-                    "enabled": key not in self.pools.disabled,
+                    "position": position,
+                    "enabled": key not in self.controls.pools.disabled,
+                    "banned": key in self.controls.banned_models
+                    or self.catalog.models[key].provider in self.controls.banned_providers,
+                    "cooling": self.cooldowns.is_cooling(key, now),
                     "usable": self.is_usable(key),
                 }
-                for key in self.pools.chain(pool)
+                for position, key in enumerate(chain)
             ]
-            for pool in POOLS
-        }
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready picture of everything, for the state API and the TUI."""
+        now = self.clock()
+        routing = self.routing
         return {
-            "now": self.clock(),
+            "now": now,
             "active": [r.as_json() for r in self.active.values()],
             "pools": self.pools_json(),
+            "sticky": [
+                s.as_json(now, ttl_s=routing.sticky_ttl_s, ban_ttl_s=routing.provider_ban_ttl_s)
+                for s in self.sessions.entries(now)
+            ],
+            "cooldowns": [c.as_json(now) for c in self.cooldowns.entries(now)],
+            "posteriors": self.posteriors_json(),
+            "bans": {
+                "models": sorted(self.controls.banned_models),
+                "providers": sorted(self.controls.banned_providers),
+            },
+            "protection": dict(self.controls.protection),
+            "strategy": routing.strategy,
             "totals": {"finished": self.finished_count, "failed": self.failed_count},
             "demo": {"paused": self.demo_paused},
         }
+
+    def posteriors_json(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for pool in POOLS:
+            for position, key in enumerate(self.chain(pool)):
+                entry = self.book.posterior(key).as_json()
+                entry |= {"pool": pool, "position": position}
+                out[key] = entry
+        return out

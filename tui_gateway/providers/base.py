@@ -42,12 +42,14 @@ class Completion:
 class Upstream(Protocol):
     name: str
 
-    async def complete(self, body: dict[str, Any], model: ModelSettings) -> Completion:
+    async def complete(
+        self, body: dict[str, Any], model: ModelSettings, *, api_key: str
+    ) -> Completion:
         """One non-streaming reply; raises UpstreamError for every failure."""
         ...
 
     def stream(
-        self, body: dict[str, Any], model: ModelSettings
+        self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> AbstractAsyncContextManager[ChunkStream]:
         """Open a streaming reply; entering raises UpstreamError if it fails before any data.
 

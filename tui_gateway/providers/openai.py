@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,24 +19,27 @@ _CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
 
 
 class OpenAIUpstream:
-    """Posts to `{base_url}/chat/completions`, rotating over the provider's keys."""
+    """Posts to `{base_url}/chat/completions` with the key the router picked."""
 
     def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
         self.name = settings.name
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
-        self._keys = itertools.cycle(settings.api_keys or ("",))
         self._session = session
 
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {next(self._keys)}", "Content-Type": "application/json"}
+    def _headers(self, api_key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
     def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
         return json.dumps({**body, "model": model.id, "stream": stream}).encode()
 
-    async def complete(self, body: dict[str, Any], model: ModelSettings) -> Completion:
+    async def complete(
+        self, body: dict[str, Any], model: ModelSettings, *, api_key: str
+    ) -> Completion:
         data = self._payload(body, model, stream=False)
         try:
-            async with self._session.post(self._url, data=data, headers=self._headers()) as resp:
+            async with self._session.post(
+                self._url, data=data, headers=self._headers(api_key)
+            ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise error_from_status(
@@ -49,11 +51,11 @@ class OpenAIUpstream:
 
     @asynccontextmanager
     async def stream(
-        self, body: dict[str, Any], model: ModelSettings
+        self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> AsyncIterator[ChunkStream]:
         data = self._payload(body, model, stream=True)
         try:
-            resp = await self._session.post(self._url, data=data, headers=self._headers())
+            resp = await self._session.post(self._url, data=data, headers=self._headers(api_key))
         except _CONNECTION_ERRORS as exc:
             raise _connection_error(exc) from exc
         try:

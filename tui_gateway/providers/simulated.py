@@ -77,7 +77,9 @@ class SimulatedUpstream:
             "model": model.id,
         }
 
-    async def complete(self, body: dict[str, Any], model: ModelSettings) -> Completion:
+    async def complete(
+        self, body: dict[str, Any], model: ModelSettings, *, api_key: str = ""
+    ) -> Completion:
         fault = self._draw_fault(model)
         sim = model.simulate
         await asyncio.sleep(sim.first_token_ms / 1000)
@@ -102,7 +104,7 @@ class SimulatedUpstream:
 
     @asynccontextmanager
     async def stream(
-        self, body: dict[str, Any], model: ModelSettings
+        self, body: dict[str, Any], model: ModelSettings, *, api_key: str = ""
     ) -> AsyncIterator[ChunkStream]:
         fault = self._draw_fault(model)
         sim = model.simulate

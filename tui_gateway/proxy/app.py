@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
+from ..asyncio_utils import spawn
 from ..config import Settings
-from ..domain.state import GatewayState
+from ..domain.state import PERSISTED_TOPICS, GatewayState
 from ..providers import Upstream, make_upstream
 from ..store import RequestLog
-from .admin import get_state, set_demo
+from ..store.saved import Saver, load_saved
+from ..store.stats import load_buckets
+from .admin import add_admin_routes
 from .auth import auth_middleware
 from .chat import chat_completions, list_models
 from .errors import error_middleware
@@ -19,6 +23,7 @@ from .inflight import InFlight
 from .keys import API_KEY, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # long agent contexts run to megabytes; aiohttp's default is 1
+POSTERIOR_REFRESH_S = 60.0  # decay over a 7-day window barely moves in a minute
 
 
 def make_app(
@@ -43,8 +48,7 @@ def make_app(
     app.on_shutdown.append(_drain)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/gateway/state", get_state)
-    app.router.add_post("/gateway/demo", set_demo)
+    add_admin_routes(app.router)
     return app
 
 
@@ -63,9 +67,37 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     )
     for provider in settings.providers:
         app[UPSTREAMS].setdefault(provider.name, make_upstream(provider, session))
-    await app[REQUEST_LOG].open()
+    request_log, state = app[REQUEST_LOG], app[STATE]
+    await request_log.open()
+    state.controls.restore(await load_saved(request_log.db), set(state.catalog.models))
+    await _load_posteriors(state, request_log)
+    saver = Saver(request_log.db, state.controls.saved)
+    unsubscribe = state.subscribe(
+        lambda event: saver.changed() if event.topic in PERSISTED_TOPICS else None
+    )
+    refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
     try:
         yield
     finally:
-        await app[REQUEST_LOG].close()
+        refresher.cancel()
+        unsubscribe()
+        await saver.close()
+        await request_log.close()
         await session.close()
+
+
+async def _load_posteriors(state: GatewayState, request_log: RequestLog) -> None:
+    """One aggregate query over the log's window (in aiosqlite's thread, off the event loop)."""
+    book = state.book
+    now = state.clock()
+    rows = await load_buckets(
+        request_log.db, now=now, window_s=book.window_s, bucket_s=book.bucket_s
+    )
+    book.load(rows, now)
+
+
+async def _refresh_posteriors(state: GatewayState) -> None:
+    """Re-derive the recency decay now and then, off the request path."""
+    while True:
+        await asyncio.sleep(POSTERIOR_REFRESH_S)
+        state.book.refresh(state.clock())

@@ -11,7 +11,7 @@ from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
 from ..domain.errors import ErrorKind
 from ..domain.records import RequestRecord
 from ..domain.routing import plan_candidates
-from ..domain.sessions import session_key
+from ..domain.sessions import session_key, session_preview
 from .errors import APIError
 from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .relay import Relay
@@ -37,9 +37,20 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         _log_rejected(request, exc.status, exc.message)
         raise
 
-    candidates = plan_candidates(state, target, max_attempts=settings.routing.max_attempts)
-    session = request.headers.get("X-Session-Id") or session_key(target.mode, call.messages)
-    active = state.begin_request(session=session, requested_model=call.model, stream=call.stream)
+    key = request.headers.get("X-Session-Id") or session_key(target.mode, call.messages)
+    now = state.clock()
+    session = state.sessions.open(
+        key, mode=target.mode, preview=session_preview(call.messages), now=now
+    )
+    candidates = plan_candidates(
+        state,
+        target,
+        session=session,
+        now=now,
+        rng=state.rng,
+        max_attempts=settings.routing.max_attempts,
+    )
+    active = state.begin_request(session=key, requested_model=call.model, stream=call.stream)
     trace = CallTrace(active)
     relay = Relay(request, call, state, app[UPSTREAMS], settings, trace)
     in_flight = app[IN_FLIGHT]

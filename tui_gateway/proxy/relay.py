@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from ..config import ModelSettings, Settings
+from ..domain.attempts import AttemptPlan
 from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
+from ..domain.routing import Candidate
 from ..domain.state import GatewayState
 from ..providers import Upstream
 from .chunks import StreamScan
@@ -17,6 +20,18 @@ from .validation import ChatCall
 from .watchdog import Watchdog
 
 _STALL_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.STALL})
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One try of one candidate: which model, on which key, since when."""
+
+    candidate: Candidate
+    model: ModelSettings
+    upstream: Upstream
+    key_id: str
+    api_key: str
+    started: float
 
 
 @dataclass(slots=True, eq=False)
@@ -39,15 +54,74 @@ class Relay:
         if self._dog is not None:
             self._dog.fire()
 
-    def _begin(self, key: str) -> tuple[ModelSettings, Upstream]:
-        model = self.state.catalog.models[key]
-        self.state.begin_attempt(self.trace.active, model=key, provider=model.provider)
-        self.trace.start_attempt(provider=model.provider, model=key)
-        return model, self.upstreams[model.provider]
+    def _plan(self, candidates: list[Candidate]) -> AttemptPlan:
+        routing = self.settings.routing
+        return AttemptPlan(
+            candidates,
+            max_attempts=routing.max_attempts,
+            max_retry_after_wait_s=routing.max_retry_after_wait_s,
+        )
 
-    def _failed(self, exc: UpstreamError) -> None:
+    async def _next(self, plan: AttemptPlan) -> _Attempt | None:
+        step = None if self.stopping else plan.next()
+        if step is None:
+            return None
+        candidate, wait_s = step
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)  # a short Retry-After on the preferred model
+        model = self.state.catalog.models[candidate.model]
+        key_id, api_key = self.state.pick_key(candidate.model)
+        self.state.begin_attempt(self.trace.active, model=candidate.model, provider=model.provider)
+        self.trace.start_attempt(provider=model.provider, model=candidate.model)
+        upstream = self.upstreams[model.provider]
+        return _Attempt(candidate, model, upstream, key_id, api_key, self.state.clock())
+
+    def _failed(
+        self, plan: AttemptPlan, attempt: _Attempt, exc: UpstreamError, *, after_first_byte: bool
+    ) -> None:
+        key = attempt.candidate.model
+        decision = self.state.decide(key, exc.kind, after_first_byte=after_first_byte)
+        retry = None
+        if not after_first_byte:
+            retry = plan.failed(
+                attempt.candidate,
+                exc.kind,
+                decision,
+                retry_after_s=exc.retry_after_s,
+                other_key_free=self.state.other_key_free(key, attempt.key_id),
+            )
         self.trace.attempt_failed(exc)
-        self.state.record_attempt_failure(self.trace.active, exc.describe())
+        self.state.record_failure(
+            self.trace.active,
+            model=key,
+            key_id=attempt.key_id,
+            started=attempt.started,
+            kind=exc.kind,
+            decision=decision,
+            reason=exc.describe() + (f"; retrying ({retry.why})" if retry else ""),
+            retry_after_s=exc.retry_after_s,
+            # The preferred model's first 5xx earns a retry, so it is not cooled down yet.
+            cool_down=retry is None or retry.why != "first 5xx",
+        )
+
+    def _succeeded(self, attempt: _Attempt) -> None:
+        self.trace.attempt_succeeded()
+        record = self.trace.attempts[-1]
+        # Speed: output tokens over the time they took to arrive (a whole non-streaming reply
+        # arrives at once, so there it is tokens over the whole call).
+        generating_ms = record.latency_ms - (record.ttfb_ms or 0.0)
+        if not self.call.stream or generating_ms < 50:
+            generating_ms = record.latency_ms
+        tokens = self.trace.tokens_out
+        speed = tokens * 1000 / generating_ms if tokens and generating_ms > 0 else None
+        self.state.record_success(
+            self.trace.active,
+            model=attempt.candidate.model,
+            key_id=attempt.key_id,
+            started=attempt.started,
+            ttfb_ms=record.ttfb_ms if self.call.stream else None,
+            tokens_per_s=speed,
+        )
 
     def _headers(self, model: ModelSettings) -> dict[str, str]:
         return {
@@ -59,59 +133,63 @@ class Relay:
 
     # --- non-streaming --------------------------------------------------------------------
 
-    async def once(self, candidates: list[str]) -> web.Response:
+    async def once(self, candidates: list[Candidate]) -> web.Response:
         timeout = self.settings.routing.request_timeout_s
-        for key in candidates:
-            if self.stopping:
-                break
-            model, upstream = self._begin(key)
+        plan = self._plan(candidates)
+        while (attempt := await self._next(plan)) is not None:
             try:
                 async with Watchdog(timeout) as self._dog:
-                    reply = await upstream.complete(self.call.body, model)
+                    reply = await attempt.upstream.complete(
+                        self.call.body, attempt.model, api_key=attempt.api_key
+                    )
             except TimeoutError:
                 if self.stopping:
                     raise self._shut_down() from None
-                self._failed(Stalled(f"no reply within {timeout:g} s", kind=ErrorKind.TIMEOUT))
-                continue
-            except UpstreamError as exc:
-                self._failed(exc)
-                if not exc.retryable:
-                    raise self._refused(exc) from None
-                continue
+                exc: UpstreamError = Stalled(
+                    f"no reply within {timeout:g} s", kind=ErrorKind.TIMEOUT
+                )
+            except UpstreamError as failure:
+                exc = failure
+            else:
+                self.trace.first_byte_seen()
+                headers = self._headers(attempt.model)
+                self.trace.tokens_in = reply.prompt_tokens
+                self.trace.tokens_out = reply.completion_tokens
+                self._succeeded(attempt)
+                if _client_gone(self.request):
+                    self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
+                return web.Response(
+                    body=reply.body, content_type="application/json", headers=headers
+                )
             finally:
                 self._dog = None
-            self.trace.first_byte_seen()
-            headers = self._headers(model)
-            self.trace.attempt_succeeded()
-            self.trace.tokens_in, self.trace.tokens_out = (
-                reply.prompt_tokens,
-                reply.completion_tokens,
-            )
-            if _client_gone(self.request):
-                self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
-            return web.Response(body=reply.body, content_type="application/json", headers=headers)
+            self._failed(plan, attempt, exc, after_first_byte=False)
+            if not exc.retryable:
+                raise self._refused(exc) from None
+        if self.stopping:
+            raise self._shut_down()
         raise self._exhausted()
 
     # --- streaming ------------------------------------------------------------------------
 
-    async def stream(self, candidates: list[str]) -> web.StreamResponse:
+    async def stream(self, candidates: list[Candidate]) -> web.StreamResponse:
         response: web.StreamResponse | None = None
         streaming = self.settings.streaming
-        for key in candidates:
-            if self.stopping:
-                break
-            model, upstream = self._begin(key)
+        plan = self._plan(candidates)
+        while (attempt := await self._next(plan)) is not None:
             scan = StreamScan()
             try:
                 async with Watchdog(streaming.first_byte_timeout_s) as self._dog:
                     dog = self._dog
-                    async with upstream.stream(self.call.body, model) as chunks:
+                    async with attempt.upstream.stream(
+                        self.call.body, attempt.model, api_key=attempt.api_key
+                    ) as chunks:
                         async for batch in chunks:
                             scan.scan(batch)  # raises on an error dressed as a chunk
                             if response is None:
                                 if scan.done and scan.chunks == 0:
                                     raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
-                                response = await self._commit(model)
+                                response = await self._commit(attempt.model)
                             if not dog.fed:
                                 self.trace.first_byte_seen()
                             dog.feed(limit_s=streaming.stall_timeout_s)
@@ -141,12 +219,12 @@ class Relay:
                 return response or web.Response(status=499)
             else:
                 assert response is not None  # scan.finished implies at least one payload
-                self.trace.attempt_succeeded()
                 self.trace.tokens_in = scan.prompt_tokens
                 self.trace.tokens_out = scan.completion_tokens or scan.chunks
+                self._succeeded(attempt)
                 await _write_quietly(response, b"" if scan.done else b"data: [DONE]\n\n")
                 return response
-            self._failed(exc)
+            self._failed(plan, attempt, exc, after_first_byte=response is not None)
             if response is not None:
                 # Bytes already reached the client: it cannot silently start over elsewhere.
                 self.trace.fail(200, exc.kind, exc.message)

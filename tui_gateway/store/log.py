@@ -37,6 +37,12 @@ class RequestLog:
         self._writer: asyncio.Task[None] | None = None
         self.written = 0
 
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection, for the other store modules (stats, saved state)."""
+        assert self._db is not None, "RequestLog.open() was not awaited"
+        return self._db
+
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path)

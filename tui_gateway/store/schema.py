@@ -39,6 +39,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX attempts_model_started ON attempts(provider, model, started);
     """,
+    # 2: what the user decided at run time (pool order, enablement, bans, protection)
+    """
+    CREATE TABLE saved_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 )
 
 

@@ -1,0 +1,110 @@
+"""Walking one request's candidate list: what to try next after each failure.
+
+Rules, in order, after an attempt fails before any byte reached the client:
+
+1. A 429 while another key of the same provider is free for that model: the same model again,
+   on that key, at once.
+2. The preferred model (named by the client or sticky) answered 429 with a Retry-After of at
+   most `max_retry_after_wait_s`: wait that long and try it again, rather than moving the
+   conversation to another model.
+3. The preferred model's first 5xx: try it once more before falling over.
+4. Otherwise the next candidate, leaving out the failed model and, when protection banned its
+   provider, every model of that provider.
+
+Every try counts against `max_attempts`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ErrorKind
+from .protection import Decision
+from .routing import Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Try the same candidate again after `wait_s` seconds."""
+
+    candidate: Candidate
+    wait_s: float = 0.0
+    why: str = ""
+
+
+@dataclass(slots=True)
+class AttemptPlan:
+    candidates: list[Candidate]
+    max_attempts: int
+    max_retry_after_wait_s: float = 3.0
+    tries: int = 0
+    _next: int = 0
+    _skipped_models: set[str] = field(default_factory=set)
+    _skipped_providers: set[str] = field(default_factory=set)
+    _retried: set[tuple[str, str]] = field(default_factory=set)
+    _pending: Retry | None = None
+
+    def next(self) -> tuple[Candidate, float] | None:
+        """The candidate to try now and how long to wait first; None when the plan is spent."""
+        if self.tries >= self.max_attempts:
+            return None
+        if self._pending is not None:
+            retry, self._pending = self._pending, None
+            self.tries += 1
+            return retry.candidate, retry.wait_s
+        while self._next < len(self.candidates):
+            candidate = self.candidates[self._next]
+            self._next += 1
+            if candidate.model in self._skipped_models:
+                continue
+            if candidate.provider in self._skipped_providers:
+                continue
+            self.tries += 1
+            return candidate, 0.0
+        return None
+
+    def failed(
+        self,
+        candidate: Candidate,
+        kind: ErrorKind,
+        decision: Decision,
+        *,
+        retry_after_s: float | None = None,
+        other_key_free: bool = False,
+    ) -> Retry | None:
+        """Record a failure before the first byte; returns the retry it earned, if any."""
+        retry = self._retry(candidate, kind, retry_after_s, other_key_free)
+        if retry is not None:
+            self._retried.add((candidate.model, retry.why))
+            self._pending = retry
+            return retry
+        self._skipped_models.add(candidate.model)
+        if decision.ban_provider:
+            self._skipped_providers.add(candidate.provider)
+        return None
+
+    def _retry(
+        self,
+        candidate: Candidate,
+        kind: ErrorKind,
+        retry_after_s: float | None,
+        other_key_free: bool,
+    ) -> Retry | None:
+        def once(why: str, wait_s: float = 0.0) -> Retry | None:
+            done = (candidate.model, why) in self._retried
+            return None if done else Retry(candidate, wait_s, why)
+
+        if kind == ErrorKind.RATE_LIMITED and other_key_free:
+            # Not once: each 429 cools the key that sent it, so this ends when keys run out.
+            return Retry(candidate, 0.0, "another key")
+        if not candidate.preferred:
+            return None
+        if (
+            kind == ErrorKind.RATE_LIMITED
+            and retry_after_s is not None
+            and retry_after_s <= self.max_retry_after_wait_s
+        ):
+            return once("retry-after", retry_after_s)
+        if kind == ErrorKind.SERVER:
+            return once("first 5xx")
+        return None

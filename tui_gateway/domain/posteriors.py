@@ -1,0 +1,366 @@
+"""Recency-weighted Beta posteriors of each model's success rate, kept in time buckets.
+
+An outcome of age `a` seconds weighs `w(a) = max(0, min(1, 1 - a / window_s))`: linear decay over
+the window (7 days by default); the clamp makes a future timestamp (clock drift) weigh 1. A model's
+posterior is `Beta(max(floor, prior + Σw·success), max(floor, prior + Σw·failure))`.
+
+Bucketing error. Outcomes are summed per model into buckets of `bucket_s` seconds, and `load` and
+`refresh` weigh a whole bucket by the age of its midpoint. Inside the window `w` is linear with
+slope `1 / window_s`, so each outcome's weight is off by at most `bucket_s / (2 * window_s)`
+(1 h buckets over 7 days: 0.30 %), and by less where the clamp flattens `w` (the newest bucket,
+whose midpoint may lie in the future, weighs 1 like its outcomes). A bucket is dropped once its
+midpoint leaves the window, together with outcomes up to `bucket_s / 2` younger than the window's
+edge, whose weights were below that same 0.30 %. `record` adds an outcome with its own exact weight
+as of the last `refresh`; between refreshes nothing decays, so cached weights run high by at most
+`(now - last_refresh) / window_s` (a refresh every 60 s: 0.01 %).
+
+Sampling. `sample` draws from `Beta(alpha, beta)` with Cheng's (1978) exact rejection algorithm BB,
+whose constants are computed once per cached posterior: about 0.5 µs a draw against about 1.1 µs for
+`random.betavariate` (two gamma draws), which matters when a pool of 300 models is ranked per
+request. It uses only `rng.random()`, so a seeded `rng` reproduces it; when `min(alpha, beta) <= 1`
+(BB's domain ends there; only reachable with `prior < 1`) it falls back to `rng.betavariate`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ErrorKind
+from .records import AttemptRecord
+
+NEUTRAL_ERROR_KINDS: frozenset[str] = frozenset(
+    k.value
+    for k in (
+        ErrorKind.CLIENT_CLOSED,
+        ErrorKind.SHUTDOWN,
+        ErrorKind.INVALID_REQUEST,
+        ErrorKind.NO_CANDIDATE,
+    )
+)
+"""Attempt endings that say nothing about the model: neither a success nor a failure."""
+
+_log, _exp = math.log, math.exp
+
+
+def weight(age_s: float, window_s: float) -> float:
+    """Weight of an outcome `age_s` seconds old: 1 when fresh (or future), 0 past the window."""
+    return max(0.0, min(1.0, 1.0 - age_s / window_s))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    model: str
+    """Model key, `provider/id`."""
+    at: float
+    """Epoch seconds when the attempt started."""
+    success: bool
+    ttfb_ms: float | None = None
+    tokens_per_s: float | None = None
+    """Output tokens per second, when known."""
+
+
+def outcome_from_attempt(attempt: AttemptRecord) -> Outcome | None:
+    """The outcome a logged attempt counts as, or None when it says nothing about the model."""
+    if attempt.error_kind in NEUTRAL_ERROR_KINDS:
+        return None
+    success = attempt.error_kind is None
+    ttfb = attempt.ttfb_ms if success else None
+    return Outcome(attempt.model, attempt.started, success, ttfb_ms=ttfb)
+
+
+@dataclass(frozen=True, slots=True)
+class Posterior:
+    model: str
+    alpha: float
+    """max(floor, prior + weighted_successes)"""
+    beta: float
+    """max(floor, prior + weighted_failures)"""
+    weighted_successes: float
+    weighted_failures: float
+    successes: int
+    """Raw count inside the window, for display."""
+    failures: int
+    ttfb_ms: float | None
+    """Recency-weighted mean time to first byte of successes; None without data."""
+    tokens_per_s: float | None
+    seen: bool
+    """Any outcome inside the window; False means the `unseen_prior` applies."""
+
+    @property
+    def mean(self) -> float:
+        return self.alpha / (self.alpha + self.beta)
+
+    def interval(self, mass: float = 0.9) -> tuple[float, float]:
+        """Central interval holding `mass` of Beta(alpha, beta); 0.9 spans percentiles 5 to 95."""
+        if not 0.0 < mass < 1.0:
+            raise ValueError(f"mass must be strictly between 0 and 1, got {mass}")
+        return _central_interval(self.alpha, self.beta, mass)
+
+    def as_json(self) -> dict[str, Any]:
+        low, high = self.interval()
+        return {
+            "model": self.model,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "mean": self.mean,
+            "interval": [low, high],
+            "weighted_successes": self.weighted_successes,
+            "weighted_failures": self.weighted_failures,
+            "successes": self.successes,
+            "failures": self.failures,
+            "ttfb_ms": self.ttfb_ms,
+            "tokens_per_s": self.tokens_per_s,
+            "seen": self.seen,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRow:
+    """One aggregate row from SQLite: a model's outcomes in one time bucket."""
+
+    model: str
+    bucket_start: float
+    successes: int
+    failures: int
+    ttfb_sum: float
+    """Sum of the successes' ttfb_ms, over `ttfb_n` of them."""
+    ttfb_n: int
+    tps_sum: float
+    tps_n: int
+
+
+class _Sums:
+    """Mutable counts: one bucket's raw ones, or a model's weighted ones."""
+
+    __slots__ = ("s", "f", "ws", "wf", "ttfb", "ttfb_w", "tps", "tps_w")
+
+    def __init__(self) -> None:
+        self.s = self.f = 0
+        self.ws = self.wf = self.ttfb = self.ttfb_w = self.tps = self.tps_w = 0.0
+
+    def add_outcome(self, o: Outcome, w: float) -> None:
+        if o.success:
+            self.s += 1
+            self.ws += w
+            if o.ttfb_ms is not None:
+                self.ttfb, self.ttfb_w = self.ttfb + w * o.ttfb_ms, self.ttfb_w + w
+            if o.tokens_per_s is not None:
+                self.tps, self.tps_w = self.tps + w * o.tokens_per_s, self.tps_w + w
+        else:
+            self.f += 1
+            self.wf += w
+
+    def add_bucket(self, b: _Sums, w: float) -> None:
+        """Add a bucket's raw counts (`ttfb_w`/`tps_w` there are counts) with weight `w`."""
+        self.s, self.f = self.s + b.s, self.f + b.f
+        self.ws, self.wf = self.ws + w * b.s, self.wf + w * b.f
+        self.ttfb, self.ttfb_w = self.ttfb + w * b.ttfb, self.ttfb_w + w * b.ttfb_w
+        self.tps, self.tps_w = self.tps + w * b.tps, self.tps_w + w * b.tps_w
+
+
+_Entry = tuple[Posterior, tuple[float, ...] | None]
+
+
+class PosteriorBook:
+    """Every model's posterior, cached so `posterior` and `sample` cost one dict lookup."""
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 7 * 86400,
+        prior: float = 2.0,
+        floor: float = 0.1,
+        bucket_s: float = 3600.0,
+        unseen_prior: tuple[float, float] = (3.0, 2.0),
+    ) -> None:
+        if window_s <= 0 or bucket_s <= 0 or floor <= 0 or prior < 0 or min(unseen_prior) <= 0:
+            raise ValueError("window_s, bucket_s, floor and unseen_prior must be > 0, prior >= 0")
+        self.window_s, self.prior, self.floor, self.bucket_s = window_s, prior, floor, bucket_s
+        self._unseen_ab = (max(floor, unseen_prior[0]), max(floor, unseen_prior[1]))
+        self._unseen_bb = _cheng_setup(*self._unseen_ab)
+        self._buckets: dict[str, dict[int, _Sums]] = {}
+        self._sums: dict[str, _Sums] = {}
+        self._cache: dict[str, _Entry] = {}
+        self._now: float | None = None
+        """Time of the last load/refresh; None before, when every outcome weighs 1."""
+
+    def load(self, rows: Iterable[BucketRow], now: float) -> None:
+        """Replace everything with these aggregate rows, weighed as of `now`."""
+        self._buckets = {}
+        for row in rows:
+            k = math.floor(row.bucket_start / self.bucket_s + 1e-9)
+            bucket = self._buckets.setdefault(row.model, {}).setdefault(k, _Sums())
+            bucket.s, bucket.f = bucket.s + row.successes, bucket.f + row.failures
+            bucket.ttfb, bucket.ttfb_w = bucket.ttfb + row.ttfb_sum, bucket.ttfb_w + row.ttfb_n
+            bucket.tps, bucket.tps_w = bucket.tps + row.tps_sum, bucket.tps_w + row.tps_n
+        self.refresh(now)
+
+    def record(self, outcome: Outcome) -> None:
+        """Count one outcome now, with its weight as of the last refresh (1 when fresh)."""
+        w = 1.0 if self._now is None else weight(self._now - outcome.at, self.window_s)
+        if w <= 0.0:
+            return
+        k = math.floor(outcome.at / self.bucket_s)
+        self._buckets.setdefault(outcome.model, {}).setdefault(k, _Sums()).add_outcome(outcome, 1.0)
+        sums = self._sums.setdefault(outcome.model, _Sums())
+        sums.add_outcome(outcome, w)
+        self._cache[outcome.model] = self._entry(outcome.model, sums)
+
+    def refresh(self, now: float) -> None:
+        """Re-weigh every bucket as of `now` and drop those that left the window."""
+        self._now = now
+        self._sums, self._cache = {}, {}
+        for model, buckets in list(self._buckets.items()):
+            sums = _Sums()
+            for k, bucket in list(buckets.items()):
+                w = weight(now - (k + 0.5) * self.bucket_s, self.window_s)
+                if w <= 0.0:
+                    del buckets[k]
+                else:
+                    sums.add_bucket(bucket, w)
+            if sums.s + sums.f == 0:
+                del self._buckets[model]
+                continue
+            self._sums[model] = sums
+            self._cache[model] = self._entry(model, sums)
+
+    def posterior(self, model: str) -> Posterior:
+        entry = self._cache.get(model)
+        if entry is not None:
+            return entry[0]
+        a, b = self._unseen_ab
+        return Posterior(model, a, b, 0.0, 0.0, 0, 0, None, None, False)
+
+    def sample(self, model: str, rng: random.Random) -> float:
+        """One draw from the model's cached Beta posterior."""
+        entry = self._cache.get(model)
+        bb = self._unseen_bb if entry is None else entry[1]
+        if bb is None:
+            p = self.posterior(model)
+            return rng.betavariate(p.alpha, p.beta)
+        return _cheng_draw(bb, rng.random)
+
+    def sample_many(self, models: Iterable[str], rng: random.Random) -> list[float]:
+        """`[self.sample(m, rng) for m in models]`, the same draws, with less overhead per model."""
+        cache, unseen, draw, uniform = self._cache, self._unseen_bb, _cheng_draw, rng.random
+        out: list[float] = []
+        for model in models:
+            entry = cache.get(model)
+            bb = unseen if entry is None else entry[1]
+            out.append(draw(bb, uniform) if bb is not None else self.sample(model, rng))
+        return out
+
+    def models(self) -> list[str]:
+        """Models seen inside the window, sorted."""
+        return sorted(self._cache)
+
+    def _entry(self, model: str, s: _Sums) -> _Entry:
+        alpha = max(self.floor, self.prior + s.ws)
+        beta = max(self.floor, self.prior + s.wf)
+        ttfb = s.ttfb / s.ttfb_w if s.ttfb_w > 0 else None
+        tps = s.tps / s.tps_w if s.tps_w > 0 else None
+        posterior = Posterior(model, alpha, beta, s.ws, s.wf, s.s, s.f, ttfb, tps, True)
+        return posterior, _cheng_setup(alpha, beta)
+
+
+def _cheng_setup(a: float, b: float) -> tuple[float, ...] | None:
+    """Constants of Cheng's algorithm BB for Beta(a, b), or None outside its domain."""
+    swap = a > b
+    lo, hi = (b, a) if swap else (a, b)
+    if lo <= 1.0:
+        return None
+    total = lo + hi
+    scale = math.sqrt((total - 2.0) / (2.0 * lo * hi - total))
+    return lo, hi, total, scale, lo + 1.0 / scale, float(swap)
+
+
+def _cheng_draw(c: tuple[float, ...], uniform: Callable[[], float]) -> float:
+    a, b, total, scale, gamma, swap = c
+    while True:
+        u1 = uniform()
+        u2 = uniform()
+        if u1 == 0.0:
+            continue
+        v = scale * _log(u1 / (1.0 - u1))
+        w = a * _exp(v)  # v < 37: scale < 1 whenever a, b > 1
+        z = u1 * u1 * u2
+        r = gamma * v - 1.3862943611198906  # log 4
+        s = a + r - w
+        if s + 2.6094379124341003 >= 5.0 * z:  # 1 + log 5
+            break
+        t = _log(z) if z > 0.0 else -math.inf
+        if s > t or r + total * _log(total / (b + w)) >= t:
+            break
+    return b / (b + w) if swap else w / (b + w)
+
+
+@functools.lru_cache(maxsize=4096)
+def _central_interval(a: float, b: float, mass: float) -> tuple[float, float]:
+    """Memoized: 50-500 µs each, and a state snapshot asks again for every unchanged model."""
+    tail = (1.0 - mass) / 2.0
+    return beta_ppf(tail, a, b), beta_ppf(1.0 - tail, a, b)
+
+
+def beta_cdf(x: float, a: float, b: float) -> float:
+    """Regularized incomplete beta I_x(a, b), by its continued fraction (Numerical Recipes 6.4)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_cf(x, a, b) / a
+    return 1.0 - front * _beta_cf(1.0 - x, b, a) / b
+
+
+def _beta_cf(x: float, a: float, b: float) -> float:
+    """Modified Lentz evaluation; converges in O(sqrt(max(a, b))) terms on this side of the mode."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        for num in (
+            m * (b - m) * x / ((a - 1.0 + m2) * (a + m2)),
+            -(a + m) * (a + b + m) * x / ((a + m2) * (a + 1.0 + m2)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def beta_ppf(q: float, a: float, b: float) -> float:
+    """Inverse of `beta_cdf` Newton steps on I_x(a, b) = q, kept inside a bisection bracket."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"q must be in [0, 1], got {q}")
+    if q in (0.0, 1.0):
+        return q
+    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    lo, hi, x = 0.0, 1.0, a / (a + b)
+    for _ in range(200):
+        f = beta_cdf(x, a, b) - q
+        if f == 0.0:
+            return x
+        lo, hi = (x, hi) if f < 0.0 else (lo, x)
+        density = math.exp(log_norm + (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x))
+        step = x - f / density if density > 0.0 else math.nan
+        new = step if lo < step < hi else (lo + hi) / 2.0
+        # Converged relative to the nearer end (x near 1 is judged on 1 - x), or the bracket
+        # is down to a couple of floats.
+        if abs(new - x) <= 1e-14 * min(new, 1.0 - new) or hi - lo <= 4.5e-16 * hi:
+            return new
+        x = new
+    return x
