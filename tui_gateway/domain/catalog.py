@@ -37,6 +37,8 @@ class Catalog:
     ) -> None:
         self.providers: dict[str, ProviderSettings] = {p.name: p for p in providers}
         self.models: dict[str, ModelSettings] = {m.key: m for m in models}
+        self.provider_names: dict[str, str] = {k: m.provider for k, m in self.models.items()}
+        """Model key -> provider name: the routing hot path reads this, not the settings."""
         self._by_id: dict[str, str] = {}
         for key, model in self.models.items():
             self._by_id.setdefault(model.id, key)  # first in config order wins a shared id

@@ -30,10 +30,12 @@ In `smart`, rank 9 against rank 3 is worth 0.144, about the gap between success 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .posteriors import Posterior
+from ..config import ModelSettings
+from .posteriors import Posterior, PosteriorBook
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,3 +128,58 @@ def score(
         w.intelligence * intelligence / 10.0,
         w.position * rest,
     )
+
+
+class ScoreBases:
+    """Every model's score terms with the sample left at 0, kept until something they read changes.
+
+    The terms other than the sample depend only on the model's posterior (speed, latency), its
+    intelligence rank and its place in the chain, so they are computed once and dropped when an
+    outcome is recorded for that model, when the posteriors are refreshed, or when a chain moves.
+    """
+
+    def __init__(self) -> None:
+        self._bases: dict[str, ScoreTerms] = {}
+        self.totals: dict[str, float] = {}
+        """Model -> its score without the sample: add a draw and it is the model's score."""
+        self._positions: dict[str, dict[str, int]] = {}
+        self._dirty: set[str] = set()
+
+    def for_pool(
+        self,
+        book: PosteriorBook,
+        models: Mapping[str, ModelSettings],
+        pool: str,
+        chain: list[str],
+    ) -> dict[str, ScoreTerms]:
+        bases = self._bases
+        positions = self._positions.get(pool)
+        if positions is None:
+            positions = self._positions[pool] = {k: i for i, k in enumerate(chain)}
+            missing = [k for k in chain if k not in bases]
+        else:  # only what was forgotten since: one model after each finished attempt
+            missing = [k for k in self._dirty if k in positions]
+        if missing:
+            self._dirty.difference_update(missing)
+            for key in missing:
+                bases[key] = score(
+                    book.posterior(key),
+                    sample=0.0,
+                    intelligence=models[key].intelligence,
+                    position=positions[key],
+                    chain_length=len(chain),
+                    pool=pool,
+                )
+                self.totals[key] = bases[key].total
+        return bases
+
+    def forget(self, key: str | None = None) -> None:
+        if key is None:
+            self._bases.clear()
+            self.totals.clear()
+            self._positions.clear()
+            self._dirty.clear()
+        else:
+            self._bases.pop(key, None)
+            self.totals.pop(key, None)
+            self._dirty.add(key)

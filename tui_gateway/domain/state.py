@@ -19,9 +19,10 @@ from .catalog import Catalog
 from .controls import Controls
 from .cooldowns import Cooldowns
 from .errors import ErrorKind
-from .posteriors import Outcome, PosteriorBook
+from .posteriors import NEUTRAL_ERROR_KINDS, Outcome, PosteriorBook
 from .protection import Decision, decide
 from .records import RequestRecord
+from .scoring import ScoreBases
 from .sticky import StickySessions
 
 Clock = Callable[[], float]
@@ -74,6 +75,9 @@ class GatewayState:
             for p in settings.providers
         }
         self._key_turn: Counter[str] = Counter()
+        self._usable: frozenset[str] | None = None
+        self._usable_chains: dict[str, list[str]] = {}
+        self.score_bases = ScoreBases()
 
     # --- events ---------------------------------------------------------------------------
 
@@ -143,6 +147,11 @@ class GatewayState:
             if sessions[request.session] <= 0:
                 del sessions[request.session]
 
+    def any_guarded_provider_busy(self) -> bool:
+        """Some `provider-ban` provider has a request in flight (cheap pre-check for routing)."""
+        protection = self.controls.protection
+        return any(s and protection[p] == "provider-ban" for p, s in self.busy_sessions.items())
+
     def provider_busy_elsewhere(self, provider: str, session: str) -> bool:
         """Another conversation has a request in flight on this provider."""
         sessions = self.busy_sessions.get(provider)
@@ -180,6 +189,7 @@ class GatewayState:
     ) -> None:
         now = self.clock()
         self.book.record(Outcome(model, started, True, ttfb_ms, tokens_per_s))
+        self.score_bases.forget(model)
         self.cooldowns.record_success(model=model, key_id=key_id, now=now)
         self.sessions.pin(request.session, model, key_id, now)
 
@@ -211,9 +221,10 @@ class GatewayState:
         provider = self.catalog.models[model].provider
         request.failures.append(f"{model}: {reason}")
         request.phase = "fallback"
-        if kind in (ErrorKind.CLIENT_CLOSED, ErrorKind.SHUTDOWN):
+        if kind in NEUTRAL_ERROR_KINDS:
             return  # nobody's fault: no statistics, no cooldown, no ban
         self.book.record(Outcome(model, started, False))
+        self.score_bases.forget(model)
         text = f"{request.id} {model} failed ({reason})"
         if cool_down:
             entry = self.cooldowns.record_failure(
@@ -235,6 +246,46 @@ class GatewayState:
     def chain(self, pool: str) -> list[str]:
         return self.controls.pools.chain(pool)
 
+    def usable_models(self) -> frozenset[str]:
+        """Every model `is_usable` says yes to; cached until the user changes something."""
+        if self._usable is None:
+            self._usable = frozenset(k for k in self.catalog.models if self.is_usable(k))
+            self._usable_chains.clear()
+        return self._usable
+
+    def usable_chain(self, pool: str) -> list[str]:
+        """The pool's chain without unusable models (cached like `usable_models`; do not mutate)."""
+        usable = self.usable_models()
+        chain = self._usable_chains.get(pool)
+        if chain is None:
+            chain = self._usable_chains[pool] = [k for k in self.chain(pool) if k in usable]
+        return chain
+
+    def cooling_models(self, now: float) -> set[str]:
+        """Models with any cooldown running (on the model, or on one of its keys)."""
+        return {entry.model for entry in self.cooldowns.entries(now)}
+
+    def available_at(self, key: str, now: float) -> float:
+        """When the model can next be used: `now`, or when its cooldown ends."""
+        ids = self._key_ids[self.catalog.provider_names[key]]
+        return self.cooldowns.available_at(key, ids, now)
+
+    def refresh_posteriors(self) -> None:
+        """Re-derive the recency decay (periodically, off the request path)."""
+        self.book.refresh(self.clock())
+        self.score_bases.forget()
+
+    def restore_controls(self, saved: dict[str, Any]) -> None:
+        """Apply what a previous run saved (pool order, enablement, bans, protection)."""
+        self.controls.restore(saved, set(self.catalog.models))
+        self._changed("pools")
+
+    def _changed(self, topic: str, text: str = "") -> None:
+        """The user changed a control: drop what was derived from the old ones, then tell."""
+        self._usable = None
+        self.score_bases.forget()
+        self._publish(topic, text)
+
     def is_usable(self, key: str) -> bool:
         """Enabled, not banned, and its provider has a key to send and is not banned."""
         model = self.catalog.models[key]
@@ -247,33 +298,33 @@ class GatewayState:
 
     def move_in_pool(self, key: str, delta: int) -> int:
         position = self.controls.pools.move(self._known(key), delta)
-        self._publish("pools", f"{key} moved to position {position + 1}")
+        self._changed("pools", f"{key} moved to position {position + 1}")
         return position
 
     def set_enabled(self, key: str, enabled: bool) -> None:
         disabled = self.controls.pools.disabled
         (disabled.discard if enabled else disabled.add)(self._known(key))
-        self._publish("pools", f"{key} {'enabled' if enabled else 'disabled'}")
+        self._changed("pools", f"{key} {'enabled' if enabled else 'disabled'}")
 
     def ban_model(self, key: str) -> None:
         self.controls.banned_models.add(self._known(key))
-        self._publish("bans", f"{key} banned")
+        self._changed("bans", f"{key} banned")
 
     def unban_model(self, key: str) -> None:
         self.controls.banned_models.discard(self._known(key))
-        self._publish("bans", f"{key} unbanned")
+        self._changed("bans", f"{key} unbanned")
 
     def ban_provider(self, provider: str) -> None:
         self.controls.banned_providers.add(self._known_provider(provider))
-        self._publish("bans", f"provider {provider} banned")
+        self._changed("bans", f"provider {provider} banned")
 
     def unban_provider(self, provider: str) -> None:
         self.controls.banned_providers.discard(self._known_provider(provider))
-        self._publish("bans", f"provider {provider} unbanned")
+        self._changed("bans", f"provider {provider} unbanned")
 
     def set_protection(self, provider: str, level: str) -> None:
         self.controls.set_protection(self._known_provider(provider), level)
-        self._publish("protection", f"provider {provider} protection: {level}")
+        self._changed("protection", f"provider {provider} protection: {level}")
 
     def clear_sticky(self, session: str) -> bool:
         cleared = self.sessions.clear(session)

@@ -69,7 +69,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[UPSTREAMS].setdefault(provider.name, make_upstream(provider, session))
     request_log, state = app[REQUEST_LOG], app[STATE]
     await request_log.open()
-    state.controls.restore(await load_saved(request_log.db), set(state.catalog.models))
+    state.restore_controls(await load_saved(request_log.db))
     await _load_posteriors(state, request_log)
     saver = Saver(request_log.db, state.controls.saved)
     unsubscribe = state.subscribe(
@@ -94,10 +94,11 @@ async def _load_posteriors(state: GatewayState, request_log: RequestLog) -> None
         request_log.db, now=now, window_s=book.window_s, bucket_s=book.bucket_s
     )
     book.load(rows, now)
+    state.score_bases.forget()
 
 
 async def _refresh_posteriors(state: GatewayState) -> None:
     """Re-derive the recency decay now and then, off the request path."""
     while True:
         await asyncio.sleep(POSTERIOR_REFRESH_S)
-        state.book.refresh(state.clock())
+        state.refresh_posteriors()
