@@ -262,6 +262,8 @@ def test_entry_as_json_counts_down() -> None:
         "provider": "p",
         "key_id": None,
         "reason": "5xx",
+        "started": T0,
+        "expires": T0 + 15.0,
         "remaining_s": 10.0,
         "duration_s": 15.0,
         "failures": 1,

@@ -30,6 +30,7 @@ EXPECTED: dict[str, dict[str, tuple[tuple[bool, bool, bool], tuple[bool, bool, b
     "shutdown":        {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
     "no_candidate":    {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
     "invalid_request": {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
+    "rejected":        {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
 }  # fmt: skip
 
 CASES = [

@@ -63,6 +63,8 @@ class CooldownEntry:
             "provider": self.provider,
             "key_id": self.key_id,
             "reason": self.reason,
+            "started": self.started,
+            "expires": self.expires,
             "remaining_s": round(self.remaining(now), 1),
             "duration_s": round(self.expires - self.started, 1),
             "failures": self.failures,

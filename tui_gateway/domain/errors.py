@@ -25,6 +25,8 @@ class ErrorKind(StrEnum):
     WRAPPED = "wrapped"
     RATE_LIMITED = "rate_limited"
     CLIENT_ERROR = "client_error"
+    REJECTED = "rejected"
+    """The upstream refused the request itself (400/413/422): the client's mistake."""
     CLIENT_CLOSED = "client_closed"
     SHUTDOWN = "shutdown"
     NO_CANDIDATE = "no_candidate"
@@ -83,11 +85,26 @@ class WrappedError(UpstreamError):
 class UpstreamClientError(UpstreamError):
     kind = ErrorKind.CLIENT_ERROR
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        kind: ErrorKind | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, kind=kind, code=code, retry_after_s=retry_after_s)
+        if kind is not None:
+            return
+        if self.code == "context_length_exceeded":
+            self.kind = ErrorKind.TRUNCATED  # a model with a larger window may take it
+        elif self.status in (400, 413, 422):
+            self.kind = ErrorKind.REJECTED
+
     @property
     def retryable(self) -> bool:
         # 400/422 mean the request itself is bad and every upstream would refuse it, except a
         # context-length refusal, which a model with a larger window may accept. 401/403/404 are
         # about this provider (a bad key, an unknown model id): another one may serve it.
-        if self.code == "context_length_exceeded":
-            return True
-        return self.status not in (400, 413, 422)
+        return self.kind != ErrorKind.REJECTED

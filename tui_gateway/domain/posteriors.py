@@ -40,6 +40,7 @@ NEUTRAL_ERROR_KINDS: frozenset[str] = frozenset(
         ErrorKind.SHUTDOWN,
         ErrorKind.INVALID_REQUEST,
         ErrorKind.NO_CANDIDATE,
+        ErrorKind.REJECTED,
     )
 )
 """Attempt endings that say nothing about the model: neither a success nor a failure."""

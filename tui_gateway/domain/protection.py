@@ -65,7 +65,9 @@ NOTHING = Decision(ban_provider=False, skip_model=False, clear_sticky=False)
 K = ErrorKind
 PROVIDER_FAULTS = frozenset({K.SERVER, K.CONNECTION, K.TIMEOUT, K.STALL, K.TRUNCATED, K.WRAPPED})
 """Failures that are the upstream's misbehaviour."""
-NOBODYS_FAULT = frozenset({K.CLIENT_CLOSED, K.SHUTDOWN, K.NO_CANDIDATE, K.INVALID_REQUEST})
+NOBODYS_FAULT = frozenset(
+    {K.CLIENT_CLOSED, K.SHUTDOWN, K.NO_CANDIDATE, K.INVALID_REQUEST, K.REJECTED}
+)
 """Ends of a request that say nothing about the upstream."""
 BROKE_OFF = frozenset({K.STALL, K.TRUNCATED})
 """Failures that, after the first byte, always clear the sticky pin."""
