@@ -10,13 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tui_gateway.domain.beta import beta_cdf, beta_ppf
 from tui_gateway.domain.posteriors import (
     BucketRow,
     Outcome,
     Posterior,
     PosteriorBook,
-    beta_cdf,
-    beta_ppf,
     outcome_from_attempt,
     weight,
 )

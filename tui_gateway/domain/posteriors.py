@@ -23,13 +23,13 @@ request. It uses only `rng.random()`, so a seeded `rng` reproduces it; when `min
 
 from __future__ import annotations
 
-import functools
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .beta import central_interval, cheng_draw, cheng_setup
 from .errors import ErrorKind
 from .records import AttemptRecord
 
@@ -44,8 +44,6 @@ NEUTRAL_ERROR_KINDS: frozenset[str] = frozenset(
     )
 )
 """Attempt endings that say nothing about the model: neither a success nor a failure."""
-
-_log, _exp = math.log, math.exp
 
 
 def weight(age_s: float, window_s: float) -> float:
@@ -100,7 +98,7 @@ class Posterior:
         """Central interval holding `mass` of Beta(alpha, beta); 0.9 spans percentiles 5 to 95."""
         if not 0.0 < mass < 1.0:
             raise ValueError(f"mass must be strictly between 0 and 1, got {mass}")
-        return _central_interval(self.alpha, self.beta, mass)
+        return central_interval(self.alpha, self.beta, mass)
 
     def as_json(self) -> dict[str, Any]:
         low, high = self.interval()
@@ -183,7 +181,7 @@ class PosteriorBook:
             raise ValueError("window_s, bucket_s, floor and unseen_prior must be > 0, prior >= 0")
         self.window_s, self.prior, self.floor, self.bucket_s = window_s, prior, floor, bucket_s
         self._unseen_ab = (max(floor, unseen_prior[0]), max(floor, unseen_prior[1]))
-        self._unseen_bb = _cheng_setup(*self._unseen_ab)
+        self._unseen_bb = cheng_setup(*self._unseen_ab)
         self._buckets: dict[str, dict[int, _Sums]] = {}
         self._sums: dict[str, _Sums] = {}
         self._cache: dict[str, _Entry] = {}
@@ -248,13 +246,14 @@ class PosteriorBook:
         if bb is None:
             p = self.posterior(model)
             return rng.betavariate(p.alpha, p.beta)
-        return _cheng_draw(bb, rng.random)
+        return cheng_draw(bb, rng.random)
 
     def sample_many(self, models: Iterable[str], rng: random.Random) -> list[float]:
         """`[self.sample(m, rng) for m in models]`, the same draws, with less overhead per model."""
-        # `_cheng_draw` inlined: on a 300-model pool the call overhead alone is a quarter of a
+        # `cheng_draw` inlined: on a 300-model pool the call overhead alone is a quarter of a
         # routing decision. Same uniforms in the same order, so the same draws.
-        draws, unseen, uniform, log, exp = self._draws.get, self._unseen_bb, rng.random, _log, _exp
+        draws, unseen, uniform = self._draws.get, self._unseen_bb, rng.random
+        log, exp = math.log, math.exp
         out: list[float] = []
         append = out.append
         for model in models:
@@ -291,102 +290,4 @@ class PosteriorBook:
         ttfb = s.ttfb / s.ttfb_w if s.ttfb_w > 0 else None
         tps = s.tps / s.tps_w if s.tps_w > 0 else None
         posterior = Posterior(model, alpha, beta, s.ws, s.wf, s.s, s.f, ttfb, tps, True)
-        return posterior, _cheng_setup(alpha, beta)
-
-
-def _cheng_setup(a: float, b: float) -> tuple[float, ...] | None:
-    """Constants of Cheng's algorithm BB for Beta(a, b), or None outside its domain."""
-    swap = a > b
-    lo, hi = (b, a) if swap else (a, b)
-    if lo <= 1.0:
-        return None
-    total = lo + hi
-    scale = math.sqrt((total - 2.0) / (2.0 * lo * hi - total))
-    return lo, hi, total, scale, lo + 1.0 / scale, float(swap)
-
-
-def _cheng_draw(c: tuple[float, ...], uniform: Callable[[], float]) -> float:
-    a, b, total, scale, gamma, swap = c
-    while True:
-        u1 = uniform()
-        u2 = uniform()
-        if u1 == 0.0:
-            continue
-        v = scale * _log(u1 / (1.0 - u1))
-        w = a * _exp(v)  # v < 37: scale < 1 whenever a, b > 1
-        z = u1 * u1 * u2
-        r = gamma * v - 1.3862943611198906  # log 4
-        s = a + r - w
-        if s + 2.6094379124341003 >= 5.0 * z:  # 1 + log 5
-            break
-        t = _log(z) if z > 0.0 else -math.inf
-        if s > t or r + total * _log(total / (b + w)) >= t:
-            break
-    return b / (b + w) if swap else w / (b + w)
-
-
-@functools.lru_cache(maxsize=4096)
-def _central_interval(a: float, b: float, mass: float) -> tuple[float, float]:
-    """Memoized: 50-500 µs each, and a state snapshot asks again for every unchanged model."""
-    tail = (1.0 - mass) / 2.0
-    return beta_ppf(tail, a, b), beta_ppf(1.0 - tail, a, b)
-
-
-def beta_cdf(x: float, a: float, b: float) -> float:
-    """Regularized incomplete beta I_x(a, b), by its continued fraction (Numerical Recipes 6.4)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    front = math.exp(
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_cf(x, a, b) / a
-    return 1.0 - front * _beta_cf(1.0 - x, b, a) / b
-
-
-def _beta_cf(x: float, a: float, b: float) -> float:
-    """Modified Lentz evaluation; converges in O(sqrt(max(a, b))) terms on this side of the mode."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 100_000):
-        m2 = 2 * m
-        for num in (
-            m * (b - m) * x / ((a - 1.0 + m2) * (a + m2)),
-            -(a + m) * (a + b + m) * x / ((a + m2) * (a + 1.0 + m2)),
-        ):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def beta_ppf(q: float, a: float, b: float) -> float:
-    """Inverse of `beta_cdf` Newton steps on I_x(a, b) = q, kept inside a bisection bracket."""
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"q must be in [0, 1], got {q}")
-    if q in (0.0, 1.0):
-        return q
-    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    lo, hi, x = 0.0, 1.0, a / (a + b)
-    for _ in range(200):
-        f = beta_cdf(x, a, b) - q
-        if f == 0.0:
-            return x
-        lo, hi = (x, hi) if f < 0.0 else (lo, x)
-        density = math.exp(log_norm + (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x))
-        step = x - f / density if density > 0.0 else math.nan
-        new = step if lo < step < hi else (lo + hi) / 2.0
-        # Converged relative to the nearer end (x near 1 is judged on 1 - x), or the bracket
-        # is down to a couple of floats.
-        if abs(new - x) <= 1e-14 * min(new, 1.0 - new) or hi - lo <= 4.5e-16 * hi:
-            return new
-        x = new
-    return x
+        return posterior, cheng_setup(alpha, beta)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import POOLS, Settings
+from ..config import Settings
 from .active import ActiveRequest
 from .catalog import Catalog
 from .controls import Controls
@@ -23,6 +23,7 @@ from .posteriors import NEUTRAL_ERROR_KINDS, Outcome, PosteriorBook
 from .protection import Decision, decide
 from .records import RequestRecord
 from .scoring import ScoreBases
+from .snapshot import pools_json, snapshot
 from .sticky import StickySessions
 
 Clock = Callable[[], float]
@@ -358,56 +359,9 @@ class GatewayState:
 
     # --- snapshots ------------------------------------------------------------------------
 
-    def pools_json(self) -> dict[str, list[dict[str, Any]]]:
-        now = self.clock()
-        out: dict[str, list[dict[str, Any]]] = {}
-        for pool in POOLS:
-            chain = self.chain(pool)
-            out[pool] = [
-                {
-                    "model": key,
-                    "provider": self.catalog.models[key].provider,
-                    "id": self.catalog.models[key].id,
-                    "position": position,
-                    "enabled": key not in self.controls.pools.disabled,
-                    "banned": key in self.controls.banned_models
-                    or self.catalog.models[key].provider in self.controls.banned_providers,
-                    "cooling": self.cooldowns.is_cooling(key, now),
-                    "usable": self.is_usable(key),
-                }
-                for position, key in enumerate(chain)
-            ]
-        return out
-
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready picture of everything, for the state API and the TUI."""
-        now = self.clock()
-        routing = self.routing
-        return {
-            "now": now,
-            "active": [r.as_json() for r in self.active.values()],
-            "pools": self.pools_json(),
-            "sticky": [
-                s.as_json(now, ttl_s=routing.sticky_ttl_s, ban_ttl_s=routing.provider_ban_ttl_s)
-                for s in self.sessions.entries(now)
-            ],
-            "cooldowns": [c.as_json(now) for c in self.cooldowns.entries(now)],
-            "posteriors": self.posteriors_json(),
-            "bans": {
-                "models": sorted(self.controls.banned_models),
-                "providers": sorted(self.controls.banned_providers),
-            },
-            "protection": dict(self.controls.protection),
-            "strategy": routing.strategy,
-            "totals": {"finished": self.finished_count, "failed": self.failed_count},
-            "demo": {"paused": self.demo_paused},
-        }
+        return snapshot(self)
 
-    def posteriors_json(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for pool in POOLS:
-            for position, key in enumerate(self.chain(pool)):
-                entry = self.book.posterior(key).as_json()
-                entry |= {"pool": pool, "position": position}
-                out[key] = entry
-        return out
+    def pools_json(self) -> dict[str, list[dict[str, Any]]]:
+        return pools_json(self)

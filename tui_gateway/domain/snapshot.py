@@ -1,0 +1,67 @@
+"""JSON pictures of the gateway state, for `GET /gateway/state` and the TUI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..config import POOLS
+
+if TYPE_CHECKING:
+    from .state import GatewayState
+
+
+def pools_json(state: GatewayState) -> dict[str, list[dict[str, Any]]]:
+    now = state.clock()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for pool in POOLS:
+        chain = state.chain(pool)
+        out[pool] = [
+            {
+                "model": key,
+                "provider": state.catalog.models[key].provider,
+                "id": state.catalog.models[key].id,
+                "position": position,
+                "enabled": key not in state.controls.pools.disabled,
+                "banned": key in state.controls.banned_models
+                or state.catalog.models[key].provider in state.controls.banned_providers,
+                "cooling": state.cooldowns.is_cooling(key, now),
+                "usable": state.is_usable(key),
+            }
+            for position, key in enumerate(chain)
+        ]
+    return out
+
+
+def snapshot(state: GatewayState) -> dict[str, Any]:
+    """A JSON-ready picture of everything, for the state API and the TUI."""
+    now = state.clock()
+    routing = state.routing
+    return {
+        "now": now,
+        "active": [r.as_json() for r in state.active.values()],
+        "pools": pools_json(state),
+        "sticky": [
+            s.as_json(now, ttl_s=routing.sticky_ttl_s, ban_ttl_s=routing.provider_ban_ttl_s)
+            for s in state.sessions.entries(now)
+        ],
+        "cooldowns": [c.as_json(now) for c in state.cooldowns.entries(now)],
+        "posteriors": posteriors_json(state),
+        "bans": {
+            "models": sorted(state.controls.banned_models),
+            "providers": sorted(state.controls.banned_providers),
+        },
+        "protection": dict(state.controls.protection),
+        "strategy": routing.strategy,
+        "totals": {"finished": state.finished_count, "failed": state.failed_count},
+        "demo": {"paused": state.demo_paused},
+    }
+
+
+def posteriors_json(state: GatewayState) -> dict[str, dict[str, Any]]:
+    out = {}
+    for pool in POOLS:
+        for position, key in enumerate(state.chain(pool)):
+            entry = state.book.posterior(key).as_json()
+            entry |= {"pool": pool, "position": position}
+            out[key] = entry
+    return out
