@@ -14,8 +14,16 @@ port = 4141             # 0 picks a free port
 api_key = "env:TUI_GATEWAY_API_KEY"
 
 [routing]
-max_attempts = 5        # upstream attempts per client request, across fallbacks
-request_timeout_s = 120 # whole-reply limit for a non-streaming upstream call
+max_attempts = 5            # upstream attempts per client request, across fallbacks
+request_timeout_s = 120     # whole-reply limit for a non-streaming upstream call
+strategy = "thompson"       # thompson: learn from recent outcomes | ordered: keep the chain order
+recency_window_days = 7     # outcomes older than this no longer count
+sticky_ttl_s = 1800         # a conversation stays on the model that served it this long
+transient_cooldown_s = 15   # a 5xx, timeout or stall takes the model out of rotation this long
+rate_limit_cooldown_s = 60  # a 429 without Retry-After cools that key down this long
+provider_ban_ttl_s = 180    # how long protection = "provider-ban" keeps a provider away
+max_retry_after_wait_s = 3  # a Retry-After this short on the conversation's model is waited out
+concurrency_guard = true    # new conversations avoid provider-ban providers busy elsewhere
 
 [streaming]
 first_byte_timeout_s = 10   # no first chunk within this: try the next model
