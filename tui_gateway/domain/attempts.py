@@ -16,6 +16,7 @@ Every try counts against `max_attempts`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .errors import ErrorKind
@@ -37,6 +38,8 @@ class AttemptPlan:
     candidates: list[Candidate]
     max_attempts: int
     max_retry_after_wait_s: float = 3.0
+    more: Callable[[], list[Candidate]] | None = None
+    """Called once, when `candidates` run out: the rest of the pool, ranked only if needed."""
     tries: int = 0
     _next: int = 0
     _skipped_models: set[str] = field(default_factory=set)
@@ -52,7 +55,14 @@ class AttemptPlan:
             retry, self._pending = self._pending, None
             self.tries += 1
             return retry.candidate, retry.wait_s
-        while self._next < len(self.candidates):
+        while True:
+            if self._next >= len(self.candidates):
+                if self.more is None:
+                    return None
+                more, self.more = self.more, None
+                known = {c.model for c in self.candidates}
+                self.candidates += [c for c in more() if c.model not in known]
+                continue
             candidate = self.candidates[self._next]
             self._next += 1
             if candidate.model in self._skipped_models:
@@ -61,7 +71,6 @@ class AttemptPlan:
                 continue
             self.tries += 1
             return candidate, 0.0
-        return None
 
     def failed(
         self,

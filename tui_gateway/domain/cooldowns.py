@@ -189,6 +189,10 @@ class Cooldowns:
             del self._streaks[slot]
         return len(slots)
 
+    def __bool__(self) -> bool:
+        """Any cooldown recorded and not yet pruned (a cheap first check for the hot path)."""
+        return bool(self._entries)
+
     def entries(self, now: float) -> list[CooldownEntry]:
         """Active cooldowns, soonest expiry first; expired ones are pruned."""
         for slot in [s for s, e in self._entries.items() if not e.active(now)]:

@@ -186,6 +186,7 @@ class PosteriorBook:
         self._sums: dict[str, _Sums] = {}
         self._cache: dict[str, _Entry] = {}
         self._draws: dict[str, tuple[float, ...] | None] = {}
+        self._stale: set[str] = set()
         """Model -> Cheng constants of its posterior (a copy of `_cache[m][1]` for the hot loop)."""
         self._now: float | None = None
         """Time of the last load/refresh; None before, when every outcome weighs 1."""
@@ -208,15 +209,21 @@ class PosteriorBook:
             return
         k = math.floor(outcome.at / self.bucket_s)
         self._buckets.setdefault(outcome.model, {}).setdefault(k, _Sums()).add_outcome(outcome, 1.0)
-        sums = self._sums.setdefault(outcome.model, _Sums())
-        sums.add_outcome(outcome, w)
-        entry = self._cache[outcome.model] = self._entry(outcome.model, sums)
-        self._draws[outcome.model] = entry[1]
+        self._sums.setdefault(outcome.model, _Sums()).add_outcome(outcome, w)
+        # Re-derived when next read: under load many outcomes land between two decisions.
+        self._stale.add(outcome.model)
+
+    def _settle(self) -> None:
+        for model in self._stale:
+            entry = self._cache[model] = self._entry(model, self._sums[model])
+            self._draws[model] = entry[1]
+        self._stale.clear()
 
     def refresh(self, now: float) -> None:
         """Re-weigh every bucket as of `now` and drop those that left the window."""
         self._now = now
         self._sums, self._cache, self._draws = {}, {}, {}
+        self._stale.clear()
         for model, buckets in list(self._buckets.items()):
             sums = _Sums()
             for k, bucket in list(buckets.items()):
@@ -233,6 +240,8 @@ class PosteriorBook:
             self._draws[model] = entry[1]
 
     def posterior(self, model: str) -> Posterior:
+        if self._stale:
+            self._settle()
         entry = self._cache.get(model)
         if entry is not None:
             return entry[0]
@@ -241,6 +250,8 @@ class PosteriorBook:
 
     def sample(self, model: str, rng: random.Random) -> float:
         """One draw from the model's cached Beta posterior."""
+        if self._stale:
+            self._settle()
         entry = self._cache.get(model)
         bb = self._unseen_bb if entry is None else entry[1]
         if bb is None:
@@ -252,6 +263,8 @@ class PosteriorBook:
         """`[self.sample(m, rng) for m in models]`, the same draws, with less overhead per model."""
         # `cheng_draw` inlined: on a 300-model pool the call overhead alone is a quarter of a
         # routing decision. Same uniforms in the same order, so the same draws.
+        if self._stale:
+            self._settle()
         draws, unseen, uniform = self._draws.get, self._unseen_bb, rng.random
         log, exp = math.log, math.exp
         out: list[float] = []
@@ -282,6 +295,8 @@ class PosteriorBook:
 
     def models(self) -> list[str]:
         """Models seen inside the window, sorted."""
+        if self._stale:
+            self._settle()
         return sorted(self._cache)
 
     def _entry(self, model: str, s: _Sums) -> _Entry:

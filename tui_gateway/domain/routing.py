@@ -18,8 +18,8 @@ candidates kept get a `ScoreTerms`; `scripts/bench_routing.py` times it on a 300
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from operator import add
 
 from .catalog import Target
@@ -51,9 +51,33 @@ def plan_candidates(
     rng: random.Random,
     max_attempts: int,
 ) -> list[Candidate]:
+    """The whole plan at once (the state API, tests, the routing benchmark)."""
+    head, rest = plan_lazily(
+        state, target, session=session, now=now, rng=rng, max_attempts=max_attempts
+    )
+    return (head + rest())[:max_attempts]
+
+
+def plan_lazily(
+    state: GatewayState,
+    target: Target,
+    *,
+    session: SessionEntry | None,
+    now: float,
+    rng: random.Random,
+    max_attempts: int,
+) -> tuple[list[Candidate], Callable[[], list[Candidate]]]:
+    """The named and sticky models now; the ranked rest of the pool only when it is needed.
+
+    Most requests are answered by their first candidate (a conversation's sticky model, or the
+    model the client named), so ranking the pool for them would be wasted work on the hot path.
+    The rest is ranked when the head runs out, with what routing knows by then.
+    """
     provider_of = state.catalog.provider_names
     usable = state.usable_models()
-    banned_here = state.sessions.banned_providers(session.key, now) if session else set()
+    banned_here = (
+        state.sessions.banned_providers(session.key, now) if session and session.banned else set()
+    )
     cooling_now = state.cooling_models(now)
 
     def allowed(key: str) -> bool:
@@ -62,22 +86,47 @@ def plan_candidates(
     def cooling(key: str) -> bool:
         return key in cooling_now and state.available_at(key, now) > now
 
-    plan: list[Candidate] = []
+    head: list[Candidate] = []
     sticky = session.model if session else None
     for key, reason in ((target.preferred, "named"), (sticky, "sticky")):
-        if key is not None and allowed(key) and not cooling(key) and key not in _models(plan):
-            plan.append(Candidate(key, provider_of[key], reason))
+        taken = key is not None and head and head[0].model == key
+        if key is not None and not taken and allowed(key) and not cooling(key):
+            head.append(Candidate(key, provider_of[key], reason))
 
-    taken = _models(plan)
-    chain = state.chain(target.pool)
-    rest = state.usable_chain(target.pool)
-    if taken:
-        rest = [k for k in rest if k not in taken]
-    if banned_here:
-        rest = [k for k in rest if provider_of[k] not in banned_here]
-    if cooling_now:
-        rest = [k for k in rest if not cooling(k)]
-    room = max_attempts - len(plan)
+    def rest() -> list[Candidate]:
+        room = max_attempts - len(head)
+        if room <= 0:
+            return []
+        ranked = _rank_pool(state, target.pool, head, session, rng, room, allowed, cooling)
+        if not ranked and not head:
+            chain = state.chain(target.pool)
+            fallback = _ends_first(state, [k for k in chain if allowed(k)], now)
+            if fallback is not None:
+                return [Candidate(fallback, provider_of[fallback], "cooling")]
+        return ranked
+
+    return head, rest if head else _computed(rest())
+
+
+def _computed(candidates: list[Candidate]) -> Callable[[], list[Candidate]]:
+    return lambda: candidates
+
+
+def _rank_pool(
+    state: GatewayState,
+    pool: str,
+    head: list[Candidate],
+    session: SessionEntry | None,
+    rng: random.Random,
+    room: int,
+    allowed: Callable[[str], bool],
+    cooling: Callable[[str], bool],
+) -> list[Candidate]:
+    """The pool's chain minus the head and whatever is not allowed or cooling, in order."""
+    provider_of = state.catalog.provider_names
+    taken = {c.model for c in head}
+    rest = [k for k in state.usable_chain(pool) if k not in taken and allowed(k)]
+    rest = [k for k in rest if not cooling(k)]
     guard = (
         session is not None
         and session.turns == 0
@@ -86,23 +135,14 @@ def plan_candidates(
     )
     if state.routing.strategy == "thompson":
         # With the concurrency guard about to reorder, rank everything; else only the best few.
-        ranked = _rank(state, target.pool, chain, rest, rng, keep=None if guard else room)
+        chain = state.chain(pool)
+        ranked = _rank(state, pool, chain, rest, rng, keep=None if guard else room)
     else:
         ranked = [(k, None) for k in rest]
     if guard:
         assert session is not None
         ranked = _guard_busy_providers(state, session.key, ranked)
-    plan += [Candidate(k, provider_of[k], "pool", terms) for k, terms in ranked[: max(room, 0)]]
-
-    if not plan:
-        fallback = _ends_first(state, [k for k in chain if allowed(k)], now)
-        if fallback is not None:
-            plan.append(Candidate(fallback, provider_of[fallback], "cooling"))
-    return plan[:max_attempts]
-
-
-def _models(plan: list[Candidate]) -> set[str]:
-    return {c.model for c in plan}
+    return [Candidate(k, provider_of[k], "pool", terms) for k, terms in ranked[:room]]
 
 
 def _rank(
@@ -125,7 +165,16 @@ def _rank(
         threshold = sorted(totals, reverse=True)[keep - 1] if keep > 0 else float("inf")
         indices = [i for i in indices if totals[i] >= threshold]
     best = sorted(indices, key=totals.__getitem__, reverse=True)[:keep]
-    return [(keys[i], replace(bases[keys[i]], sample=samples[i])) for i in best]
+    terms: list[tuple[str, ScoreTerms | None]] = []
+    for i in best:
+        base = bases[keys[i]]  # a new ScoreTerms with this draw (the constructor beats replace())
+        terms.append(
+            (
+                keys[i],
+                ScoreTerms(samples[i], base.speed, base.latency, base.intelligence, base.position),
+            )
+        )
+    return terms
 
 
 def _guard_busy_providers(

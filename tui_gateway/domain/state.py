@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +69,8 @@ class GatewayState:
         self.demo_paused = False
         self.finished_count = 0
         self.failed_count = 0
-        self._subscribers: list[Subscriber] = []
+        self._everything: list[Subscriber] = []
+        self._by_topic: dict[str, list[Subscriber]] = {}
         self._ids = random.Random()  # seeded from the OS once; an id must be unique, not secret
         self._key_ids = {
             p.name: [f"{p.name}#{n}" for n in range(1, max(1, len(p.api_keys)) + 1)]
@@ -82,15 +83,29 @@ class GatewayState:
 
     # --- events ---------------------------------------------------------------------------
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call `subscriber` on every change; returns the function that unsubscribes."""
-        self._subscribers.append(subscriber)
-        return lambda: self._subscribers.remove(subscriber)
+    def subscribe(
+        self, subscriber: Subscriber, *, topics: Iterable[str] | None = None
+    ) -> Callable[[], None]:
+        """Call `subscriber` on every change (or only on these `topics`); returns the unsubscribe.
+
+        A topic nobody listens to costs one dict lookup: the request path publishes three events
+        per request, and headless there is only the persistence listener, which wants none.
+        """
+        lists = [self._by_topic.setdefault(t, []) for t in topics] if topics else [self._everything]
+        for subscribers in lists:
+            subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            for subscribers in lists:
+                subscribers.remove(subscriber)
+
+        return unsubscribe
 
     def _publish(self, topic: str, text: str = "") -> None:
-        if self._subscribers:
+        subscribers = self._by_topic.get(topic)
+        if self._everything or subscribers:
             event = StateEvent(topic, text)
-            for subscriber in list(self._subscribers):
+            for subscriber in [*self._everything, *(subscribers or ())]:
                 subscriber(event)
 
     # --- requests (called by the proxy) ---------------------------------------------------
@@ -114,7 +129,10 @@ class GatewayState:
         request.model = model
         request.provider = provider
         request.phase = "waiting"
-        self.busy_sessions.setdefault(provider, Counter())[request.session] += 1
+        sessions = self.busy_sessions.get(provider)
+        if sessions is None:
+            sessions = self.busy_sessions[provider] = Counter()
+        sessions[request.session] += 1
         self._publish("requests")
 
     def record_chunks(self, request: ActiveRequest, count: int) -> None:
@@ -169,6 +187,8 @@ class GatewayState:
         """
         provider = self.catalog.provider_of(model)
         ids = self._key_ids[provider.name]
+        if len(ids) == 1:
+            return ids[0], provider.api_keys[0] if provider.api_keys else ""
         usable = self.cooldowns.usable_keys(model, ids, self.clock()) or ids
         turn = self._key_turn[provider.name]
         self._key_turn[provider.name] += 1
@@ -264,6 +284,8 @@ class GatewayState:
 
     def cooling_models(self, now: float) -> set[str]:
         """Models with any cooldown running (on the model, or on one of its keys)."""
+        if not self.cooldowns:
+            return set()
         return {entry.model for entry in self.cooldowns.entries(now)}
 
     def available_at(self, key: str, now: float) -> float:

@@ -12,6 +12,7 @@ Expiry is exclusive: a session last used at `t` is live while `now < t + ttl_s` 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,15 +107,19 @@ class StickySessions:
             return None
         return entry
 
-    def open(self, key: str, *, mode: str, preview: str, now: float) -> SessionEntry:
+    def open(
+        self, key: str, *, mode: str, preview: str | Callable[[], str], now: float
+    ) -> SessionEntry:
         """Get or create the session for a new request, and mark it used now.
 
         An expired session is replaced by a fresh one. Expired sessions at the old end are pruned,
-        then the least recently used are evicted until at most `cap` remain.
+        then the least recently used are evicted until at most `cap` remain. `preview` may be a
+        function: it is only called when the session is new.
         """
         entry = self.get(key, now)
         if entry is None:
-            entry = SessionEntry(key=key, mode=mode, preview=preview, created=now, last_used=now)
+            text = preview if isinstance(preview, str) else preview()
+            entry = SessionEntry(key=key, mode=mode, preview=text, created=now, last_used=now)
             self._sessions[key] = entry
         else:
             entry.last_used = now

@@ -72,9 +72,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     state.restore_controls(await load_saved(request_log.db))
     await _load_posteriors(state, request_log)
     saver = Saver(request_log.db, state.controls.saved)
-    unsubscribe = state.subscribe(
-        lambda event: saver.changed() if event.topic in PERSISTED_TOPICS else None
-    )
+    unsubscribe = state.subscribe(lambda _event: saver.changed(), topics=PERSISTED_TOPICS)
     refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
     try:
         yield

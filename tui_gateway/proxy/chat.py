@@ -10,7 +10,7 @@ from aiohttp import web
 from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
 from ..domain.errors import ErrorKind
 from ..domain.records import RequestRecord
-from ..domain.routing import plan_candidates
+from ..domain.routing import plan_lazily
 from ..domain.sessions import session_key, session_preview
 from .errors import APIError
 from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
@@ -40,9 +40,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     key = request.headers.get("X-Session-Id") or session_key(target.mode, call.messages)
     now = state.clock()
     session = state.sessions.open(
-        key, mode=target.mode, preview=session_preview(call.messages), now=now
+        key, mode=target.mode, preview=lambda: session_preview(call.messages), now=now
     )
-    candidates = plan_candidates(
+    plan = plan_lazily(
         state,
         target,
         session=session,
@@ -56,13 +56,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     in_flight = app[IN_FLIGHT]
     in_flight.add(relay)
     try:
-        if not candidates:
+        head, rest = plan
+        if not head and not rest():  # with no head the rest is already ranked: this is cheap
             message = f"no enabled model can serve '{call.model}' (pool '{target.pool}' is empty)"
             trace.fail(503, ErrorKind.NO_CANDIDATE, message)
             raise APIError(503, message, type="upstream_error", code="no_candidate")
         if call.stream:
-            return await relay.stream(candidates)
-        return await relay.once(candidates)
+            return await relay.stream(plan)
+        return await relay.once(plan)
     except asyncio.CancelledError:
         if trace.error_kind is None:
             trace.fail(503, ErrorKind.SHUTDOWN, "gateway shut down during the request")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -20,6 +21,8 @@ from .validation import ChatCall
 from .watchdog import Watchdog
 
 _STALL_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.STALL})
+Plan = tuple[list[Candidate], Callable[[], list[Candidate]]]
+"""The head of a request's candidates and the function that ranks the rest (see plan_lazily)."""
 
 
 @dataclass(slots=True)
@@ -54,12 +57,14 @@ class Relay:
         if self._dog is not None:
             self._dog.fire()
 
-    def _plan(self, candidates: list[Candidate]) -> AttemptPlan:
+    def _plan(self, plan: Plan) -> AttemptPlan:
         routing = self.settings.routing
+        head, rest = plan
         return AttemptPlan(
-            candidates,
+            list(head),
             max_attempts=routing.max_attempts,
             max_retry_after_wait_s=routing.max_retry_after_wait_s,
+            more=rest,
         )
 
     async def _next(self, plan: AttemptPlan) -> _Attempt | None:
@@ -133,7 +138,7 @@ class Relay:
 
     # --- non-streaming --------------------------------------------------------------------
 
-    async def once(self, candidates: list[Candidate]) -> web.Response:
+    async def once(self, candidates: Plan) -> web.Response:
         timeout = self.settings.routing.request_timeout_s
         plan = self._plan(candidates)
         while (attempt := await self._next(plan)) is not None:
@@ -172,7 +177,7 @@ class Relay:
 
     # --- streaming ------------------------------------------------------------------------
 
-    async def stream(self, candidates: list[Candidate]) -> web.StreamResponse:
+    async def stream(self, candidates: Plan) -> web.StreamResponse:
         response: web.StreamResponse | None = None
         streaming = self.settings.streaming
         plan = self._plan(candidates)

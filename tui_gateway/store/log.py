@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -20,6 +21,29 @@ _INSERT_ATTEMPT = (
     "INSERT OR REPLACE INTO attempts (request_id, attempt, provider, model, started,"
     " latency_ms, status, error_kind, error, ttfb_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+_MAX_PARAMS = 32_000  # SQLite allows 32,766 bound parameters per statement (3.32 and newer)
+
+
+def _multi_row(
+    insert: str, rows: Sequence[tuple[object, ...]]
+) -> Iterator[tuple[str, list[object]]]:
+    """One `INSERT ... VALUES (...), (...), ...` per chunk of rows instead of one step per row.
+
+    `executemany` steps once per row and gives up and takes back the GIL around every step,
+    which under load makes the writer thread and the event loop trade the GIL thousands of
+    times a second. One statement per chunk trades it once.
+    """
+    if not rows:
+        return
+    width = len(rows[0])
+    head = insert.partition(" VALUES ")[0] + " VALUES "
+    group = "(" + ", ".join("?" * width) + ")"
+    per_chunk = _MAX_PARAMS // width
+    for start in range(0, len(rows), per_chunk):
+        chunk = rows[start : start + per_chunk]
+        yield head + ", ".join([group] * len(chunk)), [v for row in chunk for v in row]
 
 
 class RequestLog:
@@ -110,8 +134,10 @@ class RequestLog:
             for r in batch
             for a in r.attempts
         ]  # fmt: skip
-        await self._db.executemany(_INSERT_REQUEST, requests)
-        await self._db.executemany(_INSERT_ATTEMPT, attempts)
+        for sql, params in _multi_row(_INSERT_REQUEST, requests):
+            await self._db.execute(sql, params)
+        for sql, params in _multi_row(_INSERT_ATTEMPT, attempts):
+            await self._db.execute(sql, params)
         await self._db.commit()
         self.written += len(batch)
 
