@@ -297,3 +297,29 @@ async def test_shutdown_cuts_an_open_stream_with_an_error_event_and_flushes_the_
     with sqlite3.connect(gateway.request_log.path) as db:
         rows = db.execute("SELECT error_kind FROM requests").fetchall()
     assert rows == [("shutdown",)]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize(
+    "scenario",
+    ["ok", "error-500", "error-429", "error-400", "wrapped-error", "stall-before-first",
+     "stall-after-first", "drop-mid-stream", "cut", "html-200"],
+)  # fmt: skip
+async def test_every_exit_path_leaves_one_row_and_nothing_in_flight(
+    gateway_factory: GatewayFactory, mock_url: str, scenario: str, stream: bool
+) -> None:
+    """Issue 3: each request removes exactly its own active entry on every exit path."""
+    settings = make_settings(
+        mock_url, [model("mock", scenario)], streaming=FAST_TIMERS,
+        routing={"request_timeout_s": 0.3},
+    )  # fmt: skip
+    gateway = await gateway_factory(settings)
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        async with session.post(
+            gateway.base_url + "/chat/completions",
+            json={"model": "auto", "messages": HELLO, "stream": stream},
+        ) as resp:
+            await resp.read()
+    assert gateway.state.active == {}
+    assert all(not sessions for sessions in gateway.state.busy_sessions.values())
+    assert len(await gateway.request_log.recent()) == 1

@@ -58,10 +58,20 @@ def snapshot(state: GatewayState) -> dict[str, Any]:
 
 
 def posteriors_json(state: GatewayState) -> dict[str, dict[str, Any]]:
+    """Each model's posterior, where it sits, and the parts of its routing score.
+
+    `score` holds every term but the draw (which is new for each request): with the posterior's
+    mean in place of the draw it says why a model tends to rank where it does.
+    """
     out = {}
     for pool in POOLS:
-        for position, key in enumerate(state.chain(pool)):
-            entry = state.book.posterior(key).as_json()
-            entry |= {"pool": pool, "position": position}
-            out[key] = entry
+        chain = state.chain(pool)
+        bases = state.score_bases.for_pool(state.book, state.catalog.models, pool, chain)
+        for position, key in enumerate(chain):
+            posterior = state.book.posterior(key)
+            terms = bases[key].as_json()
+            del terms["total"]  # of the terms without a draw: see expected_total
+            terms["sample"] = None
+            terms["expected_total"] = round(state.score_bases.totals[key] + posterior.mean, 4)
+            out[key] = posterior.as_json() | {"pool": pool, "position": position, "score": terms}
     return out

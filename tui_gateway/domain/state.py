@@ -365,6 +365,10 @@ class GatewayState:
         self._publish("cooldowns", f"{count} cooldowns cleared")
         return count
 
+    def note(self, text: str) -> None:
+        """A line for the event log that changes nothing else."""
+        self._publish("requests", text)
+
     def set_demo_paused(self, paused: bool) -> None:
         self.demo_paused = paused
         self._publish("demo", f"demo traffic {'paused' if paused else 'resumed'}")

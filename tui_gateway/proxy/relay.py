@@ -75,6 +75,10 @@ class Relay:
         if wait_s > 0:
             await asyncio.sleep(wait_s)  # a short Retry-After on the preferred model
         model = self.state.catalog.models[candidate.model]
+        if candidate.reason == "cooling":
+            self.state.note(
+                f"{candidate.model} is cooling down but nothing else is left: trying it"
+            )
         key_id, api_key = self.state.pick_key(candidate.model)
         self.state.begin_attempt(self.trace.active, model=candidate.model, provider=model.provider)
         self.trace.start_attempt(provider=model.provider, model=candidate.model)
