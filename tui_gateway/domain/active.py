@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .records import RequestRecord
+
+TIMELINE_LIMIT = 2000
+"""Chunk batches remembered per request: enough for the detail screen, bounded for long streams."""
+
 
 @dataclass(slots=True)
 class ActiveRequest:
@@ -24,6 +29,14 @@ class ActiveRequest:
     last_chunk_at: float | None = None
     chunks: int = 0
     failures: list[str] = field(default_factory=list)
+    """One line per failed attempt: the model, why, and what routing did about it."""
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    """(time, chunks) per upstream read relayed, for the detail screen's gaps."""
+    body: dict[str, Any] | None = None
+    """The request as the client sent it (the detail screen's summary and its curl copy)."""
+    finished_at: float | None = None
+    record: RequestRecord | None = None
+    """The log row, once the request ended."""
 
     def as_json(self) -> dict[str, Any]:
         ttfb = None if self.first_byte_at is None else self.first_byte_at - self.started
@@ -41,4 +54,7 @@ class ActiveRequest:
             "chunks": self.chunks,
             "last_chunk_at": self.last_chunk_at,
             "failures": list(self.failures),
+            "finished_at": self.finished_at,
+            "status": None if self.record is None else self.record.status,
+            "error_kind": None if self.record is None else self.record.error_kind,
         }

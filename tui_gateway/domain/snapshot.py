@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import POOLS
 
+RECENT_IN_SNAPSHOT = 20
+"""Finished requests a snapshot carries, newest last (the TUI lingers on them briefly)."""
+
 if TYPE_CHECKING:
     from .state import GatewayState
 
@@ -39,6 +42,7 @@ def snapshot(state: GatewayState) -> dict[str, Any]:
     return {
         "now": now,
         "active": [r.as_json() for r in state.active.values()],
+        "recent": [r.as_json() for r in list(state.recent)[-RECENT_IN_SNAPSHOT:]],
         "pools": pools_json(state),
         "sticky": [
             s.as_json(now, ttl_s=routing.sticky_ttl_s, ban_ttl_s=routing.provider_ban_ttl_s)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings
-from .active import ActiveRequest
+from .active import TIMELINE_LIMIT, ActiveRequest
 from .catalog import Catalog
 from .controls import Controls
 from .cooldowns import Cooldowns
@@ -27,6 +27,7 @@ from .snapshot import pools_json, snapshot
 from .sticky import StickySessions
 
 Clock = Callable[[], float]
+RECENT_LIMIT = 200
 PERSISTED_TOPICS = frozenset({"pools", "bans", "protection"})
 """Events whose change must survive a restart."""
 
@@ -66,6 +67,8 @@ class GatewayState:
         self.active: dict[str, ActiveRequest] = {}
         self.busy_sessions: dict[str, Counter[str]] = {}
         """provider -> sessions with a request in flight on it (for the concurrency guard)."""
+        self.recent: deque[ActiveRequest] = deque(maxlen=RECENT_LIMIT)
+        """Finished requests, newest last: the TUI lingers on them and opens their details."""
         self.demo_paused = False
         self.finished_count = 0
         self.failed_count = 0
@@ -110,13 +113,21 @@ class GatewayState:
 
     # --- requests (called by the proxy) ---------------------------------------------------
 
-    def begin_request(self, *, session: str, requested_model: str, stream: bool) -> ActiveRequest:
+    def begin_request(
+        self,
+        *,
+        session: str,
+        requested_model: str,
+        stream: bool,
+        body: dict[str, Any] | None = None,
+    ) -> ActiveRequest:
         request = ActiveRequest(
             id=f"{self._ids.getrandbits(48):012x}",
             session=session,
             requested_model=requested_model,
             stream=stream,
             started=self.clock(),
+            body=body,
         )
         self.active[request.id] = request
         self._publish("requests")
@@ -143,6 +154,8 @@ class GatewayState:
             request.phase = "streaming"
         request.last_chunk_at = now
         request.chunks += count
+        if len(request.timeline) < TIMELINE_LIMIT:
+            request.timeline.append((now, count))
 
     def finish_request(self, request: ActiveRequest, record: RequestRecord) -> None:
         """Remove exactly this request from the active set (idempotent)."""
@@ -150,6 +163,9 @@ class GatewayState:
             return
         self._release(request)
         request.phase = "done"
+        request.finished_at = self.clock()
+        request.record = record
+        self.recent.append(request)
         self.finished_count += 1
         if record.error_kind is not None:
             self.failed_count += 1
@@ -240,13 +256,13 @@ class GatewayState:
         """Learn from a failed attempt and apply the conversation's protection decision."""
         now = self.clock()
         provider = self.catalog.models[model].provider
-        request.failures.append(f"{model}: {reason}")
         request.phase = "fallback"
         if kind in NEUTRAL_ERROR_KINDS:
+            request.failures.append(f"{model}: {reason}")
             return  # nobody's fault: no statistics, no cooldown, no ban
         self.book.record(Outcome(model, started, False))
         self.score_bases.forget(model)
-        text = f"{request.id} {model} failed ({reason})"
+        text = f"{model} failed ({reason})"
         if cool_down:
             entry = self.cooldowns.record_failure(
                 model=model, provider=provider, kind=kind, key_id=key_id, now=now,
@@ -260,7 +276,9 @@ class GatewayState:
             text += f"; {provider} banned for this conversation"
         if decision.clear_sticky and session is not None and session.model == model:
             self.sessions.unpin(request.session)
-        self._publish("requests", text)
+            text += "; conversation unpinned"
+        request.failures.append(text)
+        self._publish("requests", f"{request.id} {text}")
 
     # --- pools, models, providers, sessions (the TUI, the admin API) ----------------------
 
@@ -364,6 +382,13 @@ class GatewayState:
         count = self.cooldowns.clear(None if key is None else self._known(key))
         self._publish("cooldowns", f"{count} cooldowns cleared")
         return count
+
+    def find_request(self, request_id: str) -> ActiveRequest | None:
+        """A request in flight or recently finished (the TUI's detail screen)."""
+        found = self.active.get(request_id)
+        if found is not None:
+            return found
+        return next((r for r in reversed(self.recent) if r.id == request_id), None)
 
     def note(self, text: str) -> None:
         """A line for the event log that changes nothing else."""

@@ -50,7 +50,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         rng=state.rng,
         max_attempts=settings.routing.max_attempts,
     )
-    active = state.begin_request(session=key, requested_model=call.model, stream=call.stream)
+    active = state.begin_request(
+        session=key, requested_model=call.model, stream=call.stream, body=call.body
+    )
     trace = CallTrace(active)
     relay = Relay(request, call, state, app[UPSTREAMS], settings, trace)
     in_flight = app[IN_FLIGHT]

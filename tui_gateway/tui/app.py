@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, RichLog, Static
 
-from ..domain.state import StateEvent
+from ..domain.state import GatewayState, StateEvent
 from ..paths import mask
 from ..server import Gateway
 from .themes import themes_dir
@@ -41,6 +41,11 @@ class GatewayApp(App[None]):
         self.gateway = gateway
         self._events: list[StateEvent] = []
         self._unsubscribe = gateway.state.subscribe(self._on_state_event)
+
+    @property
+    def state(self) -> GatewayState:
+        """The one gateway state: panes read its snapshots and call its verbs."""
+        return self.gateway.state
 
     def _on_state_event(self, event: StateEvent) -> None:
         """Called from the proxy's code path: only queue it; the next tick paints it."""
