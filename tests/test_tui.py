@@ -6,12 +6,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from openai import AsyncOpenAI
 from textual.pilot import Pilot
-from textual.widgets import DataTable, RichLog, Static
+from textual.widgets import RichLog
 
 from tests.factories import API_KEY, make_settings, model
 from tui_gateway.server import Gateway, bind_socket
 from tui_gateway.tui.app import GatewayApp
+from tui_gateway.tui.widgets import RequestsPane, StatusBar
+from tui_gateway.tui.widgets.requests import LINGER_S
 
 SIM = [{"name": "sim", "kind": "simulated"}]
 
@@ -43,23 +46,22 @@ async def test_screen_shows_a_streaming_request_while_it_runs_and_logs_it_after(
     gateway = make_gateway(tmp_path)
     app = GatewayApp(gateway)
     async with app.run_test(size=(120, 36)) as pilot:
-        assert gateway.base_url in str(app.query_one("#status", Static).render())
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
-            async with session.post(
-                gateway.base_url + "/chat/completions",
-                json={
-                    "model": "auto",
-                    "messages": [{"role": "user", "content": "hi"}],
-                    "stream": True,
-                },
-            ) as resp:
-                await resp.content.readline()
-                table = app.query_one("#active", DataTable)
-                await until(pilot, lambda: table.row_count == 1)
-                [row] = [table.get_row_at(i) for i in range(table.row_count)]
-                assert row[1:5] == ["sim/steady", "sim", "1", "streaming"]
-                await resp.read()
-        await until(pilot, lambda: table.row_count == 0)
+        assert gateway.base_url in str(app.query_one(StatusBar).render())
+        async with AsyncOpenAI(base_url=gateway.base_url, api_key=API_KEY) as client:
+            stream = await client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            chunks = stream.__aiter__()
+            await chunks.__anext__()  # the answer has started; the rest is still coming
+            table = app.query_one(RequestsPane)
+            await until(pilot, lambda: table.row_count == 1)
+            [row] = [table.get_row_at(i) for i in range(table.row_count)]
+            assert [str(cell) for cell in row[2:6]] == ["sim/steady", "sim", "1", "streaming"]
+            text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
+            assert text
+        # Finished: it lingers with its status, then leaves the pane.
+        await until(pilot, lambda: str(table.get_row_at(0)[5]) == "200")
+        await until(pilot, lambda: table.row_count == 0, seconds=LINGER_S + 2)
         events = [line.text for line in app.query_one("#events", RichLog).lines]
         assert any(line.endswith(" 200 via sim/steady") for line in events), events
     assert gateway.state.active == {}
@@ -71,7 +73,7 @@ async def test_p_pauses_and_resumes_demo_traffic(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("P")
         assert gateway.state.demo_paused
-        await until(pilot, lambda: "demo: paused" in str(app.query_one("#status", Static).render()))
+        await until(pilot, lambda: "demo: paused" in str(app.query_one(StatusBar).render()))
         await pilot.press("P")
         assert not gateway.state.demo_paused
 

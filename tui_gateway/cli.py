@@ -45,6 +45,9 @@ def run(
         bool,
         typer.Option("--headless", help="Run the proxy alone, no screen, until SIGINT/SIGTERM."),
     ] = False,
+    theme: Annotated[
+        str, typer.Option(help="Screen theme: gateway-dark or gateway-light (t cycles them).")
+    ] = "gateway-dark",
 ) -> None:
     """Run the gateway (with its terminal UI unless --headless)."""
     if ctx.invoked_subcommand is not None:
@@ -82,7 +85,7 @@ def run(
         _announce(gateway)
         from .tui.app import GatewayApp  # only here: the headless path never imports Textual
 
-        GatewayApp(gateway).run()
+        GatewayApp(gateway, theme=theme).run()
         _announce(gateway)  # again after the screen is gone, so the URL and key stay visible
 
 

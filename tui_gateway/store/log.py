@@ -164,3 +164,23 @@ class RequestLog:
             fields["streamed"] = bool(fields["streamed"])
             records.append(RequestRecord(**fields, attempts=attempts))
         return records
+
+    async def get(self, request_id: str) -> RequestRecord | None:
+        """One logged request with its attempts, or None (flushes first, so nothing is missed)."""
+        await self.flush()
+        assert self._db is not None
+        self._db.row_factory = aiosqlite.Row
+        async with self._db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        async with self._db.execute(
+            "SELECT * FROM attempts WHERE request_id = ? ORDER BY attempt", (request_id,)
+        ) as cursor:
+            attempt_rows = await cursor.fetchall()
+        attempts = tuple(
+            AttemptRecord(**{k: a[k] for k in a.keys() if k != "request_id"}) for a in attempt_rows
+        )
+        fields = {k: row[k] for k in row.keys()}
+        fields["streamed"] = bool(fields["streamed"])
+        return RequestRecord(**fields, attempts=attempts)

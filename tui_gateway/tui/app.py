@@ -1,46 +1,65 @@
-"""The main screen: requests in flight, pool chains and an event log, repainted ~10 times/s."""
+"""The main screen: every pane of the gateway, repainted from one snapshot about 10 times a second.
+
+State events only mark the screen dirty and feed the event log; the repaint reads
+`GatewayState.snapshot()` on a timer, so a burst of requests costs the proxy nothing but the
+snapshot the next tick takes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, ClassVar
 
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, RichLog, Static
+from textual.containers import Horizontal
+from textual.widgets import Footer, Input, RichLog
 
 from ..domain.state import GatewayState, StateEvent
 from ..paths import mask
 from ..server import Gateway
-from .themes import themes_dir
+from .commands import GatewayCommands
+from .help import HelpScreen
+from .screens.detail import RequestDetailScreen
+from .themes import THEMES, load_theme_files, next_theme, themes_dir
+from .widgets import (
+    CooldownsPane,
+    PoolsPane,
+    PosteriorsPane,
+    RequestsPane,
+    SessionsPane,
+    StatusBar,
+)
 
 REFRESH_S = 0.1
-_COLUMNS = {  # name -> width: fixed, so a value that grows later is never cut short
-    "id": 12,
-    "model": 30,
-    "provider": 12,
-    "try": 3,
-    "state": 10,
-    "age": 7,
-    "ttfb": 8,
-    "chunks": 6,
-}
+LAG_PROBE_S = 0.25
+DEFAULT_THEME = "gateway-dark"
 
 
 class GatewayApp(App[None]):
     TITLE = "tui-gateway"
-    CSS_PATH: ClassVar[list[str | Any]] = [str(themes_dir() / "gateway.tcss")]
+    COMMANDS = App.COMMANDS | {GatewayCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("slash", "filter", "Filter", id="app.filter"),
+        Binding("t", "next_theme", "Theme", id="app.theme"),
+        Binding("e", "copy_env", "Copy env", id="app.copy_env"),
         Binding("P", "toggle_demo", "Pause demo", id="app.toggle_demo"),
     ]
 
-    def __init__(self, gateway: Gateway) -> None:
-        super().__init__()
+    def __init__(self, gateway: Gateway, *, theme: str = DEFAULT_THEME) -> None:
+        theme_files, self.theme_problems = load_theme_files()
+        super().__init__(css_path=[*theme_files, themes_dir() / "layout.tcss"])
         self.gateway = gateway
+        self._initial_theme = theme if theme in THEMES else DEFAULT_THEME
+        if theme not in THEMES:
+            self.theme_problems.append(f"unknown theme {theme!r}; using {DEFAULT_THEME}")
         self._events: list[StateEvent] = []
         self._unsubscribe = gateway.state.subscribe(self._on_state_event)
+        self._lag_ms = 0.0
 
     @property
     def state(self) -> GatewayState:
@@ -49,93 +68,113 @@ class GatewayApp(App[None]):
 
     def _on_state_event(self, event: StateEvent) -> None:
         """Called from the proxy's code path: only queue it; the next tick paints it."""
-        self._events.append(event)
+        if event.text:
+            self._events.append(event)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="status")
-        with Vertical(id="main"):
-            yield DataTable(id="active", cursor_type="row", zebra_stripes=True)
-            with Horizontal(id="bottom"):
-                yield Static(id="pools")
-                yield RichLog(id="events", max_lines=500, markup=False, wrap=False)
+        yield StatusBar(
+            self.gateway.base_url, mask(self.gateway.api_key), demo=self.gateway.demo, id="status"
+        )
+        yield RequestsPane(id="requests")
+        yield RichLog(id="events", max_lines=1000, markup=False, wrap=False)
+        with Horizontal(id="middle"):
+            yield PoolsPane(id="pools")
+            yield SessionsPane(id="sessions")
+        with Horizontal(id="bottom"):
+            yield CooldownsPane(id="cooldowns")
+            yield PosteriorsPane(id="posteriors")
+        yield Input(placeholder="filter requests: enter keeps it, escape clears", id="filter")
         yield Footer()
 
     async def on_mount(self) -> None:
-        table = self.query_one("#active", DataTable)
-        table.border_title = "Active requests"
-        for column, width in _COLUMNS.items():
-            table.add_column(column, key=column, width=width)
-        self.query_one("#pools", Static).border_title = "Pools"
+        for theme in THEMES.values():
+            self.register_theme(theme)
+        self.theme = self._initial_theme
         self.query_one("#events", RichLog).border_title = "Events"
+        for problem in self.theme_problems:
+            self.notify(problem, severity="warning")
         await self.gateway.start()
         self._refresh()
         self.set_interval(REFRESH_S, self._refresh)
+        self.set_interval(LAG_PROBE_S, self._probe_lag)
+        self.query_one(RequestsPane).focus()
 
     async def on_unmount(self) -> None:
         self._unsubscribe()
         await self.gateway.stop()
 
+    # --- painting -------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        """Repaint from one snapshot; events since the last tick go to the log pane."""
+        snapshot = self.state.snapshot()
+        with self.batch_update():
+            status = self.query_one(StatusBar)
+            status.lag_ms = self._lag_ms
+            status.show(snapshot)
+            self.query_one(RequestsPane).show(snapshot)
+            self.query_one(PoolsPane).show(snapshot)
+            self.query_one(SessionsPane).show(snapshot)
+            self.query_one(CooldownsPane).show(snapshot)
+            self.query_one(PosteriorsPane).show(snapshot)
+            events, self._events = self._events, []
+            log = self.query_one("#events", RichLog)
+            for event in events:
+                log.write(f"{time.strftime('%H:%M:%S')} {event.text}")
+
+    def _probe_lag(self) -> None:
+        """How late the event loop runs a callback due now: the proxy's latency floor."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+
+        def measured() -> None:
+            lag = (loop.time() - due) * 1000
+            self._lag_ms = lag if lag > self._lag_ms else self._lag_ms * 0.8 + lag * 0.2
+
+        loop.call_soon(measured)
+
+    # --- actions --------------------------------------------------------------------------
+
+    @on(RequestsPane.Opened)
+    def _open_request(self, message: RequestsPane.Opened) -> None:
+        self.push_screen(RequestDetailScreen(message.request_id))
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-visible")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(RequestsPane).filter_text = event.value.strip()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#filter", Input).remove_class("-visible")
+        self.query_one(RequestsPane).focus()
+
+    def on_key(self, event: Any) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            self._filter_done()
+            event.stop()
+
+    def action_next_theme(self) -> None:
+        self.theme = next_theme(self.theme)
+        self.notify(f"theme: {self.theme}")
+
+    def action_copy_env(self) -> None:
+        self.copy_to_clipboard("\n".join(self.gateway.client_env()) + "\n")
+        self.notify("copied OPENAI_BASE_URL and OPENAI_API_KEY")
+
     def action_toggle_demo(self) -> None:
-        state = self.gateway.state
-        state.set_demo_paused(not state.demo_paused)
+        self.state.set_demo_paused(not self.state.demo_paused)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "toggle_demo" and not self.gateway.demo:
             return None  # shown greyed out: only the demo has traffic to pause
         return True
-
-    def _refresh(self) -> None:
-        """Repaint from one snapshot; events since the last tick go to the log pane."""
-        snapshot = self.gateway.state.snapshot()
-        with self.batch_update():
-            self._show_status(snapshot)
-            self._show_active(snapshot)
-            self._show_pools(snapshot)
-            events, self._events = self._events, []
-            log = self.query_one("#events", RichLog)
-            for event in events:
-                if event.text:
-                    log.write(f"{time.strftime('%H:%M:%S')} {event.text}")
-
-    def _show_status(self, snapshot: dict[str, Any]) -> None:
-        totals = snapshot["totals"]
-        demo = ""
-        if self.gateway.demo:
-            demo = "  demo: paused" if snapshot["demo"]["paused"] else "  demo: running"
-        self.query_one("#status", Static).update(
-            f"{self.gateway.base_url}  key {mask(self.gateway.api_key)}  "
-            f"in flight {len(snapshot['active'])}  done {totals['finished']}  "
-            f"failed {totals['failed']}{demo}"
-        )
-
-    def _show_active(self, snapshot: dict[str, Any]) -> None:
-        table = self.query_one("#active", DataTable)
-        now = snapshot["now"]
-        rows = {r["id"]: r for r in snapshot["active"]}
-        for key in [k for k in table.rows if k.value not in rows]:
-            table.remove_row(key)
-        for rid, r in rows.items():
-            cells = (
-                rid[:8],
-                r["model"] or r["requested_model"],
-                r["provider"] or "",
-                str(r["attempt"]),
-                r["state"],
-                f"{now - r['started']:.1f}s",
-                "" if r["ttfb_ms"] is None else f"{r['ttfb_ms']:.0f}ms",
-                str(r["chunks"]),
-            )
-            if rid in table.rows:
-                for column, value in zip(_COLUMNS, cells, strict=True):
-                    table.update_cell(rid, column, value)
-            else:
-                table.add_row(*cells, key=rid)
-
-    def _show_pools(self, snapshot: dict[str, Any]) -> None:
-        lines = []
-        for pool, chain in snapshot["pools"].items():
-            lines.append(f"[b]{pool}[/b]")
-            for n, entry in enumerate(chain, start=1):
-                mark = "" if entry["usable"] else "  (off)"
-                lines.append(f"  {n}. {entry['model']}{mark}")
-        self.query_one("#pools", Static).update("\n".join(lines))

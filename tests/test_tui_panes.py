@@ -1,0 +1,390 @@
+"""The pools, sessions, cooldowns and posteriors panes, headless: keys call the state's verbs."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from tests.factories import FakeClock, make_settings, model
+from tui_gateway.domain.errors import ErrorKind
+from tui_gateway.domain.posteriors import Outcome
+from tui_gateway.domain.state import GatewayState
+from tui_gateway.tui.widgets.bars import KeyedTable, countdown_bar, interval_bar, sparkline
+from tui_gateway.tui.widgets.cooldowns import CooldownsPane
+from tui_gateway.tui.widgets.pools import PoolsPane
+from tui_gateway.tui.widgets.posteriors import PosteriorsPane
+from tui_gateway.tui.widgets.sessions import ConfirmScreen, SessionsPane
+
+
+def make_state() -> GatewayState:
+    settings = make_settings(
+        providers=[
+            {
+                "name": "a",
+                "kind": "simulated",
+                "protection": "provider-ban",
+                "api_keys": ["k1", "k2"],
+            },
+            {"name": "b", "kind": "simulated"},
+        ],
+        models=[
+            model("a", "1"),
+            model("a", "2"),
+            model("b", "3", pool="fast"),
+            model("b", "4", pool="smart"),
+        ],
+    )
+    return GatewayState(settings, clock=FakeClock(), rng=random.Random(1))
+
+
+class PaneApp(App[None]):
+    """Just the panes, repainted from the state's snapshot like the real app does."""
+
+    def __init__(self, state: GatewayState, *panes: KeyedTable, tick: bool = True) -> None:
+        super().__init__()
+        self.state = state
+        self.panes = panes
+        self.tick = tick
+
+    def compose(self) -> ComposeResult:
+        yield from self.panes
+
+    def on_mount(self) -> None:
+        if self.tick:
+            self.repaint()
+            self.set_interval(0.05, self.repaint)
+
+    def repaint(self) -> None:
+        snapshot = self.state.snapshot()
+        for pane in self.panes:
+            pane.show(snapshot)
+
+
+def rows(table: DataTable[Any]) -> list[list[str]]:
+    """Each row's cells as the plain text the screen shows."""
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def column(table: DataTable[Any], key: str) -> list[str]:
+    index = table.get_column_index(key)
+    return [row[index] for row in rows(table)]
+
+
+async def select(pilot: Pilot[None], pane: KeyedTable, key: str) -> None:
+    pane.focus()
+    pane.move_cursor(row=pane.get_row_index(key))
+    await pilot.pause()
+    assert pane.cursor_key() == key
+
+
+# --- pools ----------------------------------------------------------------------------------
+
+
+async def test_pools_pane_lists_the_chains_in_order_with_each_models_marks() -> None:
+    state = make_state()
+    now = state.clock()
+    state.sessions.open("s1", mode="auto", preview="hi", now=now)
+    state.sessions.pin("s1", "a/1", None, now)
+    state.cooldowns.record_failure(
+        model="a/2", provider="a", kind=ErrorKind.SERVER, key_id=None, now=now
+    )
+    state.ban_provider("b")
+    pane = PoolsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await pilot.pause()
+        assert pane.border_title == "Pools"
+        assert [r.key.value for r in pane.ordered_rows] == ["b/3", "a/1", "a/2", "b/4"]
+        assert column(pane, "pool") == ["fast", "bal", "", "smart"]
+        assert column(pane, "position") == ["1", "1", "2", "1"]
+        assert column(pane, "flags") == ["●B ", "●  s", "● c", "●B "]
+        assert column(pane, "protection") == ["skip", "ban", "ban", "skip"]
+
+
+async def test_shift_and_ctrl_keys_move_the_selected_model_and_the_cursor_follows_it() -> None:
+    state = make_state()
+    pane = PoolsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await select(pilot, pane, "a/1")
+        await pilot.press("shift+down")
+        assert state.chain("balanced") == ["a/2", "a/1"]
+        assert pane.cursor_key() == "a/1" and pane.cursor_row == 2
+        assert column(pane, "model")[1:3] == ["a/2", "a/1"]
+        await pilot.press("ctrl+k")
+        assert state.chain("balanced") == ["a/1", "a/2"]
+        assert pane.cursor_key() == "a/1" and pane.cursor_row == 1
+        await pilot.press("ctrl+j", "shift+up")
+        assert state.chain("balanced") == ["a/1", "a/2"]
+        await pilot.press("shift+up")  # already first: stays
+        assert state.chain("balanced") == ["a/1", "a/2"] and pane.cursor_key() == "a/1"
+        await pilot.pause(0.1)
+        assert pane.cursor_key() == "a/1"
+
+
+async def test_space_b_and_shift_b_toggle_enabled_and_bans() -> None:
+    state = make_state()
+    pane = PoolsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await select(pilot, pane, "a/2")
+        await pilot.press("space")
+        assert "a/2" in state.controls.pools.disabled
+        await pilot.pause(0.1)
+        assert pane.get_row("a/2")[2].plain.startswith("○")
+        await pilot.press("space")
+        assert "a/2" not in state.controls.pools.disabled
+
+        await pilot.press("b")
+        assert state.controls.banned_models == {"a/2"}
+        await pilot.pause(0.1)
+        assert str(pane.get_row("a/2")[2])[1] == "b"
+        assert pane.get_row("a/2")[4].style == "dim strike"
+        await pilot.press("b")
+        assert state.controls.banned_models == set()
+        assert pane.get_row("a/2")[4].style == ""
+
+        await pilot.press("B")
+        assert state.controls.banned_providers == {"a"}
+        await pilot.pause(0.1)
+        assert [str(pane.get_row(k)[2])[1] for k in ("a/1", "a/2", "b/3")] == ["B", "B", " "]
+        await pilot.press("B")
+        assert state.controls.banned_providers == set()
+        await pilot.pause(0.1)
+        assert str(pane.get_row("a/1")[2])[1] == " "
+
+
+async def test_p_cycles_the_providers_protection_level() -> None:
+    state = make_state()
+    pane = PoolsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await select(pilot, pane, "a/1")
+        seen = []
+        for _ in range(3):
+            await pilot.press("p")
+            await pilot.pause(0.1)
+            seen.append((state.controls.protection["a"], str(pane.get_row("a/2")[3])))
+        assert seen == [("model-skip", "skip"), ("off", "off"), ("provider-ban", "ban")]
+        assert state.controls.protection["b"] == "model-skip"
+
+
+async def test_pool_keys_are_greyed_out_and_do_nothing_without_a_selected_model() -> None:
+    state = make_state()
+    pane = PoolsPane()
+    async with PaneApp(state, pane, tick=False).run_test() as pilot:
+        pane.focus()
+        await pilot.pause()
+        for action in ("move", "toggle_enabled", "ban_model", "ban_provider", "cycle_protection"):
+            assert pane.check_action(action, ()) is None
+        assert pane.check_action("cursor_down", ()) is True
+        await pilot.press("b", "B", "space", "p", "shift+up")
+        assert state.controls.banned_models == set() == state.controls.banned_providers
+        assert state.controls.pools.disabled == set()
+        assert state.controls.protection == {"a": "provider-ban", "b": "model-skip"}
+        pane.show(state.snapshot())
+        assert pane.check_action("ban_model", ()) is True
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+def open_sessions(state: GatewayState) -> None:
+    now = state.clock()
+    state.sessions.open("aaaa1111xyz", mode="auto", preview="Fix the   failing test", now=now)
+    state.sessions.pin("aaaa1111xyz", "a/1", None, now)
+    state.sessions.open("bbbb2222xyz", mode="auto", preview="hello", now=now + 1)
+    state.sessions.ban_provider("bbbb2222xyz", "a", now + 1)
+
+
+async def test_sessions_pane_shows_hash_words_model_expiry_bans_and_turns() -> None:
+    state = make_state()
+    open_sessions(state)
+    pane = SessionsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await pilot.pause()
+        assert rows(pane) == [
+            ["bbbb2222 hello", "—", "30m", "a 3m", "0"],
+            ["aaaa1111 Fix th…", "a/1", "30m", "", "1"],
+        ]
+        assert pane.border_subtitle == "2 pinned"
+
+
+async def test_d_clears_the_selected_session_and_the_cursor_stays_on_its_row() -> None:
+    state = make_state()
+    open_sessions(state)
+    pane = SessionsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await select(pilot, pane, "aaaa1111xyz")
+        before = dict(pane.rows)
+        state.sessions.open("cccc3333xyz", mode="auto", preview="new", now=state.clock() + 2)
+        await pilot.pause(0.1)  # a new session on top: the cursor stays on the selected one
+        assert [r.key.value for r in pane.ordered_rows][0] == "cccc3333xyz"
+        assert pane.cursor_key() == "aaaa1111xyz" and pane.cursor_row == 2
+        assert all(pane.rows[key] is row for key, row in before.items())  # reordered, not re-added
+        await pilot.press("d")
+        assert state.sessions.get("aaaa1111xyz", state.clock()) is None
+        assert len(state.sessions) == 2
+        await pilot.pause(0.1)
+        assert [r.key.value for r in pane.ordered_rows] == ["cccc3333xyz", "bbbb2222xyz"]
+
+
+async def test_shift_d_asks_first_then_clears_every_session_on_yes() -> None:
+    state = make_state()
+    open_sessions(state)
+    pane = SessionsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        pane.focus()
+        for cancel in ("n", "escape"):
+            await pilot.press("D")
+            assert isinstance(pilot.app.screen, ConfirmScreen)
+            await pilot.press(cancel)
+            assert not isinstance(pilot.app.screen, ConfirmScreen)
+            assert len(state.sessions) == 2
+        await pilot.press("D", "y")
+        assert len(state.sessions) == 0
+        await pilot.pause(0.1)
+        assert pane.row_count == 0 and pane.has_class("-empty")
+        assert pane.check_action("clear_all", ()) is None
+        await pilot.press("D")  # nothing to clear: no question
+        assert not isinstance(pilot.app.screen, ConfirmScreen)
+
+        open_sessions(state)
+        await pilot.pause(0.1)
+        await pilot.press("D", "enter")
+        assert len(state.sessions) == 0
+
+
+async def test_session_keys_are_greyed_out_without_sessions() -> None:
+    state = make_state()
+    pane = SessionsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        pane.focus()
+        await pilot.pause()
+        assert pane.check_action("clear", ()) is None
+        await pilot.press("d")
+        assert pane.cursor_key() is None
+
+
+# --- cooldowns ------------------------------------------------------------------------------
+
+
+def cool(state: GatewayState) -> None:
+    now = state.clock()
+    cooldowns = state.cooldowns
+    cooldowns.record_failure(model="a/1", provider="a", kind=ErrorKind.SERVER, key_id=None, now=now)
+    cooldowns.record_failure(model="a/1", provider="a", kind=ErrorKind.SERVER, key_id=None, now=now)
+    cooldowns.record_failure(
+        model="a/2", provider="a", kind=ErrorKind.RATE_LIMITED, key_id="a#2", now=now
+    )
+    cooldowns.record_failure(
+        model="b/3", provider="b", kind=ErrorKind.STALL, key_id=None, now=now + 5
+    )
+
+
+async def test_cooldowns_pane_counts_down_in_place() -> None:
+    state = make_state()
+    cool(state)
+    pane = CooldownsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await pilot.pause()
+        assert rows(pane) == [
+            ["a/1", "5xx", "2", "██████ 15s"],
+            ["b/3", "stall", "1", "██████ 20s"],
+            ["a#2 2", "429", "1", "██████ 60s"],
+        ]
+        before = dict(pane.rows)
+        state.clock.advance(7.5)  # type: ignore[attr-defined]
+        await pilot.pause(0.1)
+        assert column(pane, "left") == ["███    8s", "█████  13s", "█████▎ 53s"]
+        assert all(pane.rows[key] is row for key, row in before.items())  # updated in place
+
+
+async def test_x_ends_the_selected_models_cooldowns_and_shift_x_ends_all() -> None:
+    state = make_state()
+    cool(state)
+    pane = CooldownsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await select(pilot, pane, "a/2\x00a#2")
+        await pilot.press("x")
+        assert {e.model for e in state.cooldowns.entries(state.clock())} == {"a/1", "b/3"}
+        await pilot.pause(0.1)
+        assert column(pane, "what") == ["a/1", "b/3"]
+        assert pane.cursor_key() == "b/3\x00"  # the row that took its place
+        await pilot.press("X")
+        assert state.cooldowns.entries(state.clock()) == []
+        await pilot.pause(0.1)
+        assert pane.row_count == 0
+        assert pane.check_action("clear", ()) is None and pane.check_action("clear_all", ()) is None
+        await pilot.press("x", "X")
+
+
+# --- posteriors -----------------------------------------------------------------------------
+
+
+async def test_posteriors_pane_shows_mean_interval_counts_and_latency_by_pool() -> None:
+    state = make_state()
+    now = state.clock()
+    for _ in range(9):
+        state.book.record(Outcome("a/2", now, True, ttfb_ms=400.0))
+    state.book.record(Outcome("a/2", now, False))
+    state.move_in_pool("a/2", -1)
+    pane = PosteriorsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await pilot.pause()
+        assert column(pane, "model") == ["b/3", "a/2", "a/1", "b/4"]
+        assert column(pane, "position") == ["f1", "b1", "b2", "s1"]
+        [a2] = [r for r in rows(pane) if r[1] == "a/2"]
+        assert a2[2:] == ["79", "·····▒▒█▒▒", "400ms", "", "9.0/1.0", "9/1"]
+        assert column(pane, "ttfb")[0] == "—"
+        state.move_in_pool("a/1", -1)
+        await pilot.pause(0.1)
+        assert column(pane, "model") == ["b/3", "a/1", "a/2", "b/4"]
+
+
+async def test_posteriors_trend_follows_the_latency_of_finished_requests() -> None:
+    state = make_state()
+    pane = PosteriorsPane()
+    async with PaneApp(state, pane, tick=False).run_test() as pilot:
+        await pilot.pause()
+        snapshot = state.snapshot()
+        for n, ttfb in enumerate([100.0, 200.0, 300.0, None]):
+            request = {"id": f"r{n}", "model": "a/1", "ttfb_ms": ttfb, "error_kind": None}
+            snapshot["recent"] = [*snapshot["recent"], request]
+            pane.show(snapshot)
+            pane.show(snapshot)  # the same requests again count once
+        failed = {"id": "r9", "model": "a/1", "ttfb_ms": 900.0, "error_kind": "5xx"}
+        pane.show({**snapshot, "recent": [*snapshot["recent"], failed]})
+        assert str(pane.get_row("a/1")[5]) == "▁▅█"
+
+
+# --- shared ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("owner", "prefix"),
+    [
+        (PoolsPane, "pools"),
+        (SessionsPane, "sessions"),
+        (CooldownsPane, "cooldowns"),
+        (ConfirmScreen, "confirm"),
+    ],
+)
+def test_every_binding_has_an_id_and_an_action(owner: type[Any], prefix: str) -> None:
+    for binding in owner.BINDINGS:
+        assert isinstance(binding, Binding)
+        assert binding.id is not None and binding.id.startswith(prefix + ".")
+        assert callable(getattr(owner, "action_" + binding.action.split("(")[0]))
+
+
+def test_bars_draw_shares_of_their_width() -> None:
+    assert str(countdown_bar(7.5, 15.0)) == "███    8s"
+    assert str(countdown_bar(0.0, 15.0)) == "       0s"
+    assert str(countdown_bar(0.2, 15.0)) == "▏      1s"
+    assert str(countdown_bar(150.0, 300.0)) == "███    2m"
+    assert str(interval_bar(0.55, 0.3, 0.75)) == "···▒▒█▒▒··"
+    assert str(sparkline([1.0, 1.0])) == "▁▁"
+    assert str(sparkline([0.0, 7.0, 3.5], width=2)) == "█▁"
+    assert str(sparkline([0.0, 7.0, 3.5])) == "▁█▅"

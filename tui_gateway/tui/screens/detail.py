@@ -1,0 +1,192 @@
+"""One request up close: its attempts, routing's decisions, the chunk timeline and the error.
+
+The screen keeps no state of its own: it repaints from the request's `ActiveRequest` (live while
+it runs), or from its log row when the request is too old to be in memory any more. The text is
+built by the pure `*_text` functions below, so tests read it without a terminal.
+
+| Key          | Action                                  | Binding id         |
+| ------------ | --------------------------------------- | ------------------ |
+| `escape` `q` | back to the main screen                 | `detail.back`      |
+| `c`          | copy the request as a curl command line | `detail.copy_curl` |
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol, cast
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState
+
+from ...config import Settings
+from ...domain.active import ActiveRequest
+from ...domain.records import RequestRecord
+from ...domain.state import GatewayState
+from ...store.log import RequestLog
+from ..curl import as_curl
+from .detail_text import (
+    Batch,
+    attempts_text,
+    batches,
+    error_text,
+    header_text,
+    messages_text,
+    preview,
+    record_of,
+    timeline_text,
+)
+
+REFRESH_S = 0.2
+
+__all__ = [
+    "Batch",
+    "DetailHost",
+    "RequestDetailScreen",
+    "attempts_text",
+    "batches",
+    "error_text",
+    "header_text",
+    "messages_text",
+    "preview",
+    "timeline_text",
+]
+
+
+class _Gateway(Protocol):
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def request_log(self) -> RequestLog: ...
+    @property
+    def settings(self) -> Settings: ...
+
+
+class DetailHost(Protocol):
+    """What the screen needs from its app (`GatewayApp` has it)."""
+
+    @property
+    def state(self) -> GatewayState: ...
+    @property
+    def gateway(self) -> _Gateway: ...
+
+
+class RequestDetailScreen(Screen[None]):
+    """One request: live while it runs, from the request log when it is older."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q", "back", "Back", id="detail.back"),
+        Binding("c", "copy_curl", "Copy curl", id="detail.copy_curl"),
+    ]
+    DEFAULT_CSS = """
+    RequestDetailScreen { layout: vertical; }
+    RequestDetailScreen #detail-header { height: auto; padding: 0 1; border: round $primary; }
+    RequestDetailScreen #detail-body { height: 1fr; }
+    RequestDetailScreen .detail-section { height: auto; padding: 0 1; border: round $secondary; }
+    RequestDetailScreen #detail-error { border: round $error; }
+    """
+    _SECTIONS = {"messages": "Messages", "attempts": "Attempts",
+                 "timeline": "Chunk timeline", "error": "Error"}  # fmt: skip
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.request: ActiveRequest | None = None
+        self.logged: RequestRecord | None = None
+        """The log row, when the request was no longer in memory."""
+        self._timer: Timer | None = None
+
+    @property
+    def host(self) -> DetailHost:
+        return cast(DetailHost, self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Static("loading…", id="detail-header")
+        with VerticalScroll(id="detail-body"):
+            for name in self._SECTIONS:
+                yield Static(id=f"detail-{name}", classes="detail-section")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-header").border_title = f"Request {self.request_id}"
+        for name, title in self._SECTIONS.items():
+            self._section(name).border_title = title
+        self.request = self.host.state.find_request(self.request_id)
+        if self.request is None:
+            self.query_one("#detail-body").display = False
+            self._load()
+            return
+        self._section("messages").update(messages_text(self.request.body))
+        self._paint()
+        self.refresh_bindings()
+        if self.request.record is None:
+            self._timer = self.set_interval(REFRESH_S, self._tick)
+
+    def _section(self, name: str) -> Static:
+        return self.query_one(f"#detail-{name}", Static)
+
+    def _tick(self) -> None:
+        found = self.host.state.find_request(self.request_id)
+        self.request = found or self.request  # evicted from `recent`: keep what we hold
+        self._paint()
+        if self.request is not None and self.request.record is not None and self._timer:
+            self._timer.stop()
+
+    def _paint(self) -> None:
+        item = self.request or self.logged
+        if item is None:
+            return
+        now = self.host.state.clock()
+        with self.app.batch_update():
+            self.query_one("#detail-header", Static).update(header_text(item, now=now))
+            self._section("attempts").update(attempts_text(item))
+            timeline = self._section("timeline")
+            timeline.display = self.request is not None
+            if self.request is not None:
+                stall_s = self.host.gateway.settings.streaming.stall_timeout_s
+                timeline.update(timeline_text(self.request, now=now, stall_s=stall_s))
+            error = error_text(record_of(item))
+            self._section("error").display = error is not None
+            self._section("error").update(error or "")
+
+    @work(exclusive=True, group="detail", exit_on_error=False)
+    async def _load(self) -> RequestRecord | None:
+        return await self.host.gateway.request_log.get(self.request_id)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "detail":
+            return
+        header = self.query_one("#detail-header", Static)
+        if event.state == WorkerState.SUCCESS:
+            self.logged = cast(RequestRecord | None, event.worker.result)
+            if self.logged is None:
+                header.update(Text(f"request {self.request_id} not found", "bold red"))
+                return
+            self.query_one("#detail-body").display = True
+            self._section("messages").update(
+                Text("from the request log: the body and the chunk timeline are not kept", "dim")
+            )
+            self._paint()
+        elif event.state == WorkerState.ERROR:
+            message = f"could not load request {self.request_id}: {event.worker.error}"
+            header.update(Text(message, "bold red"))
+            self.notify(message, severity="error")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "copy_curl" and (self.request is None or self.request.body is None):
+            return None  # shown greyed out: only a request still in memory has its body
+        return True
+
+    def action_copy_curl(self) -> None:
+        if self.request is None or self.request.body is None:
+            return
+        self.app.copy_to_clipboard(as_curl(self.host.gateway.base_url, self.request.body))
+        self.notify("copied curl command")
+
+    def action_back(self) -> None:
+        self.dismiss()

@@ -1,0 +1,219 @@
+"""What the request detail screen says: pure functions from a request to Rich text."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from rich.text import Text
+
+from ...domain.active import ActiveRequest
+from ...domain.records import RequestRecord
+
+PREVIEW_CHARS = 100
+"""A message preview is its first line, cut to this many characters."""
+TIMELINE_ROWS = 80
+"""Batches listed (the first and last halves, plus the marked gaps); the strip covers all."""
+STRIP_CELLS = 60
+TOP_GAPS = 3
+APPROACH = 0.5
+"""A gap this share of the stall timeout "approached a stall"."""
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def _secs(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds:.2f} s"
+
+
+def _ms(ms: float | None) -> str:
+    return _secs(None if ms is None else ms / 1000)
+
+
+def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """The first non-blank line of `text`, cut to `limit` characters ("…" when anything is cut)."""
+    stripped = text.lstrip()
+    line, _, rest = stripped[: limit * 4].partition("\n")
+    cut = len(line) > limit or bool(rest.strip()) or len(stripped) > limit * 4
+    return (line[:limit].rstrip() + "…") if cut else line.rstrip()
+
+
+def _content(message: Any) -> str:
+    """A message's text: a string, or its text parts (other parts named); tool calls named."""
+    if not isinstance(message, dict):
+        return ""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = " ".join(
+            p["text"] if isinstance(p.get("text"), str) else f"[{p.get('type', 'part')}]"
+            for p in content[:20]
+            if isinstance(p, dict)
+        )
+    calls = message.get("tool_calls")
+    if not content and isinstance(calls, list) and calls:
+        return f"[{len(calls)} tool call(s)]"
+    return content if isinstance(content, str) else ""
+
+
+def messages_text(body: dict[str, Any] | None) -> Text:
+    """Count by role, the first user message and the last one: never the whole body."""
+    messages = (body or {}).get("messages")
+    if not isinstance(messages, list) or not messages:
+        return Text("no messages", style="dim")
+    roles = Counter(str(m.get("role", "?")) if isinstance(m, dict) else "?" for m in messages)
+    text = Text(f"{len(messages)} messages: " + ", ".join(f"{n} {r}" for r, n in roles.items()))
+    first = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
+    if first is not None:
+        text.append("\nfirst user  ", style="bold").append(preview(_content(first)))
+    last = messages[-1]
+    role = last.get("role", "?") if isinstance(last, dict) else "?"
+    text.append(f"\nlast ({role})  ", style="bold").append(preview(_content(last)))
+    return text
+
+
+def _trimmed(text: Text, empty: str) -> Text:
+    text.rstrip()
+    return text if text.plain else Text(empty, style="dim")
+
+
+def record_of(item: ActiveRequest | RequestRecord) -> RequestRecord | None:
+    return item.record if isinstance(item, ActiveRequest) else item
+
+
+def header_text(item: ActiveRequest | RequestRecord, *, now: float) -> Text:
+    """Id, session, model routing, status, latency, time to first byte, tokens."""
+    record = record_of(item)
+    active = item if isinstance(item, ActiveRequest) else None
+    stream = active.stream if active is not None else cast(RequestRecord, item).streamed
+    model = (active.model if active else None) or (record.model if record else None)
+    provider = (active.provider if active else None) or (record.provider if record else None)
+    started = time.strftime("%H:%M:%S", time.localtime(item.started))
+    text = Text.assemble(
+        (item.id, "bold"), f"  session {item.session[:8] or '–'}",
+        f"  {'stream' if stream else 'non-stream'}  started {started}\n",
+        (item.requested_model or "?", "bold"), " → ",
+        (f"{model} via {provider}" if model else "not routed yet", "bold"),
+    )  # fmt: skip
+    if record is not None:
+        ok = record.error_kind is None and record.status < 400
+        text.append("\nstatus ").append(str(record.status), "bold green" if ok else "bold red")
+        total, ttfb = _ms(record.latency_ms), _ms(record.ttfb_ms)
+        tokens_in, tokens_out = (
+            ("–" if n is None else n) for n in (record.tokens_in, record.tokens_out)
+        )
+        tail = f"tokens {tokens_in} in / {tokens_out} out"
+    else:
+        assert active is not None
+        text.append("\nstatus ").append(f"{active.phase} (attempt {active.attempt})", "yellow")
+        total = _secs(now - active.started) + " so far"
+        ttfb = _secs(None if active.first_byte_at is None else active.first_byte_at - item.started)
+        tail = f"chunks {active.chunks}"
+    return text.append(f"   total {total}   first byte {ttfb}   {tail}")
+
+
+def attempts_text(item: ActiveRequest | RequestRecord) -> Text:
+    """One line per upstream attempt; under each failed one, what routing did about it."""
+    record = record_of(item)
+    decisions = list(item.failures) if isinstance(item, ActiveRequest) else []
+    text = Text()
+    if record is None:  # in flight: failures so far, then the attempt running now
+        assert isinstance(item, ActiveRequest)
+        for n, line in enumerate(decisions, start=1):
+            text.append(f"#{n}  ", "bold").append("failed", "red").append(f"\n    → {line}\n")
+        if item.model is not None:
+            text.append(f"#{item.attempt}  ", "bold").append(f"{item.model} ({item.provider})  ")
+            text.append(item.phase, "yellow")
+        return _trimmed(text, "no upstream tried yet")
+    attempts = record.attempts
+    failed = [a.attempt for a in attempts if a.error is not None]
+    paired = dict(zip(failed, decisions, strict=True)) if len(failed) == len(decisions) else {}
+    for a in attempts:
+        text.append(f"#{a.attempt}  ", "bold").append(f"{a.model} ({a.provider})  ")
+        status = "no response" if a.status is None else f"HTTP {a.status}"
+        bad = a.error_kind is not None or (a.status or 200) >= 400
+        text.append(status, "red" if bad else "green")
+        if a.error_kind is not None:
+            text.append(f"  {a.error_kind}", "bold red").append(f": {a.error}" if a.error else "")
+        text.append(f"  {_ms(a.latency_ms)}  first byte {_ms(a.ttfb_ms)}\n")
+        if a.attempt in paired:
+            text.append(f"    → {paired[a.attempt]}\n", "italic")
+    for line in decisions if not paired else []:
+        text.append(f"→ {line}\n", "italic")
+    return _trimmed(text, "no upstream attempt")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One relayed upstream read."""
+
+    at_s: float
+    """Since the request started."""
+    chunks: int
+    gap_s: float
+    """Since the previous batch (for the first one: since the request started)."""
+
+
+def batches(started: float, timeline: Sequence[tuple[float, int]]) -> list[Batch]:
+    out, previous = [], started
+    for at, chunks in timeline:
+        out.append(Batch(at - started, chunks, at - previous))
+        previous = at
+    return out
+
+
+def _strip(rows: list[Batch], end_s: float) -> str:
+    """Chunks per time slice, one cell each; `·` is a slice where nothing arrived."""
+    cells = [0] * STRIP_CELLS
+    for b in rows:
+        cells[min(STRIP_CELLS - 1, int(b.at_s / max(end_s, 1e-9) * STRIP_CELLS))] += b.chunks
+    top = max(cells) or 1
+    return "".join(_BARS[(c * len(_BARS) - 1) // top] if c else "·" for c in cells)
+
+
+def timeline_text(request: ActiveRequest, *, now: float, stall_s: float) -> Text:
+    """The chunk timeline: a strip, the longest gap against the stall timeout, the batches."""
+    rows = batches(request.started, request.timeline)
+    if not rows:
+        return Text("no chunks relayed" + (" yet" if request.record is None else ""), "dim")
+    end = rows[-1].at_s if request.record is not None else max(rows[-1].at_s, now - request.started)
+    text = Text(f"{sum(b.chunks for b in rows)} chunks in {len(rows)} batches, first at "
+                f"t+{rows[0].at_s:.2f} s, last at t+{rows[-1].at_s:.2f} s\n")  # fmt: skip
+    text.append(f"t+0 {_strip(rows, end)} t+{end:.1f} s\n", "cyan")
+    gaps = sorted(range(1, len(rows)), key=lambda i: rows[i].gap_s, reverse=True)[:TOP_GAPS]
+    floor = 2 * statistics.median(b.gap_s for b in rows[1:]) if len(rows) > 1 else 0.0
+    marked = {i for i in gaps if rows[i].gap_s > floor or rows[i].gap_s >= APPROACH * stall_s}
+    if gaps:
+        worst = rows[gaps[0]]
+        share = worst.gap_s / stall_s
+        verdict, style = (
+            ("stalled", "bold red") if share >= 1 else
+            ("approached a stall", "bold yellow") if share >= APPROACH else
+            ("well clear of a stall", "green")
+        )  # fmt: skip
+        text.append(f"longest gap {worst.gap_s:.2f} s before t+{worst.at_s:.2f} s: ")
+        text.append(f"{verdict} ({share:.0%} of the {stall_s:g} s stall timeout)\n", style)
+    if request.record is None and request.last_chunk_at is not None:
+        text.append(f"quiet for {now - request.last_chunk_at:.2f} s now\n", "yellow")
+    half, shown = TIMELINE_ROWS // 2, list(range(len(rows)))
+    if len(rows) > TIMELINE_ROWS:  # the first and last batches, and the marked gaps between
+        shown = sorted({*shown[:half], *shown[-half:], *marked})
+    previous = -1
+    for i in shown:
+        if i > previous + 1:
+            text.append(f"  … {i - previous - 1} batches …\n", "dim")
+        b, previous = rows[i], i
+        gap = "first byte" if i == 0 else f"gap {b.gap_s:.2f} s"
+        line = f"t+{b.at_s:7.2f} s  +{b.chunks:<4} chunks  ({gap})"
+        text.append(line + ("  ◀\n" if i in marked else "\n"), "bold yellow" if i in marked else "")
+    return _trimmed(text, "")
+
+
+def error_text(record: RequestRecord | None) -> Text | None:
+    """The error the client saw, or None."""
+    if record is None or (record.error_kind is None and record.status < 400):
+        return None
+    return Text.assemble((f"HTTP {record.status}  {record.error_kind or 'error'}", "bold red"),
+                         f": {record.error}" if record.error else "")  # fmt: skip

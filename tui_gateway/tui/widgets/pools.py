@@ -1,0 +1,165 @@
+"""The pools pane: each pool's fallback chain, and the keys that reorder, switch off and ban."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding, BindingType
+
+from ...config import PROTECTION_LEVELS
+from .bars import Column, KeyedTable
+
+__all__ = ["PoolsPane"]
+
+_PROTECTION_LABELS = {"provider-ban": "ban", "model-skip": "skip", "off": "off"}
+_PROTECTION_STYLES = {"provider-ban": "bold", "model-skip": "", "off": "dim"}
+_POOL_LABELS = {"balanced": "bal"}
+LEGEND = "● on  b ban  B provider  c cool  s sticky"
+
+
+class PoolsPane(KeyedTable):
+    """The fast, balanced and smart chains in fallback order, one row per model.
+
+    The `flags` column reads: `●`/`○` enabled or not, `b` the model is banned (`B`: its whole
+    provider is), `c` cooling down, `s` conversations pinned to it (with their count past one).
+    `prot` is the protection level of the model's provider.
+
+    | Key | Binding id | Action |
+    | :- | :- | :- |
+    | ctrl+k, shift+up | `pools.move_up` | Move the model up its chain. |
+    | ctrl+j, shift+down | `pools.move_down` | Move the model down its chain. |
+    | space | `pools.toggle_enabled` | Enable or disable the model. |
+    | b | `pools.ban_model` | Ban or unban the model. |
+    | B | `pools.ban_provider` | Ban or unban the model's provider. |
+    | p | `pools.cycle_protection` | Provider protection: provider-ban, model-skip, off. |
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+k,shift+up", "move(-1)", "Up", id="pools.move_up"),
+        Binding("ctrl+j,shift+down", "move(1)", "Down", id="pools.move_down"),
+        Binding("space", "toggle_enabled", "On/off", id="pools.toggle_enabled"),
+        Binding("b", "ban_model", "Ban", id="pools.ban_model"),
+        Binding("B", "ban_provider", "Ban provider", id="pools.ban_provider"),
+        Binding("p", "cycle_protection", "Protection", id="pools.cycle_protection"),
+    ]
+    COLUMNS: ClassVar[list[Column]] = [
+        ("pool", "pool", 5),
+        ("position", "#", 2),
+        ("flags", "flags", 5),
+        ("protection", "prot", 4),
+        ("model", "model", None),
+    ]
+    TITLE = "Pools"
+
+    def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.border_subtitle = LEGEND
+        self._entries: dict[str, dict[str, Any]] = {}
+        """Model -> its entry in the last snapshot's pools (what the keys act on)."""
+        self._bans: dict[str, list[str]] = {"models": [], "providers": []}
+        self._protection: dict[str, str] = {}
+
+    def needs_row(self) -> Iterable[str]:
+        return ("move", "toggle_enabled", "ban_model", "ban_provider", "cycle_protection")
+
+    def show(self, snapshot: dict[str, Any]) -> None:
+        bans = self._bans = snapshot["bans"]
+        protection = self._protection = snapshot["protection"]
+        banned_models, banned_providers = set(bans["models"]), set(bans["providers"])
+        pinned = Counter(s["model"] for s in snapshot["sticky"] if s["model"])
+        entries: dict[str, dict[str, Any]] = {}
+        rows: list[tuple[str, tuple[Text, ...]]] = []
+        for pool, chain in snapshot["pools"].items():
+            for entry in chain:
+                key, provider = entry["model"], entry["provider"]
+                entries[key] = entry
+                flags = _flags(
+                    entry,
+                    model_banned=key in banned_models,
+                    provider_banned=provider in banned_providers,
+                    pinned=pinned[key],
+                )
+                level = protection.get(provider, "")
+                label = _POOL_LABELS.get(pool, pool) if entry["position"] == 0 else ""
+                rows.append((key, (
+                    Text(label, style="bold"),
+                    Text(str(entry["position"] + 1), style="dim", justify="right"),
+                    flags,
+                    Text(_PROTECTION_LABELS.get(level, level), _PROTECTION_STYLES.get(level, "")),
+                    Text(key, style=_model_style(entry)),
+                )))  # fmt: skip
+        self._entries = entries
+        self.sync(rows)
+
+    def _target(self) -> dict[str, Any] | None:
+        key = self.cursor_key()
+        return None if key is None else self._entries.get(key)
+
+    def action_move(self, delta: int) -> None:
+        entry = self._target()
+        if entry is not None:
+            self.gateway_state.move_in_pool(entry["model"], delta)
+            self.refresh_now()  # the cursor follows the model to its new row
+
+    def action_toggle_enabled(self) -> None:
+        entry = self._target()
+        if entry is not None:
+            self.gateway_state.set_enabled(entry["model"], not entry["enabled"])
+            self.refresh_now()
+
+    def action_ban_model(self) -> None:
+        entry = self._target()
+        if entry is None:
+            return
+        state, key = self.gateway_state, entry["model"]
+        if key in self._bans["models"]:
+            state.unban_model(key)
+        else:
+            state.ban_model(key)
+        self.refresh_now()
+
+    def action_ban_provider(self) -> None:
+        entry = self._target()
+        if entry is None:
+            return
+        state, provider = self.gateway_state, entry["provider"]
+        if provider in self._bans["providers"]:
+            state.unban_provider(provider)
+        else:
+            state.ban_provider(provider)
+        self.refresh_now()
+
+    def action_cycle_protection(self) -> None:
+        entry = self._target()
+        if entry is None:
+            return
+        provider = entry["provider"]
+        level = self._protection.get(provider, PROTECTION_LEVELS[-1])
+        after = PROTECTION_LEVELS[(PROTECTION_LEVELS.index(level) + 1) % len(PROTECTION_LEVELS)]
+        self.gateway_state.set_protection(provider, after)
+        self.refresh_now()
+
+
+def _flags(
+    entry: dict[str, Any], *, model_banned: bool, provider_banned: bool, pinned: int
+) -> Text:
+    text = Text()
+    text.append("●" if entry["enabled"] else "○", style="green" if entry["enabled"] else "dim")
+    ban = "B" if provider_banned else "b" if model_banned else " "
+    text.append(ban, style="bold red")
+    text.append("c" if entry["cooling"] else " ", style="yellow")
+    if pinned:
+        count = "" if pinned == 1 else str(pinned) if pinned < 10 else "+"
+        text.append("s" + count, style="bold")
+    return text
+
+
+def _model_style(entry: dict[str, Any]) -> str:
+    if entry["banned"]:
+        return "dim strike"
+    if not entry["enabled"] or not entry["usable"]:
+        return "dim"
+    return "yellow" if entry["cooling"] else ""

@@ -1,0 +1,63 @@
+"""The top line: where to point a client, how busy the gateway is, and how healthy the loop is."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+WINDOW_S = 60.0
+
+
+class StatusBar(Static):
+    """URL, masked key, requests per minute, error rate and event-loop lag."""
+
+    DEFAULT_CSS = """
+    StatusBar {
+        height: 1;
+        padding: 0 1;
+        background: $panel;
+    }
+    """
+
+    def __init__(
+        self, base_url: str, key_hint: str, *, demo: bool = False, id: str | None = None
+    ) -> None:
+        super().__init__(id=id)
+        self.base_url = base_url
+        self.key_hint = key_hint
+        self.demo = demo
+        self.lag_ms = 0.0
+        self._samples: deque[tuple[float, int, int]] = deque()
+
+    def show(self, snapshot: dict[str, Any]) -> None:
+        now, totals = snapshot["now"], snapshot["totals"]
+        samples = self._samples
+        samples.append((now, totals["finished"], totals["failed"]))
+        while samples and now - samples[0][0] > WINDOW_S:
+            samples.popleft()
+        then, finished0, failed0 = samples[0]
+        finished = totals["finished"] - finished0
+        failed = totals["failed"] - failed0
+        span = max(now - then, 1.0)
+        rpm = finished * 60.0 / span if span >= 5 else float(finished)
+        errors = failed / finished if finished else 0.0
+        text = Text.assemble(
+            (self.base_url, "bold"),
+            " key ",
+            (self.key_hint, "dim"),
+            f"  {rpm:.0f} req/min  err ",
+            (f"{errors:.0%}", "bold red" if errors > 0.2 else "yellow" if errors > 0.05 else ""),
+            f"  in flight {len(snapshot['active'])}  done {totals['finished']}  lag ",
+            (f"{self.lag_ms:.0f}ms", _lag_style(self.lag_ms)),
+        )
+        if self.demo:
+            paused = snapshot["demo"]["paused"]
+            text.append("  demo: paused" if paused else "  demo", style="dim")
+        self.update(text)
+
+
+def _lag_style(lag_ms: float) -> str:
+    return "bold red" if lag_ms > 100 else "yellow" if lag_ms > 20 else "green"
