@@ -162,3 +162,14 @@ def test_domain_imports_no_io_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_unusable_db_path_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(SIM_CONFIG)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["--config", str(config), "--db", str(blocker / "x.db"), "--headless"])
+    assert result.exit_code == 2
+    assert f"cannot use {blocker / 'x.db'} as the request log" in result.output
+    assert "Traceback" not in result.output

@@ -62,8 +62,7 @@ async def test_screen_shows_a_streaming_request_while_it_runs_and_logs_it_after(
         # Finished: it lingers with its status, then leaves the pane.
         await until(pilot, lambda: str(table.get_row_at(0)[5]) == "200")
         await until(pilot, lambda: table.row_count == 0, seconds=LINGER_S + 2)
-        events = [line.text for line in app.query_one("#events", RichLog).lines]
-        assert any(line.endswith(" 200 via sim/steady") for line in events), events
+        assert "done 1" in str(app.query_one(StatusBar).render())
     assert gateway.state.active == {}
 
 
@@ -94,3 +93,31 @@ async def test_quitting_stops_the_server_and_flushes_the_log(tmp_path: Path) -> 
 
     with sqlite3.connect(tmp_path / "tui.db") as db:
         assert db.execute("SELECT count(*) FROM requests").fetchone() == (1,)
+
+
+async def test_fallbacks_reach_the_event_log_and_plain_successes_do_not(tmp_path: Path) -> None:
+    settings = make_settings(
+        providers=SIM,
+        models=[
+            model("sim", "broken", simulate={"first_token_ms": 0, "error_rate": 1.0}),
+            model("sim", "steady", simulate={"first_token_ms": 0, "tokens_per_s": 5000}),
+        ],
+    )
+    gateway = Gateway(
+        settings, api_key=API_KEY, db_path=tmp_path / "t.db", sock=bind_socket("127.0.0.1", 0)
+    )
+    app = GatewayApp(gateway)
+    async with app.run_test(size=(120, 36)) as pilot:
+        async with AsyncOpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0) as client:
+            await client.chat.completions.create(
+                model="sim/steady", messages=[{"role": "user", "content": "a"}]
+            )
+            await client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "b"}]
+            )
+        log = app.query_one("#events", RichLog)
+        await until(pilot, lambda: len(log.lines) >= 2)
+        lines = [line.text for line in log.lines]
+        assert any("sim/broken failed (503 5xx" in line for line in lines), lines
+        assert any(line.endswith("200 via sim/steady after 2 attempts") for line in lines), lines
+        assert len(lines) == 2, lines  # the plain success of "a" made no line

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
+import sqlite3
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -67,6 +69,8 @@ def run(
     )
     for warning in warnings_for(settings):
         typer.echo(f"warning: {warning}", err=True)
+    db_path = db or paths.default_db_path(demo=demo)
+    _check_db(db_path)
     try:
         sock = bind_socket(settings.server.host, settings.server.port)
     except BindError as exc:
@@ -74,7 +78,7 @@ def run(
     gateway = Gateway(
         settings,
         api_key=settings.server.api_key or paths.generated_api_key(),
-        db_path=db or paths.default_db_path(demo=demo),
+        db_path=db_path,
         sock=sock,
         demo=demo,
     )
@@ -122,6 +126,16 @@ def _settings(config: Path | None, *, demo: bool) -> Settings:
             "  or `tui-gateway --demo` to try the gateway with simulated providers"
         )
     return load_settings(path)
+
+
+def _check_db(path: Path) -> None:
+    """Open the request log once before anything starts, so a bad --db is a clear error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("PRAGMA user_version").fetchone()
+    except (OSError, sqlite3.Error) as exc:
+        _fail(f"cannot use {path} as the request log: {exc}")
 
 
 def _tune_gc() -> None:

@@ -169,9 +169,13 @@ class GatewayState:
         self.finished_count += 1
         if record.error_kind is not None:
             self.failed_count += 1
+        if record.error_kind is None and request.attempt <= 1:
+            self._publish("requests")  # a plain success: the panes repaint, the log stays quiet
+            return
         served = f" via {record.model}" if record.model else ""
         fault = f" {record.error_kind}" if record.error_kind else ""
-        self._publish("requests", f"{request.id} {record.status}{fault}{served}")
+        tries = f" after {request.attempt} attempts" if request.attempt > 1 else ""
+        self._publish("requests", f"{request.id} {record.status}{fault}{served}{tries}")
 
     def _release(self, request: ActiveRequest) -> None:
         if request.provider is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -60,28 +61,25 @@ async def _drain(app: web.Application) -> None:
 async def _resources(app: web.Application) -> AsyncIterator[None]:
     """One upstream ClientSession and the log writer for the app's lifetime."""
     settings = app[SETTINGS]
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-    # Per-request limits are the relay's job (watchdog, request timeout); none here.
-    session = aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True
-    )
-    for provider in settings.providers:
-        app[UPSTREAMS].setdefault(provider.name, make_upstream(provider, session))
     request_log, state = app[REQUEST_LOG], app[STATE]
-    await request_log.open()
-    state.restore_controls(await load_saved(request_log.db))
-    await _load_posteriors(state, request_log)
-    saver = Saver(request_log.db, state.controls.saved)
-    unsubscribe = state.subscribe(lambda _event: saver.changed(), topics=PERSISTED_TOPICS)
-    refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
-    try:
+    async with contextlib.AsyncExitStack() as stack:  # whatever started is closed, even on error
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+        # Per-request limits are the relay's job (watchdog, request timeout); none here.
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+        )
+        for provider in settings.providers:
+            app[UPSTREAMS].setdefault(provider.name, make_upstream(provider, session))
+        await request_log.open()
+        stack.push_async_callback(request_log.close)
+        state.restore_controls(await load_saved(request_log.db))
+        await _load_posteriors(state, request_log)
+        saver = Saver(request_log.db, state.controls.saved)
+        stack.push_async_callback(saver.close)
+        stack.callback(state.subscribe(lambda _e: saver.changed(), topics=PERSISTED_TOPICS))
+        refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
+        stack.callback(refresher.cancel)
         yield
-    finally:
-        refresher.cancel()
-        unsubscribe()
-        await saver.close()
-        await request_log.close()
-        await session.close()
 
 
 async def _load_posteriors(state: GatewayState, request_log: RequestLog) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
@@ -20,6 +21,10 @@ if TYPE_CHECKING:
 
 LINGER_S = 3.0
 """How long a finished request stays on screen, so fast ones are seen at all."""
+MAX_LINGERING = 8
+"""Finished requests shown at most (under load hundreds finish within LINGER_S)."""
+MAX_ROWS = 60
+"""Rows at most: more than a screen, far fewer than a load test's requests in flight."""
 
 COLUMNS: dict[str, int] = {  # 84 columns with padding: fits a 100-column terminal
     "id": 6,
@@ -69,6 +74,10 @@ class RequestsPane(DataTable[Text | str]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self._first_byte_timeout_s = 10.0
         self._stall_timeout_s = 20.0
+        self._ids: list[str] = []
+        """Request id in each row slot, top to bottom."""
+        self._shown: list[tuple[Text | str, ...]] = []
+        """The cells last written to each slot, so unchanged ones are not written again."""
 
     def on_mount(self) -> None:
         self.border_title = "Requests"
@@ -79,28 +88,48 @@ class RequestsPane(DataTable[Text | str]):
         self._stall_timeout_s = streaming.stall_timeout_s
 
     def show(self, snapshot: dict[str, Any]) -> None:
+        """Fill the table's row slots with the requests to show, oldest first.
+
+        Rows are slots, not requests: under load requests come and go many times a second, and
+        re-using a slot (rewriting only the cells whose text changed) costs far less than adding
+        and removing rows, which makes the table lay itself out again.
+        """
         now = snapshot["now"]
-        rows = {r["id"]: r for r in snapshot["recent"] if now - r["finished_at"] < LINGER_S}
-        rows |= {r["id"]: r for r in snapshot["active"]}
+        finished = [r for r in snapshot["recent"] if now - r["finished_at"] < LINGER_S]
+        wanted = snapshot["active"] + finished[-MAX_LINGERING:]
         if self.filter_text:
             needle = self.filter_text.lower()
-            rows = {k: r for k, r in rows.items() if needle in _haystack(r)}
-        for key in [k for k in self.rows if k.value not in rows]:
-            self.remove_row(key)
-        added = False
-        for rid, request in rows.items():
+            wanted = [r for r in wanted if needle in _haystack(r)]
+        wanted.sort(key=lambda r: r["started"])
+        wanted = wanted[-MAX_ROWS:]
+        while self.row_count > len(wanted):
+            self.remove_row(f"slot{self.row_count - 1}")
+            self._shown.pop()
+        grew = False
+        for index, request in enumerate(wanted):
             cells = self._cells(request, now)
-            if rid in self.rows:
-                for column, value in zip(COLUMNS, cells, strict=True):
-                    self.update_cell(rid, column, value)
-            else:
-                self.add_row(*cells, key=rid)
-                added = True
-        if added and self.follow and self.row_count:
+            if index >= self.row_count:
+                self.add_row(*cells, key=f"slot{index}")
+                self._shown.append(cells)
+                grew = True
+                continue
+            shown = self._shown[index]
+            for column, (old, new) in enumerate(zip(shown, cells, strict=True)):
+                if old != new:
+                    self.update_cell_at(Coordinate(index, column), new)
+            self._shown[index] = cells
+        self._ids = [r["id"] for r in wanted]
+        if self.follow and self.row_count and (grew or self.cursor_row != self.row_count - 1):
             self.move_cursor(row=self.row_count - 1)
-        self.border_subtitle = f"{len(snapshot['active'])} in flight" + (
-            f"  filter: {self.filter_text}" if self.filter_text else ""
-        )
+        subtitle = f"{len(snapshot['active'])} in flight"
+        if self.filter_text:
+            subtitle += f"  filter: {self.filter_text}"
+        if subtitle != self.border_subtitle:
+            self.border_subtitle = subtitle
+
+    def request_id_at_cursor(self) -> str | None:
+        row = self.cursor_row
+        return self._ids[row] if 0 <= row < len(self._ids) else None
 
     def _cells(self, r: dict[str, Any], now: float) -> tuple[Text | str, ...]:
         finished = r["finished_at"] is not None
@@ -148,10 +177,9 @@ class RequestsPane(DataTable[Text | str]):
         return Text(f"{quiet:.1f}s", style=style)
 
     def action_open(self) -> None:
-        if self.row_count:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-            if key is not None:
-                self.post_message(self.Opened(key))
+        request_id = self.request_id_at_cursor()
+        if request_id is not None:
+            self.post_message(self.Opened(request_id))
 
     def action_toggle_follow(self) -> None:
         self.follow = not self.follow
