@@ -38,6 +38,7 @@ COLUMNS: dict[str, int] = {  # 84 columns with padding: fits a 100-column termin
     "chunks": 5,
     "quiet": 5,
 }
+BLANK: tuple[Text | str, ...] = ("",) * len(COLUMNS)
 
 
 class RequestsPane(DataTable[Text | str]):
@@ -77,6 +78,7 @@ class RequestsPane(DataTable[Text | str]):
         self._ids: list[str] = []
         """Request id in each row slot, top to bottom."""
         self._shown: list[tuple[Text | str, ...]] = []
+        self._last_busy = 0.0
         """The cells last written to each slot, so unchanged ones are not written again."""
 
     def on_mount(self) -> None:
@@ -102,12 +104,17 @@ class RequestsPane(DataTable[Text | str]):
             wanted = [r for r in wanted if needle in _haystack(r)]
         wanted.sort(key=lambda r: r["started"])
         wanted = wanted[-MAX_ROWS:]
-        while self.row_count > len(wanted):
+        # Slots are kept (blank) when requests leave, while there were many recently: changing
+        # the number of rows makes the table, and so the screen, lay itself out again.
+        rows_wanted = max(len(wanted), self.row_count if self._busy(now) else 0)
+        while self.row_count > rows_wanted:
             self.remove_row(f"slot{self.row_count - 1}")
             self._shown.pop()
         grew = False
-        for index, request in enumerate(wanted):
-            cells = self._cells(request, now)
+        rows: list[dict[str, Any] | None] = [*wanted]
+        rows += [None] * (self.row_count - len(wanted))
+        for index, request in enumerate(rows):
+            cells = BLANK if request is None else self._cells(request, now)
             if index >= self.row_count:
                 self.add_row(*cells, key=f"slot{index}")
                 self._shown.append(cells)
@@ -119,13 +126,25 @@ class RequestsPane(DataTable[Text | str]):
                     self.update_cell_at(Coordinate(index, column), new)
             self._shown[index] = cells
         self._ids = [r["id"] for r in wanted]
-        if self.follow and self.row_count and (grew or self.cursor_row != self.row_count - 1):
-            self.move_cursor(row=self.row_count - 1)
+        if wanted:
+            self._last_busy = now
+        last = len(wanted) - 1
+        if self.follow and last >= 0 and (grew or self.cursor_row != last):
+            self.move_cursor(row=last)
         subtitle = f"{len(snapshot['active'])} in flight"
         if self.filter_text:
             subtitle += f"  filter: {self.filter_text}"
         if subtitle != self.border_subtitle:
             self.border_subtitle = subtitle
+
+    def _busy(self, now: float) -> bool:
+        """Requests were on screen a moment ago: keep the slots for the next ones."""
+        return now - self._last_busy < 5.0
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The requests on screen, top to bottom (blank slots below them are not counted)."""
+        return list(self._ids)
 
     def request_id_at_cursor(self) -> str | None:
         row = self.cursor_row

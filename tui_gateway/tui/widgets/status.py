@@ -56,7 +56,7 @@ class StatusBar(Static):
         if self.demo:
             paused = snapshot["demo"]["paused"]
             text.append("  demo: paused" if paused else "  demo", style="dim")
-        self.update(text)
+        self.update(text, layout=False)  # one line, always: no need to lay the screen out again
 
 
 def _lag_style(lag_ms: float) -> str:
