@@ -34,6 +34,10 @@ from .widgets import (
 )
 
 REFRESH_S = 0.1
+"""Repaint interval while traffic is light: about 10 frames a second."""
+BUSY_REFRESH_S = ((20.0, 0.2), (200.0, 0.35))
+"""(requests finished per second, interval): under load the screen repaints less often, since no
+eye follows hundreds of rows a second and every frame costs the proxy on the same loop."""
 LAG_PROBE_S = 0.25
 DEFAULT_THEME = "gateway-dark"
 
@@ -60,6 +64,8 @@ class GatewayApp(App[None]):
         self._events: list[StateEvent] = []
         self._unsubscribe = gateway.state.subscribe(self._on_state_event)
         self._lag_ms = 0.0
+        self._interval = REFRESH_S
+        self._finished_at_last_tick = 0
 
     @property
     def state(self) -> GatewayState:
@@ -94,8 +100,7 @@ class GatewayApp(App[None]):
         for problem in self.theme_problems:
             self.notify(problem, severity="warning")
         await self.gateway.start()
-        self._refresh()
-        self.set_interval(REFRESH_S, self._refresh)
+        self._tick()
         self.set_interval(LAG_PROBE_S, self._probe_lag)
         self.query_one(RequestsPane).focus()
 
@@ -104,6 +109,18 @@ class GatewayApp(App[None]):
         await self.gateway.stop()
 
     # --- painting -------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Repaint, then schedule the next repaint sooner or later depending on the load."""
+        finished = self.state.finished_count
+        self._refresh()
+        rate = (finished - self._finished_at_last_tick) / self._interval
+        self._finished_at_last_tick = finished
+        self._interval = REFRESH_S
+        for threshold, interval in BUSY_REFRESH_S:
+            if rate > threshold:
+                self._interval = interval
+        self.set_timer(self._interval, self._tick)
 
     def _refresh(self) -> None:
         """Repaint from one snapshot; events since the last tick go to the log pane."""
