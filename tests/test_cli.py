@@ -169,7 +169,9 @@ def test_unusable_db_path_is_a_clear_error(tmp_path: Path) -> None:
     config.write_text(SIM_CONFIG)
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    result = runner.invoke(app, ["--config", str(config), "--db", str(blocker / "x.db"), "--headless"])
+    result = runner.invoke(
+        app, ["--config", str(config), "--db", str(blocker / "x.db"), "--headless"]
+    )
     assert result.exit_code == 2
     assert f"cannot use {blocker / 'x.db'} as the request log" in result.output
     assert "Traceback" not in result.output

@@ -49,7 +49,12 @@ class GatewayState:
     """Requests in flight, what routing has learned, and what the user decided."""
 
     def __init__(
-        self, settings: Settings, *, clock: Clock = time.time, rng: random.Random | None = None
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+        ids: random.Random | None = None,
     ) -> None:
         routing = settings.routing
         self.routing = routing
@@ -74,7 +79,8 @@ class GatewayState:
         self.failed_count = 0
         self._everything: list[Subscriber] = []
         self._by_topic: dict[str, list[Subscriber]] = {}
-        self._ids = random.Random()  # seeded from the OS once; an id must be unique, not secret
+        # Seeded from the OS once: an id must be unique, not secret (tests pass a seeded one).
+        self._ids = ids or random.Random()
         self._key_ids = {
             p.name: [f"{p.name}#{n}" for n in range(1, max(1, len(p.api_keys)) + 1)]
             for p in settings.providers

@@ -54,7 +54,9 @@ class GatewayApp(App[None]):
         Binding("P", "toggle_demo", "Pause demo", id="app.toggle_demo"),
     ]
 
-    def __init__(self, gateway: Gateway, *, theme: str = DEFAULT_THEME) -> None:
+    def __init__(self, gateway: Gateway, *, theme: str = DEFAULT_THEME, live: bool = True) -> None:
+        """`live=False` shows the state as it is without starting the server or any timer
+        (snapshot tests and screenshots)."""
         theme_files, self.theme_problems = load_theme_files()
         super().__init__(css_path=[*theme_files, themes_dir() / "layout.tcss"])
         self.gateway = gateway
@@ -66,6 +68,7 @@ class GatewayApp(App[None]):
         self._lag_ms = 0.0
         self._interval = REFRESH_S
         self._finished_at_last_tick = 0
+        self._live = live
 
     @property
     def state(self) -> GatewayState:
@@ -99,6 +102,10 @@ class GatewayApp(App[None]):
         self.query_one("#events", RichLog).border_title = "Events"
         for problem in self.theme_problems:
             self.notify(problem, severity="warning")
+        if not self._live:
+            self._refresh()
+            self.query_one(RequestsPane).focus()
+            return
         await self.gateway.start()
         self._tick()
         self.set_interval(LAG_PROBE_S, self._probe_lag)
@@ -106,7 +113,8 @@ class GatewayApp(App[None]):
 
     async def on_unmount(self) -> None:
         self._unsubscribe()
-        await self.gateway.stop()
+        if self._live:
+            await self.gateway.stop()
 
     # --- painting -------------------------------------------------------------------------
 
@@ -136,8 +144,9 @@ class GatewayApp(App[None]):
             self.query_one(PosteriorsPane).show(snapshot)
             events, self._events = self._events, []
             log = self.query_one("#events", RichLog)
+            stamp = time.strftime("%H:%M:%S", time.localtime(snapshot["now"]))
             for event in events:
-                log.write(f"{time.strftime('%H:%M:%S')} {event.text}")
+                log.write(f"{stamp} {event.text}")
 
     def _probe_lag(self) -> None:
         """How late the event loop runs a callback due now: the proxy's latency floor."""

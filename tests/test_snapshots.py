@@ -1,0 +1,160 @@
+"""What the user sees, pinned as SVG snapshots: the main screen and one request's detail.
+
+Deterministic by construction: a fake clock, seeded ids and draws, simulated providers, a fixed
+URL and key, UTC for the clock times, and the app in `live=False` mode (no server, no timers).
+Update after an intended change with `pytest tests/test_snapshots.py --snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import FakeClock, make_settings, model
+from tui_gateway.domain.errors import ErrorKind
+from tui_gateway.domain.posteriors import Outcome
+from tui_gateway.domain.records import AttemptRecord, RequestRecord
+from tui_gateway.domain.state import GatewayState
+from tui_gateway.server import Gateway, bind_socket
+from tui_gateway.tui.app import GatewayApp
+from tui_gateway.tui.screens import RequestDetailScreen
+
+NOW = 1_800_000_000.0
+SIZE = (120, 36)
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[socket.socket]]:
+    """The listening sockets the (never started) gateways took, closed at teardown."""
+    taken: list[socket.socket] = []
+    yield taken
+    for sock in taken:
+        sock.close()
+
+
+def build(
+    tmp_path: Path, sockets: list[socket.socket]
+) -> tuple[GatewayApp, GatewayState, dict[str, str]]:
+    providers = [
+        {"name": "swift", "kind": "simulated"},
+        {"name": "flaky", "kind": "simulated", "protection": "provider-ban"},
+        {"name": "sage", "kind": "simulated"},
+    ]
+    models = [
+        model("swift", "mini", "fast"),
+        model("flaky", "flash", "fast"),
+        model("swift", "13b"),
+        model("flaky", "70b"),
+        model("sage", "large", "smart", intelligence=9),
+    ]
+    settings = make_settings(providers=providers, models=models)
+    clock = FakeClock(NOW)
+    state = GatewayState(settings, clock=clock, rng=random.Random(1), ids=random.Random(2))
+    sockets.append(bind_socket("127.0.0.1", 0))
+    gateway = Gateway(
+        settings, api_key="tgw-snapshot-key-0000", db_path=tmp_path / "s.db", sock=sockets[-1]
+    )
+    gateway.state, gateway.port = state, 4141
+    app = GatewayApp(gateway, live=False)
+    ids = populate(state, clock)
+    return app, state, ids
+
+
+def populate(state: GatewayState, clock: FakeClock) -> dict[str, str]:
+    """A moment in a busy afternoon: streams, a stall, a fallback, bans, cooldowns, history."""
+    for _ in range(12):
+        state.book.record(Outcome("swift/13b", NOW - 3600, True, 300.0, 80.0))
+        state.book.record(Outcome("sage/large", NOW - 7200, True, 1200.0, 30.0))
+    for _ in range(6):
+        state.book.record(Outcome("flaky/70b", NOW - 600, False))
+    body = {
+        "model": "auto",
+        "stream": True,
+        "messages": [{"role": "user", "content": "Why does my parser hang?"}],
+    }
+
+    def begin(session: str, key: str, started_ago: float) -> Any:
+        clock.now = NOW - started_ago
+        state.sessions.open(session, mode="auto", preview="Why does my parser hang?", now=clock.now)
+        request = state.begin_request(
+            session=session, requested_model="auto", stream=True, body=body
+        )
+        state.begin_attempt(request, model=key, provider=key.split("/")[0])
+        return request
+
+    done = begin("s-done", "flaky/70b", 20.0)
+    state.record_failure(
+        done, model="flaky/70b", key_id="flaky#1", started=NOW - 20, kind=ErrorKind.STALL,
+        decision=state.decide("flaky/70b", ErrorKind.STALL, after_first_byte=False),
+        reason="no data for 20 s between chunks",
+    )  # fmt: skip
+    state.begin_attempt(done, model="swift/13b", provider="swift")
+    for step in range(6):
+        clock.now = NOW - 16 + step * 0.4
+        state.record_chunks(done, 8)
+    clock.now = NOW - 12
+    state.finish_request(done, _record(done.id, "swift/13b"))
+    state.sessions.pin("s-done", "swift/13b", "swift#1", NOW - 12)
+
+    streaming = begin("s-live", "sage/large", 4.0)
+    for step in range(5):
+        clock.now = NOW - 2.8 + step * 0.5
+        state.record_chunks(streaming, 5)
+    stalling = begin("s-stall", "flaky/flash", 12.0)
+    state.cooldowns.record_failure(
+        model="flaky/70b", provider="flaky", kind="5xx", key_id="flaky#1", now=NOW - 5
+    )
+    state.ban_model("flaky/flash")
+    clock.now = NOW
+    return {"done": done.id, "streaming": streaming.id, "stalling": stalling.id}
+
+
+def _record(request_id: str, served: str) -> RequestRecord:
+    return RequestRecord(
+        id=request_id, started=NOW - 20, session="s-done", requested_model="auto", streamed=True,
+        status=200, latency_ms=8000.0, provider=served.split("/")[0], model=served, ttfb_ms=4100.0,
+        tokens_in=12, tokens_out=48,
+        attempts=(
+            AttemptRecord(1, "flaky", "flaky/70b", NOW - 20, 4000.0, None, "stall", "no data for 20 s"),
+            AttemptRecord(2, "swift", "swift/13b", NOW - 16, 4000.0, 200, None, None, 100.0),
+        ),
+    )  # fmt: skip
+
+
+def test_main_screen(snap_compare: Any, tmp_path: Path, sockets: list[socket.socket]) -> None:
+    app, _, _ = build(tmp_path, sockets)
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+def test_main_screen_at_100_by_30(
+    snap_compare: Any, tmp_path: Path, sockets: list[socket.socket]
+) -> None:
+    app, _, _ = build(tmp_path, sockets)
+    assert snap_compare(app, terminal_size=(100, 30))
+
+
+def test_request_detail_screen(
+    snap_compare: Any, tmp_path: Path, sockets: list[socket.socket]
+) -> None:
+    app, _, ids = build(tmp_path, sockets)
+
+    async def open_detail(pilot: Any) -> None:
+        await pilot.app.push_screen(RequestDetailScreen(ids["done"]))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_detail)
