@@ -122,3 +122,106 @@ async def test_fallbacks_reach_the_event_log_and_plain_successes_do_not(tmp_path
         assert any("sim/broken failed (503 5xx" in line for line in lines), lines
         assert any(line.endswith("200 via sim/steady after 2 attempts") for line in lines), lines
         assert len(lines) == 2, lines  # the plain success of "a" made no line
+
+
+async def test_slash_filters_requests_and_escape_clears(tmp_path: Path) -> None:
+    gateway = make_gateway(tmp_path, tokens_per_s=20)
+    app = GatewayApp(gateway)
+    async with app.run_test(size=(120, 36)) as pilot:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+            async with session.post(
+                gateway.base_url + "/chat/completions",
+                json={
+                    "model": "auto",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "x"}],
+                },
+            ) as resp:
+                await resp.content.readline()
+                table = app.query_one(RequestsPane)
+                await until(pilot, lambda: len(table.request_ids) == 1)
+                await pilot.press("slash", *"nomatch")
+                await until(pilot, lambda: table.request_ids == [])
+                await pilot.press("escape")
+                await until(pilot, lambda: len(table.request_ids) == 1)
+                assert table.has_focus
+
+
+async def test_t_switches_theme_and_e_copies_the_client_env(tmp_path: Path) -> None:
+    app = GatewayApp(make_gateway(tmp_path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert app.theme == "gateway-dark"
+        await pilot.press("t")
+        assert app.theme == "gateway-light"
+        await pilot.press("e")
+        assert app.clipboard == "\n".join(app.gateway.client_env()) + "\n"
+        assert app.clipboard.startswith("OPENAI_BASE_URL=http://127.0.0.1:")
+
+
+async def test_question_mark_shows_every_key_of_the_screen(tmp_path: Path) -> None:
+    from tui_gateway.tui.help import HelpScreen, collect_help
+
+    app = GatewayApp(make_gateway(tmp_path))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        owners = collect_help(app.screen_stack[0])
+        listed = {k.action for owner in owners for k in owner.keys}
+        for wanted in (
+            "move(-1)",
+            "ban_model",
+            "ban_provider",
+            "cycle_protection",
+            "clear",
+            "open",
+            "quit",
+        ):
+            assert any(action.startswith(wanted) for action in listed), (wanted, listed)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+def test_every_binding_resolves_to_an_action() -> None:
+    """mitmproxy-style: a key bound to a missing action would fail silently at run time."""
+    from textual.binding import Binding
+
+    from tui_gateway.tui.help import HelpScreen
+    from tui_gateway.tui.screens import RequestDetailScreen
+    from tui_gateway.tui.widgets import (
+        ConfirmScreen,
+        CooldownsPane,
+        PoolsPane,
+        PosteriorsPane,
+        SessionsPane,
+    )
+
+    owners = [GatewayApp, RequestsPane, PoolsPane, SessionsPane, CooldownsPane, PosteriorsPane,
+              RequestDetailScreen, HelpScreen, ConfirmScreen]  # fmt: skip
+    for owner in owners:
+        for binding in owner.BINDINGS:
+            assert isinstance(binding, Binding)
+            action = binding.action.split("(")[0].removeprefix("app.").removeprefix("screen.")
+            target = GatewayApp if binding.action.startswith("app.") else owner
+            assert hasattr(target, f"action_{action}"), (
+                f"{owner.__name__}: {binding.key} -> {action}"
+            )
+
+
+async def test_a_ban_from_the_pools_pane_survives_a_restart(tmp_path: Path) -> None:
+    from tui_gateway.tui.widgets import PoolsPane
+
+    gateway = make_gateway(tmp_path)
+    app = GatewayApp(gateway)
+    async with app.run_test(size=(120, 36)) as pilot:
+        pools = app.query_one(PoolsPane)
+        pools.focus()
+        await until(pilot, lambda: pools.row_count > 0)
+        await pilot.press("b")
+        assert gateway.state.controls.banned_models == {"sim/steady"}
+    again = make_gateway(tmp_path)
+    await again.start()
+    try:
+        assert again.state.controls.banned_models == {"sim/steady"}
+        assert not again.state.is_usable("sim/steady")
+    finally:
+        await again.stop()
