@@ -225,3 +225,27 @@ async def test_a_ban_from_the_pools_pane_survives_a_restart(tmp_path: Path) -> N
         assert not again.state.is_usable("sim/steady")
     finally:
         await again.stop()
+
+
+async def test_the_main_screen_keeps_repainting_under_a_detail_screen(tmp_path: Path) -> None:
+    """Repaints look up the main screen's panes, not whatever screen is on top."""
+    from tui_gateway.tui.screens import RequestDetailScreen
+
+    gateway = make_gateway(tmp_path, tokens_per_s=5000)
+    app = GatewayApp(gateway)
+    async with app.run_test(size=(120, 36)) as pilot:
+        async with AsyncOpenAI(base_url=gateway.base_url, api_key=API_KEY, max_retries=0) as client:
+            await client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "a"}]
+            )
+            table = app.query_one(RequestsPane)
+            await until(pilot, lambda: len(table.request_ids) == 1)
+            await pilot.press("enter")
+            assert isinstance(app.screen, RequestDetailScreen)
+            await client.chat.completions.create(
+                model="auto", messages=[{"role": "user", "content": "b"}]
+            )
+            status = app.screen_stack[0].query_one(StatusBar)
+            await until(pilot, lambda: "done 2" in str(status.render()))
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RequestDetailScreen)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
+from textual.widget import Widget
 from textual.widgets import Footer, Input, RichLog
 
 from ..domain.state import GatewayState, StateEvent
@@ -32,6 +34,8 @@ from .widgets import (
     SessionsPane,
     StatusBar,
 )
+
+W = TypeVar("W", bound=Widget)
 
 REFRESH_S = 0.1
 """Repaint interval while traffic is light: about 10 frames a second."""
@@ -69,6 +73,7 @@ class GatewayApp(App[None]):
         self._interval = REFRESH_S
         self._finished_at_last_tick = 0
         self._live = live
+        self._closing = False
 
     @property
     def state(self) -> GatewayState:
@@ -95,6 +100,11 @@ class GatewayApp(App[None]):
         yield Input(placeholder="filter requests: enter keeps it, escape clears", id="filter")
         yield Footer()
 
+    def _main(self, kind: type[W], selector: str | None = None) -> W:
+        """A widget of the main screen, whichever screen is on top (help, a request's detail)."""
+        main = self.screen_stack[0]
+        return main.query_one(selector, kind) if selector else main.query_one(kind)
+
     async def on_mount(self) -> None:
         for theme in THEMES.values():
             self.register_theme(theme)
@@ -112,6 +122,7 @@ class GatewayApp(App[None]):
         self.query_one(RequestsPane).focus()
 
     async def on_unmount(self) -> None:
+        self._closing = True
         self._unsubscribe()
         if self._live:
             await self.gateway.stop()
@@ -120,8 +131,13 @@ class GatewayApp(App[None]):
 
     def _tick(self) -> None:
         """Repaint, then schedule the next repaint sooner or later depending on the load."""
+        if self._closing:
+            return  # a last timer firing while the app shuts down: nothing left to paint
         finished = self.state.finished_count
-        self._refresh()
+        try:
+            self._refresh()
+        except NoMatches:
+            return  # the screens are being taken down (quit): stop repainting
         rate = (finished - self._finished_at_last_tick) / self._interval
         self._finished_at_last_tick = finished
         self._interval = REFRESH_S
@@ -134,16 +150,16 @@ class GatewayApp(App[None]):
         """Repaint from one snapshot; events since the last tick go to the log pane."""
         snapshot = self.state.snapshot()
         with self.batch_update():
-            status = self.query_one(StatusBar)
+            status = self._main(StatusBar)
             status.lag_ms = self._lag_ms
             status.show(snapshot)
-            self.query_one(RequestsPane).show(snapshot)
-            self.query_one(PoolsPane).show(snapshot)
-            self.query_one(SessionsPane).show(snapshot)
-            self.query_one(CooldownsPane).show(snapshot)
-            self.query_one(PosteriorsPane).show(snapshot)
+            self._main(RequestsPane).show(snapshot)
+            self._main(PoolsPane).show(snapshot)
+            self._main(SessionsPane).show(snapshot)
+            self._main(CooldownsPane).show(snapshot)
+            self._main(PosteriorsPane).show(snapshot)
             events, self._events = self._events, []
-            log = self.query_one("#events", RichLog)
+            log = self._main(RichLog, "#events")
             stamp = time.strftime("%H:%M:%S", time.localtime(snapshot["now"]))
             for event in events:
                 log.write(f"{stamp} {event.text}")
