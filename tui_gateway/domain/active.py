@@ -24,10 +24,12 @@ class ActiveRequest:
     model: str | None = None
     attempt: int = 0
     phase: str = "waiting"
-    """waiting | streaming | fallback (a failed attempt is being replaced) | done."""
+    """waiting | streaming | heartbeat (upstream quiet, keep-alives going out) | fallback (a failed
+    attempt is being replaced) | continuing (a broken stream resumes on another model) | done."""
     first_byte_at: float | None = None
     last_chunk_at: float | None = None
     chunks: int = 0
+    heartbeats: int = 0
     failures: list[str] = field(default_factory=list)
     """One line per failed attempt: the model, why, and what routing did about it."""
     timeline: list[tuple[float, int]] = field(default_factory=list)
@@ -52,6 +54,7 @@ class ActiveRequest:
             "started": self.started,
             "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 1),
             "chunks": self.chunks,
+            "heartbeats": self.heartbeats,
             "last_chunk_at": self.last_chunk_at,
             "failures": list(self.failures),
             "finished_at": self.finished_at,

@@ -40,6 +40,8 @@ class AttemptPlan:
     max_retry_after_wait_s: float = 3.0
     more: Callable[[], list[Candidate]] | None = None
     """Called once, when `candidates` run out: the rest of the pool, ranked only if needed."""
+    only: Callable[[Candidate], bool] | None = None
+    """When set, candidates it says no to are passed over (e.g. those that cannot continue)."""
     tries: int = 0
     _next: int = 0
     _skipped_models: set[str] = field(default_factory=set)
@@ -69,6 +71,8 @@ class AttemptPlan:
                 continue
             if candidate.provider in self._skipped_providers:
                 continue
+            if self.only is not None and not self.only(candidate):
+                continue
             self.tries += 1
             return candidate, 0.0
 
@@ -91,6 +95,13 @@ class AttemptPlan:
         if decision.ban_provider:
             self._skipped_providers.add(candidate.provider)
         return None
+
+    def exclude(self, candidate: Candidate, decision: Decision) -> None:
+        """Leave out a model that failed mid-answer (and its provider, if protection banned it)."""
+        self._pending = None
+        self._skipped_models.add(candidate.model)
+        if decision.ban_provider:
+            self._skipped_providers.add(candidate.provider)
 
     def _retry(
         self,

@@ -72,6 +72,7 @@ class GatewayState:
         self.active: dict[str, ActiveRequest] = {}
         self.busy_sessions: dict[str, Counter[str]] = {}
         """provider -> sessions with a request in flight on it (for the concurrency guard)."""
+        self.prefill_refused: set[str] = set()
         self.recent: deque[ActiveRequest] = deque(maxlen=RECENT_LIMIT)
         """Finished requests, newest last: the TUI lingers on them and opens their details."""
         self.demo_paused = False
@@ -155,13 +156,36 @@ class GatewayState:
     def record_chunks(self, request: ActiveRequest, count: int) -> None:
         """Hot path: no event, the TUI reads counts from snapshots at its own pace."""
         now = self.clock()
-        if request.first_byte_at is None:
-            request.first_byte_at = now
+        if request.first_byte_at is None or request.phase != "streaming":
+            request.first_byte_at = request.first_byte_at or now
             request.phase = "streaming"
         request.last_chunk_at = now
         request.chunks += count
         if len(request.timeline) < TIMELINE_LIMIT:
             request.timeline.append((now, count))
+
+    def record_heartbeat(self, request: ActiveRequest) -> None:
+        """A keep-alive went to the client while the upstream was quiet."""
+        request.heartbeats += 1
+        if request.phase != "continuing":
+            request.phase = "heartbeat"
+
+    def begin_continuation(self, request: ActiveRequest, failed: str, reason: str) -> None:
+        request.phase = "continuing"
+        self._publish("requests", f"{request.id} continuing after {failed} broke off ({reason})")
+
+    def can_continue(self, model: str) -> bool:
+        """The model's provider accepts a trailing assistant message (prefill) to continue from."""
+        provider = self.catalog.models[model].provider
+        return (
+            self.catalog.providers[provider].continuation == "prefill"
+            and provider not in self.prefill_refused
+        )
+
+    def refuse_prefill(self, provider: str) -> None:
+        """The provider rejected a prefill: do not ask it to continue again in this run."""
+        self.prefill_refused.add(provider)
+        self._publish("requests", f"provider {provider} does not accept prefill; not asked again")
 
     def finish_request(self, request: ActiveRequest, record: RequestRecord) -> None:
         """Remove exactly this request from the active set (idempotent)."""

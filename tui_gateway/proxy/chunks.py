@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from ..providers.base import token_count, wrapped_error
 from ..providers.sse import SSEBatch
@@ -66,3 +67,25 @@ class StreamScan:
         self.prompt_tokens = token_count(usage.get("prompt_tokens"))
         self.completion_tokens = token_count(usage.get("completion_tokens"))
         return True
+
+
+def delivered_text(framed_batches: list[bytes]) -> str:
+    """The answer's text so far, from the batches relayed (parsed only when a stream broke)."""
+    parts: list[str] = []
+    for framed in framed_batches:
+        for payload in SSEBatch(framed, 0).payloads():
+            try:
+                chunk = json.loads(payload)
+            except ValueError:
+                continue  # [DONE] or a malformed event
+            for choice in chunk.get("choices") or ():
+                content = (choice.get("delta") or {}).get("content")
+                if isinstance(content, str):
+                    parts.append(content)
+    return "".join(parts)
+
+
+def continuation_body(body: dict[str, Any], framed_batches: list[bytes]) -> dict[str, Any]:
+    """The original request plus the text already delivered as a trailing assistant message."""
+    messages = [*body["messages"], {"role": "assistant", "content": delivered_text(framed_batches)}]
+    return {**body, "messages": messages}

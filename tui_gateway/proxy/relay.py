@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from ..asyncio_utils import spawn
 from ..config import ModelSettings, Settings
 from ..domain.attempts import AttemptPlan
 from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
 from ..domain.routing import Candidate
 from ..domain.state import GatewayState
 from ..providers import Upstream
-from .chunks import StreamScan
+from .chunks import StreamScan, continuation_body
 from .errors import APIError
 from .trace import CallTrace
 from .validation import ChatCall
@@ -49,7 +51,12 @@ class Relay:
     trace: CallTrace
     stopping: bool = False
     """Set by `cut()`: the gateway is shutting down and this request must end now."""
+    client_gone: bool = False
+    """A heartbeat found the client gone: the waiting read is cut short."""
     _dog: Watchdog | None = None
+    _response: web.StreamResponse | None = None
+    _preparing: asyncio.Task[Any] | None = None
+    _beat_model: ModelSettings | None = None
 
     def cut(self) -> None:
         """End this request promptly (gateway shutdown): the waiting read raises, nothing leaks."""
@@ -182,39 +189,57 @@ class Relay:
     # --- streaming ------------------------------------------------------------------------
 
     async def stream(self, candidates: Plan) -> web.StreamResponse:
-        response: web.StreamResponse | None = None
+        """Relay a stream; fail over silently before content, continue on another model after.
+
+        Headers go out at the first content chunk or the first heartbeat, whichever is first.
+        Before any content reached the client a failed attempt is replaced silently; after, the
+        answer continues on the next candidate that accepts a prefill (the text so far as a
+        trailing assistant message), and only the continuation is relayed.
+        """
         streaming = self.settings.streaming
         plan = self._plan(candidates)
+        delivered: list[bytes] = []
+        """Framed batches that reached the client, for a continuation's prefill."""
+        broke: UpstreamError | None = None
+        """The failure that broke the answer off, if one did: the one the client is told about."""
         while (attempt := await self._next(plan)) is not None:
+            body = self.call.body if not delivered else continuation_body(self.call.body, delivered)
             scan = StreamScan()
+            self._beat_model = attempt.model
             try:
-                async with Watchdog(streaming.first_byte_timeout_s) as self._dog:
+                async with Watchdog(
+                    streaming.first_byte_timeout_s,
+                    heartbeat_s=streaming.heartbeat_interval_s,
+                    on_quiet=self._on_quiet,
+                ) as self._dog:
                     dog = self._dog
                     async with attempt.upstream.stream(
-                        self.call.body, attempt.model, api_key=attempt.api_key
+                        body, attempt.model, api_key=attempt.api_key
                     ) as chunks:
                         async for batch in chunks:
                             scan.scan(batch)  # raises on an error dressed as a chunk
-                            if response is None:
-                                if scan.done and scan.chunks == 0:
-                                    raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
-                                response = await self._commit(attempt.model)
+                            if scan.done and scan.chunks == 0 and not delivered:
+                                raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
+                            response = await self._commit(attempt.model)
                             if not dog.fed:
                                 self.trace.first_byte_seen()
                             dog.feed(limit_s=streaming.stall_timeout_s)
                             self.state.record_chunks(self.trace.active, batch.count)
                             await response.write(batch.framed)
+                            delivered.append(batch.framed)
                 self._dog = None
                 if not (scan.finished or scan.done):
                     raise Unavailable(
                         "stream ended without a final chunk", kind=ErrorKind.TRUNCATED
                     )
             except TimeoutError:
+                if self.client_gone:
+                    return self._client_left()
                 if self.stopping:
-                    if response is None:
+                    if self._response is None:
                         raise self._shut_down() from None
-                    await _write_quietly(response, self._shut_down().sse_event())
-                    return response
+                    await _write_quietly(self._response, self._shut_down().sse_event())
+                    return self._response
                 limit = streaming.stall_timeout_s if dog.fed else streaming.first_byte_timeout_s
                 where = "between chunks" if dog.fed else "before the first chunk"
                 kind = ErrorKind.STALL if dog.fed else ErrorKind.TIMEOUT
@@ -223,40 +248,90 @@ class Relay:
                 exc = failure
             except ConnectionResetError:
                 # The client hung up; leaving the `async with` above already aborted the upstream.
-                self.trace.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
-                self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
-                return response or web.Response(status=499)
+                return self._client_left()
             else:
-                assert response is not None  # scan.finished implies at least one payload
+                assert self._response is not None  # scan.finished implies a payload went out
                 self.trace.tokens_in = scan.prompt_tokens
                 self.trace.tokens_out = scan.completion_tokens or scan.chunks
                 self._succeeded(attempt)
-                await _write_quietly(response, b"" if scan.done else b"data: [DONE]\n\n")
-                return response
-            self._failed(plan, attempt, exc, after_first_byte=response is not None)
-            if response is not None:
-                # Bytes already reached the client: it cannot silently start over elsewhere.
-                self.trace.fail(200, exc.kind, exc.message)
-                await _write_quietly(response, self._mid_stream_error(exc).sse_event())
-                return response
-            if not exc.retryable:
-                raise self._refused(exc)
+                await _write_quietly(self._response, b"" if scan.done else b"data: [DONE]\n\n")
+                return self._response
+            if not delivered:
+                self._failed(plan, attempt, exc, after_first_byte=False)
+                if not exc.retryable:
+                    if self._response is None:
+                        raise self._refused(exc)
+                    return await self._end_with(self._refused(exc))
+                continue
+            if broke is not None and exc.kind == ErrorKind.REJECTED:
+                # A 400 to a continuation: this provider does not take a prefill.
+                self.state.refuse_prefill(attempt.model.provider)
+            self._failed(plan, attempt, exc, after_first_byte=True)
+            plan.exclude(attempt.candidate, self.state.decide(
+                attempt.candidate.model, exc.kind, after_first_byte=True
+            ))  # fmt: skip
+            broke = broke or exc
+            plan.only = lambda c: self.state.can_continue(c.model)
+            self.state.begin_continuation(
+                self.trace.active, attempt.candidate.model, exc.describe()
+            )
         if self.stopping:
-            raise self._shut_down()
+            if self._response is None:
+                raise self._shut_down()
+            return await self._end_with(self._shut_down())
+        if broke is not None:
+            assert self._response is not None
+            # The answer broke off and nothing could continue it: say why, never `stop`.
+            self.trace.fail(200, broke.kind, broke.message)
+            await _write_quietly(self._response, self._mid_stream_error(broke).sse_event())
+            return self._response
+        if self._response is not None:  # committed by a heartbeat: the error goes in-stream
+            return await self._end_with(self._exhausted())
         raise self._exhausted()
 
+    async def _end_with(self, error: APIError) -> web.StreamResponse:
+        """Headers already went out: the error becomes the stream's last event."""
+        assert self._response is not None
+        await _write_quietly(self._response, error.sse_event())
+        return self._response
+
+    def _client_left(self) -> web.StreamResponse:
+        self.trace.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
+        self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
+        return self._response or web.Response(status=499)
+
+    def _on_quiet(self) -> None:
+        """Watchdog callback (must not raise): the upstream has been quiet for a heartbeat."""
+        spawn(self._beat(), name=f"heartbeat-{self.trace.active.id}")
+
+    async def _beat(self) -> None:
+        try:
+            assert self._beat_model is not None
+            response = await self._commit(self._beat_model)
+            await response.write(b": keep-alive\n\n")
+        except (ConnectionResetError, RuntimeError):
+            # The client is gone (or the stream just ended): stop waiting for the upstream.
+            self.client_gone = self._response is not None and _client_gone(self.request)
+            if self.client_gone and self._dog is not None:
+                self._dog.fire()
+            return
+        self.state.record_heartbeat(self.trace.active)
+
     async def _commit(self, model: ModelSettings) -> web.StreamResponse:
-        """Send status and headers: from here on, failures are stream events, not HTTP errors."""
-        response = web.StreamResponse(
-            status=200,
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                **self._headers(model),
-            },
-        )
-        await response.prepare(self.request)
-        return response
+        """Send status and headers once: from here on, failures are stream events."""
+        if self._response is None:
+            self._response = web.StreamResponse(
+                status=200,
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    **self._headers(model),
+                },
+            )
+            self._preparing = spawn(self._response.prepare(self.request), name="prepare")
+        assert self._preparing is not None
+        await self._preparing
+        return self._response
 
     # --- errors the client sees -----------------------------------------------------------
 

@@ -9,14 +9,29 @@ cancellation semantics stay asyncio's own.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import TracebackType
 
 
 class Watchdog:
-    """`async with Watchdog(limit_s) as dog:` raises TimeoutError if `dog.feed()` stops coming."""
+    """`async with Watchdog(limit_s) as dog:` raises TimeoutError if `dog.feed()` stops coming.
 
-    def __init__(self, limit_s: float) -> None:
+    With `heartbeat_s` it also calls `on_quiet()` whenever that long passed with neither progress
+    nor another heartbeat. The callback must not raise (it only starts the keep-alive write), and
+    a heartbeat never counts as progress: the stall clock keeps running.
+    """
+
+    def __init__(
+        self,
+        limit_s: float,
+        *,
+        heartbeat_s: float | None = None,
+        on_quiet: Callable[[], None] | None = None,
+    ) -> None:
         self.limit_s = limit_s
+        self.heartbeat_s = heartbeat_s
+        self.on_quiet = on_quiet
+        self._last_beat = 0.0
         self.expired = False
         self.fed = False
         """True once any progress was fed: tells a first-byte timeout from a mid-stream stall."""
@@ -31,9 +46,15 @@ class Watchdog:
         self._timeout = asyncio.timeout(None)
         await self._timeout.__aenter__()
         self._active = True
-        self._last = self._loop.time()
-        self._handle = self._loop.call_at(self._last + self.limit_s, self._check)
+        self._last = self._last_beat = self._loop.time()
+        self._handle = self._loop.call_at(self._next_wake(), self._check)
         return self
+
+    def _next_wake(self) -> float:
+        deadline = self._last + self.limit_s
+        if self.heartbeat_s is None:
+            return deadline
+        return min(deadline, max(self._last, self._last_beat) + self.heartbeat_s)
 
     def feed(self, *, limit_s: float | None = None) -> None:
         """Progress was made; optionally switch to another limit (first byte -> between chunks)."""
@@ -52,12 +73,17 @@ class Watchdog:
     def _check(self) -> None:
         assert self._loop is not None and self._timeout is not None
         now = self._loop.time()
-        deadline = self._last + self.limit_s
-        if now >= deadline:
+        if now >= self._last + self.limit_s:
             self.expired = True
             self._timeout.reschedule(now)
-        else:
-            self._handle = self._loop.call_at(deadline, self._check)
+            return
+        beat_due = self.heartbeat_s is not None and (
+            now >= max(self._last, self._last_beat) + self.heartbeat_s
+        )
+        if beat_due and self.on_quiet is not None:
+            self._last_beat = now
+            self.on_quiet()
+        self._handle = self._loop.call_at(self._next_wake(), self._check)
 
     async def __aexit__(
         self,

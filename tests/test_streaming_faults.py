@@ -1,0 +1,162 @@
+"""Issue 5: streams that never hang and never lie, through the openai SDK and raw SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from scripts.mock_upstream import RECEIVED
+from tests.conftest import GatewayFactory, SdkFactory
+from tests.factories import API_KEY, make_settings, model
+from tui_gateway.server import Gateway
+
+HELLO = [{"role": "user", "content": "hello"}]
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+TIMERS = {"first_byte_timeout_s": 1.5, "stall_timeout_s": 0.4, "heartbeat_interval_s": 0.15}
+
+
+def prefill_providers(mock_url: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "mock",
+            "kind": "openai",
+            "base_url": mock_url,
+            "api_keys": ["k"],
+            "continuation": "prefill",
+        }
+    ]
+
+
+async def raw_stream(gateway: Gateway, model: str = "auto") -> tuple[int, list[str]]:
+    """Status and every SSE line (comments included) as the client receives them."""
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        async with session.post(
+            gateway.base_url + "/chat/completions",
+            json={"model": model, "messages": HELLO, "stream": True},
+        ) as resp:
+            lines = [line.decode().rstrip("\n") async for line in resp.content if line.strip()]
+            return resp.status, lines
+
+
+def text_of(lines: list[str]) -> str:
+    parts = []
+    for line in lines:
+        if line.startswith("data: {"):
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices", ()):
+                parts.append(choice.get("delta", {}).get("content") or "")
+    return "".join(parts)
+
+
+async def test_heartbeats_keep_a_slow_first_token_alive(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    settings = make_settings(
+        mock_url, [model("mock", "ok:ttft_ms=700,chunks=3,text=late")], streaming=TIMERS
+    )
+    gateway = await gateway_factory(settings)
+    status, lines = await raw_stream(gateway)
+    assert status == 200
+    first_data = next(i for i, line in enumerate(lines) if line.startswith("data:"))
+    assert lines[:first_data] and all(line == ": keep-alive" for line in lines[:first_data])
+    assert text_of(lines) == "late late late" and lines[-1] == "data: [DONE]"
+
+
+async def test_a_stall_mid_answer_continues_on_a_model_that_takes_a_prefill(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str, mock_upstream: Any
+) -> None:
+    models = [
+        model("mock", "stall-after-first:after=2,text=begun"),
+        model("mock", "ok:chunks=2,text=done"),
+    ]
+    gateway = await gateway_factory(
+        make_settings(providers=prefill_providers(mock_url), models=models, streaming=TIMERS)
+    )
+    stream = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO, stream=True)
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("begun begun") and text.endswith("done done")
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    continued = mock_upstream.app[RECEIVED][-1]
+    assert continued.body["messages"][-1] == {"role": "assistant", "content": "begun begun"}
+    [row] = await gateway.request_log.recent()
+    assert (
+        row.status == 200 and row.error_kind is None and row.model == "mock/ok:chunks=2,text=done"
+    )
+    assert [a.error_kind for a in row.attempts] == ["stall", None]
+
+
+async def test_a_cut_stream_continues_too(gateway_factory: GatewayFactory, mock_url: str) -> None:
+    models = [
+        model("mock", "drop-mid-stream:after=2,text=part"),
+        model("mock", "ok:chunks=1,text=rest"),
+    ]
+    gateway = await gateway_factory(
+        make_settings(providers=prefill_providers(mock_url), models=models, streaming=TIMERS)
+    )
+    status, lines = await raw_stream(gateway)
+    assert status == 200 and text_of(lines) == "part partrest"
+    assert not any('"error"' in line for line in lines)
+
+
+async def test_when_nothing_can_continue_the_error_names_the_original_failure(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    models = [model("mock", "stall-after-first:after=2"), model("mock", "error-400")]
+    gateway = await gateway_factory(
+        make_settings(providers=prefill_providers(mock_url), models=models, streaming=TIMERS)
+    )
+    status, lines = await raw_stream(gateway)
+    assert status == 200 and lines[-1] == "data: [DONE]"
+    error = json.loads(lines[-2][6:])["error"]
+    assert error["type"] == "stream_timeout" and error["code"] == "stall"  # not the prefill's 400
+    assert not any(
+        '"finish_reason": "stop"' in line or '"finish_reason":"stop"' in line for line in lines
+    )
+    assert "mock" in gateway.state.prefill_refused  # not asked to continue again this run
+
+
+async def test_a_committed_stream_that_never_got_content_ends_with_an_error_event(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    streaming = {**TIMERS, "first_byte_timeout_s": 0.5}
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "stall-before-first")], streaming=streaming)
+    )
+    status, lines = await raw_stream(gateway)
+    assert status == 200  # headers went out with the first heartbeat
+    assert lines[0] == ": keep-alive" and lines[-1] == "data: [DONE]"
+    assert json.loads(lines[-2][6:])["error"]["code"] == "upstream_timeout"
+    assert gateway.state.active == {}
+
+
+async def test_a_client_gone_during_a_silent_upstream_aborts_it_at_once(
+    gateway_factory: GatewayFactory, mock_url: str, mock_upstream: Any
+) -> None:
+    streaming = {**TIMERS, "first_byte_timeout_s": 30.0}
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "stall-before-first")], streaming=streaming)
+    )
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        resp = await session.post(
+            gateway.base_url + "/chat/completions",
+            json={"model": "auto", "messages": HELLO, "stream": True},
+        )
+        assert (await resp.content.readline()).startswith(b": keep-alive")
+        resp.close()
+    for _ in range(100):
+        if not gateway.state.active:
+            break
+        await asyncio.sleep(0.02)
+    assert gateway.state.active == {}  # long before the 30 s first-byte timeout
+    [row] = await gateway.request_log.recent()
+    assert row.error_kind == "client_closed"
+    [received] = mock_upstream.app[RECEIVED]
+    for _ in range(100):
+        if received.disconnected:
+            break
+        await asyncio.sleep(0.02)
+    assert received.disconnected
