@@ -70,7 +70,7 @@ def test_unset_env_keys_warn_instead_of_failing(monkeypatch: pytest.MonkeyPatch)
         ),
         (
             '[[providers]]\nname = "a"\nkind = "grpc"',
-            "providers[0].kind: one of 'openai', 'simulated', got 'grpc'",
+            "providers[0].kind: one of 'openai', 'cohere', 'cloudflare', 'simulated', got 'grpc'",
         ),
         (
             '[[providers]]\nname = "a"\nkind = "openai"\napi_keys = ["k"]',
@@ -124,3 +124,26 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
 def test_starter_config_is_valid_and_lists_a_chain_per_pool() -> None:
     settings = parse_settings(STARTER_CONFIG, source="starter")
     assert {m.pool for m in settings.models} == {"fast", "balanced", "smart"}
+
+
+def test_a_preset_fills_in_kind_url_and_key_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROQ_API_KEY", "gsk")
+    text = '[[providers]]\npreset = "groq"\n[[providers]]\npreset = "ollama"\nname = "local"\n[[models]]\nprovider = "groq"\nid = "m"\n'
+    groq, local = parse_settings(text, source="c.toml").providers
+    assert (groq.name, groq.kind, groq.base_url, groq.api_keys) == (
+        "groq",
+        "openai",
+        "https://api.groq.com/openai/v1",
+        ("gsk",),
+    )
+    assert (local.name, local.base_url) == ("local", "http://127.0.0.1:11434/v1")
+
+
+def test_unknown_preset_and_malformed_cloudflare_key_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"providers\[0\].preset: one of .*groq.*got 'grok'"):
+        parse_settings('[[providers]]\npreset = "grok"', source="c.toml")
+    text = '[[providers]]\nname = "cf"\nkind = "cloudflare"\napi_keys = ["just-a-token"]'
+    with pytest.raises(
+        ConfigError, match=r"providers\[0\].api_keys\[0\]: expected account_id:api_token"
+    ):
+        parse_settings(text, source="c.toml")

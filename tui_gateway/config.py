@@ -14,13 +14,15 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from .presets import PRESETS
+
 POOLS: tuple[str, ...] = ("fast", "balanced", "smart")
-PROVIDER_KINDS: tuple[str, ...] = ("openai", "simulated")
+PROVIDER_KINDS: tuple[str, ...] = ("openai", "cohere", "cloudflare", "simulated")
 PROTECTION_LEVELS: tuple[str, ...] = ("provider-ban", "model-skip", "off")
 
 _INTERNAL = {"internal": True}  # filled in by the loader, never read from the file
 
-ProviderKind = Literal["openai", "simulated"]
+ProviderKind = Literal["openai", "cohere", "cloudflare", "simulated"]
 Protection = Literal["provider-ban", "model-skip", "off"]
 PoolName = Literal["fast", "balanced", "smart"]
 
@@ -178,10 +180,34 @@ def parse_settings(text: str, *, source: str = "") -> Settings:
 
 
 def settings_from_dict(raw: dict[str, Any], *, source: str = "") -> Settings:
+    raw = _with_presets(raw, source)
     settings = replace(_build(Settings, raw, source, ""), source=source)
     settings = _with_missing_env(settings, raw)
     _check(settings, source)
     return settings
+
+
+def _with_presets(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """`preset = "groq"` fills in kind, base_url, name and the usual key variable."""
+    providers = raw.get("providers")
+    if not isinstance(providers, list):
+        return raw
+    filled = []
+    for i, table in enumerate(providers):
+        if isinstance(table, dict) and "preset" in table:
+            name = table["preset"]
+            preset = PRESETS.get(name) if isinstance(name, str) else None
+            if preset is None:
+                known = ", ".join(sorted(PRESETS))
+                raise ConfigError(source, f"providers[{i}].preset", f"one of {known}, got {name!r}")
+            table = {k: v for k, v in table.items() if k != "preset"}
+            table.setdefault("name", name)
+            table.setdefault("kind", preset.kind)
+            table.setdefault("base_url", preset.base_url)
+            # A keyless local server (ollama) still gets a placeholder bearer.
+            table.setdefault("api_keys", [f"env:{preset.key_env}"] if preset.key_env else ["none"])
+        filled.append(table)
+    return {**raw, "providers": filled}
 
 
 def _with_missing_env(settings: Settings, raw: dict[str, Any]) -> Settings:
@@ -253,11 +279,19 @@ def _check(settings: Settings, source: str) -> None:
         if provider.name in names:
             raise ConfigError(source, f"{where}.name", f"a unique name ('{provider.name}' repeats)")
         names.add(provider.name)
-        if provider.kind != "simulated":
+        if provider.kind == "openai" or provider.base_url:
             if not provider.base_url.startswith(("http://", "https://")):
                 raise ConfigError(source, f"{where}.base_url", "an http:// or https:// URL")
+        if provider.kind != "simulated":
             if not provider.api_keys and not provider.missing_env:
                 raise ConfigError(source, f"{where}.api_keys", "at least one key")
+        if provider.kind == "cloudflare":
+            for n, key in enumerate(provider.api_keys):
+                account, _, token = key.partition(":")
+                if not account or not token:
+                    raise ConfigError(
+                        source, f"{where}.api_keys[{n}]", "expected account_id:api_token"
+                    )
     seen: set[str] = set()
     for i, model in enumerate(settings.models):
         where = f"models[{i}]"

@@ -6,6 +6,8 @@ import aiohttp
 
 from ..config import ProviderSettings
 from .base import ChunkStream, Upstream, wrapped_error
+from .cloudflare import CloudflareUpstream
+from .cohere import CohereUpstream
 from .openai import OpenAIUpstream
 from .simulated import SimulatedUpstream
 
@@ -15,4 +17,8 @@ __all__ = ["ChunkStream", "Upstream", "make_upstream", "wrapped_error"]
 def make_upstream(settings: ProviderSettings, session: aiohttp.ClientSession) -> Upstream:
     if settings.kind == "simulated":
         return SimulatedUpstream(settings)
+    if settings.kind == "cohere":
+        return CohereUpstream(settings, session)
+    if settings.kind == "cloudflare":
+        return CloudflareUpstream(settings, session)
     return OpenAIUpstream(settings, session)

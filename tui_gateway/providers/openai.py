@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from ..config import ModelSettings, ProviderSettings
-from ..domain.errors import ErrorKind, Unavailable
+from ..domain.errors import ErrorKind, Unavailable, UpstreamError
 from .base import ChunkStream, Completion, error_from_status, parse_completion
 from .sse import SSEDecoder
 
@@ -32,6 +32,14 @@ class OpenAIUpstream:
     def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
         return json.dumps({**body, "model": model.id, "stream": stream}).encode()
 
+    def _error(self, status: int, raw: bytes, *, retry_after: str | None) -> UpstreamError:
+        """An HTTP error reply as an UpstreamError; families with own error bodies override it."""
+        return error_from_status(status, raw, retry_after=retry_after)
+
+    def _completion(self, raw: bytes) -> Completion:
+        """An HTTP 200 body, checked; a family with its own error envelope overrides it."""
+        return parse_completion(raw)
+
     async def complete(
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> Completion:
@@ -42,12 +50,10 @@ class OpenAIUpstream:
             ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
-                    raise error_from_status(
-                        resp.status, raw, retry_after=resp.headers.get("Retry-After")
-                    )
+                    raise self._error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
         except _CONNECTION_ERRORS as exc:
             raise _connection_error(exc) from exc
-        return parse_completion(raw)
+        return self._completion(raw)
 
     @asynccontextmanager
     async def stream(
@@ -61,9 +67,7 @@ class OpenAIUpstream:
         try:
             if resp.status >= 400:
                 raw = await resp.read()
-                raise error_from_status(
-                    resp.status, raw, retry_after=resp.headers.get("Retry-After")
-                )
+                raise self._error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
             yield _chunks(resp)
         finally:
             # Abort rather than drain: a stream we stopped reading must not keep the upstream busy.
