@@ -7,7 +7,8 @@ Starts, on 127.0.0.1: the mock upstream, `python -m tui_gateway --headless`, and
 gateway with its TUI in a real terminal (a private tmux server, 120x36). The TUI prints its URL
 before the screen takes over, so its port is fixed in the config instead of read from stdout.
 Both get the same streaming workload (`ok:chunks=50`, 32 in flight) in alternating rounds.
-While the TUI target is loaded, the pane is captured every 0.4 s (the TUI repaints at least every 0.35 s) and the status line's
+While the TUI target is loaded, the pane is captured every 0.4 s (the TUI repaints at least
+every 0.35 s) and the status line's
 `done N` counter must keep rising: the screen repaints under load, not only after it.
 
 Targets: TUI throughput >= 0.90 x headless, and the counter rose between nearly all captures.

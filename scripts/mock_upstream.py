@@ -19,6 +19,7 @@ Scenarios (unknown names behave like `ok`):
     no-done             stream with a finish_reason chunk but without `data: [DONE]`
     cut                 stream that ends cleanly at HTTP level with no finish_reason and no [DONE]
     html-200            HTTP 200 with an HTML page instead of the API's reply
+    malformed           stream with one event that is not JSON after `after`=1 chunks
 
 Run it with `python scripts/mock_upstream.py --port 0`; it prints one line,
 `mock upstream listening on http://HOST:PORT/v1`, once bound.
@@ -52,7 +53,7 @@ _WORDS = (
 _SCENARIOS = (
     "ok", "slow-first-token", "long", "error-500", "error-502", "error-503", "error-429",
     "context-length", "wrapped-error", "stall-before-first", "stall-after-first",
-    "drop-mid-stream", "no-done", "cut", "html-200",
+    "drop-mid-stream", "no-done", "cut", "html-200", "malformed",
 )  # fmt: skip
 _DONE = b"data: [DONE]\n\n"
 _CHUNK_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
@@ -383,6 +384,20 @@ async def _truncated(call: _Call, *, with_stop: bool) -> web.StreamResponse:
     return await _finish(resp, call.record)
 
 
+async def _malformed(call: _Call) -> web.StreamResponse:
+    """A normal stream with one event that is not JSON after `after` (default 1) chunks."""
+    if not call.record.stream:
+        return await _ok(call)
+    reply = call.make_reply(_int(call.params, "chunks", 4))
+    resp = await _start_stream(call.request)
+    parts = [reply.chunk(i) for i in range(len(reply.words))]
+    parts.insert(_int(call.params, "after", 1), b"data: {not json\n\n")
+    parts += [reply.stop(), _DONE]
+    if not await _write_all(resp, call.record, parts):
+        return resp
+    return await _finish(resp, call.record)
+
+
 async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
     match scenario:
         case "slow-first-token":
@@ -403,6 +418,8 @@ async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
             return await _truncated(call, with_stop=True)
         case "cut":
             return await _truncated(call, with_stop=False)
+        case "malformed":
+            return await _malformed(call)
         case "html-200":
             # A proxy or captive portal answering for the provider: 200, but not the API.
             return web.Response(text="<html><body>Service temporarily unavailable</body></html>",

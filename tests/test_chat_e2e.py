@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import openai
 import pytest
 from openai import OpenAI
@@ -224,3 +225,27 @@ async def test_keys_are_used_in_turn(
         await client.chat.completions.create(model="auto", messages=HELLO)
     keys = [r.headers["Authorization"] for r in mock_upstream.app[RECEIVED]]  # type: ignore[attr-defined]
     assert keys == ["Bearer a", "Bearer b", "Bearer a"]
+
+
+async def test_gemini_thought_signatures_are_stripped_for_openai_style_upstreams(
+    gateway_factory: GatewayFactory, mock_url: str, mock_upstream: object
+) -> None:
+    """A conversation that went through Gemini falls back without ids OpenAI would refuse."""
+    from scripts.mock_upstream import RECEIVED
+
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
+    long_id = "call_1__thought__" + "s" * 300
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": long_id, "type": "function", "function": {"name": "w", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": long_id, "content": "sunny"},
+    ]  # fmt: skip
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as session:
+        async with session.post(
+            gateway.base_url + "/chat/completions", json={"model": "auto", "messages": messages}
+        ) as resp:
+            assert resp.status == 200
+    [received] = mock_upstream.app[RECEIVED]  # type: ignore[attr-defined]
+    sent = received.body["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == sent[2]["tool_call_id"] == "call_1"

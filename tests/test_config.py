@@ -70,7 +70,7 @@ def test_unset_env_keys_warn_instead_of_failing(monkeypatch: pytest.MonkeyPatch)
         ),
         (
             '[[providers]]\nname = "a"\nkind = "grpc"',
-            "providers[0].kind: one of 'openai', 'cohere', 'cloudflare', 'simulated', got 'grpc'",
+            "providers[0].kind: one of 'openai', 'cohere', 'cloudflare', 'gemini', 'simulated', got 'grpc'",
         ),
         (
             '[[providers]]\nname = "a"\nkind = "openai"\napi_keys = ["k"]',

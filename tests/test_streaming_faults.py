@@ -160,3 +160,16 @@ async def test_a_client_gone_during_a_silent_upstream_aborts_it_at_once(
             break
         await asyncio.sleep(0.02)
     assert received.disconnected
+
+
+async def test_a_malformed_event_is_dropped_and_the_stream_goes_on(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "malformed:chunks=3,text=w")])
+    )
+    stream = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO, stream=True)
+    chunks = [c async for c in stream]  # the SDK would raise on the broken event
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "w w w"
+    [row] = await gateway.request_log.recent()
+    assert row.error_kind is None

@@ -17,12 +17,12 @@ from typing import Any, Literal, get_args, get_origin, get_type_hints
 from .presets import PRESETS
 
 POOLS: tuple[str, ...] = ("fast", "balanced", "smart")
-PROVIDER_KINDS: tuple[str, ...] = ("openai", "cohere", "cloudflare", "simulated")
+PROVIDER_KINDS: tuple[str, ...] = ("openai", "cohere", "cloudflare", "gemini", "simulated")
 PROTECTION_LEVELS: tuple[str, ...] = ("provider-ban", "model-skip", "off")
 
 _INTERNAL = {"internal": True}  # filled in by the loader, never read from the file
 
-ProviderKind = Literal["openai", "cohere", "cloudflare", "simulated"]
+ProviderKind = Literal["openai", "cohere", "cloudflare", "gemini", "simulated"]
 Protection = Literal["provider-ban", "model-skip", "off"]
 PoolName = Literal["fast", "balanced", "smart"]
 

@@ -8,6 +8,7 @@ from ..config import ProviderSettings
 from .base import ChunkStream, Upstream, wrapped_error
 from .cloudflare import CloudflareUpstream
 from .cohere import CohereUpstream
+from .gemini import GeminiUpstream
 from .openai import OpenAIUpstream
 from .simulated import SimulatedUpstream
 
@@ -21,4 +22,6 @@ def make_upstream(settings: ProviderSettings, session: aiohttp.ClientSession) ->
         return CohereUpstream(settings, session)
     if settings.kind == "cloudflare":
         return CloudflareUpstream(settings, session)
+    if settings.kind == "gemini":
+        return GeminiUpstream(settings, session)
     return OpenAIUpstream(settings, session)

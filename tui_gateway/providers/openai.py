@@ -12,7 +12,10 @@ import aiohttp
 from ..config import ModelSettings, ProviderSettings
 from ..domain.errors import ErrorKind, Unavailable, UpstreamError
 from .base import ChunkStream, Completion, error_from_status, parse_completion
+from .gemini_translate import SIGNATURE_SEPARATOR, strip_signature_ids
 from .sse import SSEDecoder
+
+_SIGNATURE = SIGNATURE_SEPARATOR.encode()
 
 # aiohttp's client errors that mean "this upstream could not be reached or hung up".
 _CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
@@ -30,7 +33,14 @@ class OpenAIUpstream:
         return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
     def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
-        return json.dumps({**body, "model": model.id, "stream": stream}).encode()
+        data = json.dumps({**body, "model": model.id, "stream": stream}).encode()
+        if _SIGNATURE in data:
+            # A conversation that went through Gemini carries thought signatures in its tool
+            # call ids; OpenAI-style upstreams refuse ids that long, so send them without.
+            messages = strip_signature_ids(body.get("messages") or [])
+            retry = {**body, "messages": messages, "model": model.id, "stream": stream}
+            return json.dumps(retry).encode()
+        return data
 
     def _error(self, status: int, raw: bytes, *, retry_after: str | None) -> UpstreamError:
         """An HTTP error reply as an UpstreamError; families with own error bodies override it."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..providers.base import token_count, wrapped_error
-from ..providers.sse import SSEBatch
+from ..providers.sse import DONE, SSEBatch
 
 _FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
@@ -24,13 +24,21 @@ class StreamScan:
     """The upstream sent `[DONE]` (and it is part of the framed bytes already)."""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    malformed: int = 0
+    """Events dropped because they were not JSON objects."""
 
-    def scan(self, batch: SSEBatch) -> None:
-        """Look at one batch before it is forwarded.
+    def scan(self, batch: SSEBatch) -> SSEBatch:
+        """Look at one batch before it is forwarded; returns what to forward.
 
         Raises WrappedError if any payload is an error in disguise. Markers are searched once in
-        the framed batch; only a batch that has one is looked at payload by payload.
+        the framed batch; only a batch that has one is looked at payload by payload. An event
+        that is not a JSON object is dropped (and counted): a client's parser would choke on it.
         """
+        # Every event a JSON object: each opens with `data: {` and closes with `}`. Two C-level
+        # counts say so; only a batch where they disagree is parsed event by event.
+        framed = batch.framed
+        if framed.count(b"data: {") != batch.count or framed.count(b"}\n\n") != batch.count:
+            batch = self._without_malformed(batch)
         framed = batch.framed
         if b'"error"' in framed:
             for payload in batch.payloads():
@@ -54,6 +62,16 @@ class StreamScan:
             self._read_usage(framed[start : framed.find(b"\n\n", at)])
         self.done = batch.done
         self.chunks += batch.count
+        return batch
+
+    def _without_malformed(self, batch: SSEBatch) -> SSEBatch:
+        kept = []
+        for payload in batch.payloads():
+            if payload == DONE or _is_json_object(payload):
+                kept.append(payload)
+            else:
+                self.malformed += 1
+        return SSEBatch.of(kept) if kept else SSEBatch(b"", 0)
 
     def _read_usage(self, payload: bytes) -> bool:
         if _USAGE_MARKERS[0] not in payload and _USAGE_MARKERS[1] not in payload:
@@ -67,6 +85,13 @@ class StreamScan:
         self.prompt_tokens = token_count(usage.get("prompt_tokens"))
         self.completion_tokens = token_count(usage.get("completion_tokens"))
         return True
+
+
+def _is_json_object(payload: bytes) -> bool:
+    try:
+        return isinstance(json.loads(payload), dict)
+    except ValueError:
+        return False
 
 
 def delivered_text(framed_batches: list[bytes]) -> str:

@@ -216,8 +216,10 @@ class Relay:
                     async with attempt.upstream.stream(
                         body, attempt.model, api_key=attempt.api_key
                     ) as chunks:
-                        async for batch in chunks:
-                            scan.scan(batch)  # raises on an error dressed as a chunk
+                        async for received in chunks:
+                            batch = scan.scan(received)  # raises on an error dressed as a chunk
+                            if not batch.framed:
+                                continue  # nothing but malformed events
                             if scan.done and scan.chunks == 0 and not delivered:
                                 raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
                             response = await self._commit(attempt.model)
@@ -251,6 +253,11 @@ class Relay:
                 return self._client_left()
             else:
                 assert self._response is not None  # scan.finished implies a payload went out
+                if scan.malformed:
+                    self.state.note(
+                        f"{self.trace.active.id} dropped {scan.malformed} malformed event(s)"
+                        f" from {attempt.candidate.model}"
+                    )
                 self.trace.tokens_in = scan.prompt_tokens
                 self.trace.tokens_out = scan.completion_tokens or scan.chunks
                 self._succeeded(attempt)

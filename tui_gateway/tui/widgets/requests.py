@@ -177,6 +177,8 @@ class RequestsPane(DataTable[Text | str]):
             return Text(label, style="green" if ok else "bold red")
         state = r["state"]
         quiet, limit = self._quiet(r, now)
+        if state == "continuing":
+            return Text("continuing", style="bold yellow")
         if state == "fallback" or (r["attempt"] > 1 and state == "waiting"):
             return Text("fallback", style="bold yellow")
         if quiet > limit / 2:

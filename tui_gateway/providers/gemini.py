@@ -1,0 +1,207 @@
+"""Google's Gemini API (`generateContent`), spoken natively and translated to OpenAI's shapes.
+
+Requests and replies are translated by `gemini_translate`; this module makes the HTTP calls and
+maps Gemini's failures into the UpstreamError tree:
+
+    HTTP 4xx/5xx                  error_from_status (429 RateLimited, 5xx Unavailable, 4xx client)
+      429 without Retry-After     the delay from the body's `google.rpc.RetryInfo`, if any
+      400 "input token count ..." UpstreamClientError with code context_length_exceeded
+    {"error": ...} in a 200 body  WrappedError, status from `error.code` (or `error.status`)
+      ... or in a stream event    the same, raised from the chunk iterator
+    no connection                 Unavailable(kind=CONNECTION)
+    connection lost mid-stream    Unavailable(kind=TRUNCATED)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from ..config import ModelSettings, ProviderSettings
+from ..domain.errors import ErrorKind, Unavailable, UpstreamClientError, UpstreamError, WrappedError
+from .base import ChunkStream, Completion, error_from_status, token_count
+from .gemini_translate import StreamTranslator, from_gemini, to_gemini
+from .sse import DONE, SSEBatch, SSEDecoder
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+
+_CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
+_CONTEXT_LENGTH = "exceeds the maximum number of tokens"
+# google.rpc.Code names, for an error object that has no numeric `code`.
+_STATUS = {
+    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ABORTED": 409,
+    "ALREADY_EXISTS": 409, "RESOURCE_EXHAUSTED": 429, "CANCELLED": 499, "INTERNAL": 500,
+    "UNKNOWN": 500, "DATA_LOSS": 500, "UNIMPLEMENTED": 501, "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+}  # fmt: skip
+
+
+class GeminiUpstream:
+    """Posts to `{base_url}/models/{id}:generateContent` (or `:streamGenerateContent?alt=sse`)."""
+
+    def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
+        self.name = settings.name
+        self._base = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._session = session
+
+    def url(self, model: ModelSettings, method: str) -> str:
+        """The endpoint for `method`; an id with a slash (`tunedModels/x`) is used as the path."""
+        path = model.id if "/" in model.id else f"models/{model.id}"
+        return f"{self._base}/{path}:{method}"
+
+    @staticmethod
+    def _request(body: dict[str, Any], api_key: str) -> dict[str, Any]:
+        headers = {"x-goog-api-key": api_key, "Content-Type": "application/json"}
+        return {"data": json.dumps(to_gemini(body)).encode(), "headers": headers}
+
+    async def complete(
+        self, body: dict[str, Any], model: ModelSettings, *, api_key: str
+    ) -> Completion:
+        try:
+            request = self._request(body, api_key)
+            async with self._session.post(self.url(model, "generateContent"), **request) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise http_error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
+        except _CONNECTION_ERRORS as exc:
+            raise _connection_error(exc) from exc
+        reply = _json_object(raw)
+        error = gemini_error(reply)
+        if error is not None:
+            raise error
+        prefix = uuid.uuid4().hex[:12]
+        completion = from_gemini(
+            reply, model=model.id, created=int(time.time()), call_prefix=prefix
+        )
+        usage = completion.get("usage") or {}
+        return Completion(
+            json.dumps(completion).encode(),
+            token_count(usage.get("prompt_tokens")),
+            token_count(usage.get("completion_tokens")),
+        )
+
+    @asynccontextmanager
+    async def stream(
+        self, body: dict[str, Any], model: ModelSettings, *, api_key: str
+    ) -> AsyncIterator[ChunkStream]:
+        url = self.url(model, "streamGenerateContent") + "?alt=sse"
+        try:
+            resp = await self._session.post(url, **self._request(body, api_key))
+        except _CONNECTION_ERRORS as exc:
+            raise _connection_error(exc) from exc
+        try:
+            if resp.status >= 400 or "event-stream" not in resp.content_type:
+                try:
+                    raw = await resp.read()
+                except _CONNECTION_ERRORS as exc:
+                    raise _connection_error(exc) from exc
+                if resp.status >= 400:
+                    raise http_error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
+                raise gemini_error(_json_object(raw)) or WrappedError(
+                    f"200 with {resp.content_type} instead of an event stream", status=502
+                )
+            options = body.get("stream_options")
+            translator = StreamTranslator(
+                model=model.id,
+                created=int(time.time()),
+                chunk_id=f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+                choices=body["n"] if isinstance(body.get("n"), int) and body["n"] > 1 else 1,
+            )
+            yield _chunks(resp, translator)
+        finally:
+            # Abort rather than drain: a stream we stopped reading must not keep the upstream busy.
+            resp.close()
+
+
+async def _chunks(resp: aiohttp.ClientResponse, translator: StreamTranslator) -> ChunkStream:
+    decoder = SSEDecoder()
+    try:
+        async for data in resp.content.iter_any():
+            batch = _translate(decoder.feed(data), translator)
+            if batch is not None:
+                yield batch
+            if translator.done:
+                return
+    except _CONNECTION_ERRORS as exc:
+        raise Unavailable(
+            f"connection dropped mid-stream ({type(exc).__name__})", kind=ErrorKind.TRUNCATED
+        ) from exc
+    batch = _translate(decoder.flush(), translator)
+    if batch is not None:
+        yield batch
+    # A body that ends before any finishReason yields no [DONE]: the relay calls it truncated.
+
+
+def _translate(batch: SSEBatch | None, translator: StreamTranslator) -> SSEBatch | None:
+    """The OpenAI chunks for one read's Gemini events, with [DONE] once every choice finished."""
+    if batch is None:
+        return None
+    payloads: list[bytes] = []
+    for payload in batch.payloads():
+        event = _json_object(payload)
+        error = gemini_error(event)
+        if error is not None:
+            raise error
+        payloads.extend(json.dumps(chunk).encode() for chunk in translator.feed(event))
+        if translator.done:
+            payloads.append(DONE)
+            break
+    return SSEBatch.of(payloads) if payloads else None
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        snippet = raw[:80].decode("utf-8", "replace")
+        raise WrappedError(f"200 with a body that is not JSON: {snippet!r}", status=502) from None
+    if not isinstance(parsed, dict):
+        raise WrappedError("200 with JSON that is not a Gemini reply", status=502)
+    return parsed
+
+
+def gemini_error(reply: dict[str, Any]) -> WrappedError | None:
+    """The error a 200 body or a stream event carries instead of a reply, if it does."""
+    if "error" not in reply:
+        return None
+    error = reply["error"]
+    if not isinstance(error, dict):
+        return WrappedError(str(error), status=502)
+    code, status = error.get("code"), error.get("status")
+    if not (isinstance(code, int) and 400 <= code <= 599):
+        code = _STATUS.get(status, 502) if isinstance(status, str) else 502
+    message = str(error.get("message") or "Gemini returned an error inside a 200 response")
+    return WrappedError(message, status=code, code=status if isinstance(status, str) else None)
+
+
+def http_error(status: int, raw: bytes, *, retry_after: str | None = None) -> UpstreamError:
+    """An HTTP error reply as an UpstreamError (see the table in the module docstring)."""
+    error = error_from_status(status, raw, retry_after=retry_after or retry_delay(raw))
+    if status == 400 and _CONTEXT_LENGTH in error.message:
+        return UpstreamClientError(error.message, status=400, code="context_length_exceeded")
+    return error
+
+
+def retry_delay(raw: bytes) -> str | None:
+    """Seconds from a `google.rpc.RetryInfo` detail (`"retryDelay": "27s"`), if the body has one."""
+    if b"RetryInfo" not in raw:
+        return None
+    try:
+        details = json.loads(raw)["error"]["details"]
+        delays = [d["retryDelay"] for d in details if str(d.get("@type")).endswith("RetryInfo")]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return str(delays[0]).removesuffix("s") if delays else None
+
+
+def _connection_error(exc: BaseException) -> Unavailable:
+    detail = str(exc) or type(exc).__name__
+    return Unavailable(f"connection failed: {detail}", kind=ErrorKind.CONNECTION)
