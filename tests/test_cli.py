@@ -175,3 +175,15 @@ def test_unusable_db_path_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"cannot use {blocker / 'x.db'} as the request log" in result.output
     assert "Traceback" not in result.output
+
+
+def test_init_offers_providers_whose_key_is_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GEMINI_API_KEY", "g")
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    target = tmp_path / "c.toml"
+    assert runner.invoke(app, ["init", str(target)]).exit_code == 0
+    text = target.read_text()
+    assert '# preset = "gemini"' in text and "mistral" not in text
+    load_settings(target)  # the offers are comments: the file still loads

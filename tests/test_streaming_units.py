@@ -143,3 +143,27 @@ async def test_watchdog_fire_cuts_short_and_is_harmless_after_exit(
             asyncio.get_running_loop().call_soon(dog.fire)
             await asyncio.Event().wait()
     dog.fire()  # after the block: nothing to cut, nothing raised
+
+
+async def test_watchdog_heartbeats_while_quiet_without_resetting_the_stall_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeLoopTime(asyncio.get_running_loop(), monkeypatch)
+    beats: list[float] = []
+    outcome: list[str] = []
+
+    async def guarded() -> None:
+        try:
+            async with Watchdog(10.0, heartbeat_s=3.0, on_quiet=lambda: beats.append(clock.now)):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            outcome.append("stalled")
+
+    task = asyncio.get_running_loop().create_task(guarded())
+    await clock.advance(0)  # let the watchdog start before the clock moves
+    start = clock.now
+    for _ in range(11):
+        await clock.advance(1.0)
+    assert [round(b - start) for b in beats] == [3, 6, 9]  # a beat every 3 s of silence
+    assert outcome == ["stalled"]  # the beats did not count as progress: stalled at 10 s
+    await task

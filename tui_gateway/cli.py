@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sqlite3
 import sys
@@ -17,7 +18,7 @@ import typer
 from . import paths
 from .config import ConfigError, Settings, load_settings, warnings_for
 from .server import BindError, Gateway, bind_socket
-from .starter import STARTER_CONFIG
+from .starter import starter_config
 
 app = typer.Typer(
     add_completion=False,
@@ -103,7 +104,7 @@ def init(
     if target.exists() and not force:
         _fail(f"{target} already exists; pass --force to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(STARTER_CONFIG, encoding="utf-8")
+    target.write_text(starter_config(os.environ), encoding="utf-8")
     typer.echo(f"wrote {target}")
     typer.echo(
         "edit the providers and models, then run: tui-gateway"

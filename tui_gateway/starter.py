@@ -2,6 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from .presets import PRESETS, detected_presets
+
+
+def starter_config(environ: Mapping[str, str]) -> str:
+    """The starter text, offering every provider whose usual key variable is set."""
+    found = [name for name in detected_presets(environ) if name not in ("groq", "openrouter")]
+    if not found:
+        return STARTER_CONFIG
+    offers = "\n".join(
+        f'# [[providers]]\n# preset = "{name}"          # {PRESETS[name].key_env} is set\n#'
+        for name in found
+    )
+    return (
+        STARTER_CONFIG
+        + "\n# Keys for these providers are set in your environment. Uncomment one, then add\n"
+        + "# [[models]] with its provider name and the model ids you want in each pool.\n"
+        + offers
+        + "\n"
+    )
+
+
 STARTER_CONFIG = """\
 # tui-gateway config. Every key is optional unless marked; `env:NAME` reads a value from the
 # environment so keys stay out of this file. Check it with: tui-gateway --config THIS_FILE
