@@ -147,3 +147,11 @@ def test_unknown_preset_and_malformed_cloudflare_key_are_config_errors() -> None
         ConfigError, match=r"providers\[0\].api_keys\[0\]: expected account_id:api_token"
     ):
         parse_settings(text, source="c.toml")
+
+
+def test_the_readme_config_example_loads() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    settings = parse_settings(block, source="README.md")
+    assert [p.name for p in settings.providers] == ["groq", "gemini"]
+    assert settings.providers[1].kind == "gemini"
