@@ -34,10 +34,9 @@ class StreamScan:
         the framed batch; only a batch that has one is looked at payload by payload. An event
         that is not a JSON object is dropped (and counted): a client's parser would choke on it.
         """
-        # Every event a JSON object: each opens with `data: {` and closes with `}`. Two C-level
-        # counts say so; only a batch where they disagree is parsed event by event.
-        framed = batch.framed
-        if framed.count(b"data: {") != batch.count or framed.count(b"}\n\n") != batch.count:
+        # A JSON object event ends with `}`: one C-level count says every event does; only a batch
+        # where it disagrees is parsed event by event.
+        if batch.framed.count(b"}\n\n") != batch.count:
             batch = self._without_malformed(batch)
         framed = batch.framed
         if b'"error"' in framed:

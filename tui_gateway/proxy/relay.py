@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -55,7 +54,7 @@ class Relay:
     """A heartbeat found the client gone: the waiting read is cut short."""
     _dog: Watchdog | None = None
     _response: web.StreamResponse | None = None
-    _preparing: asyncio.Task[Any] | None = None
+    _prepared: asyncio.Event | None = None
     _beat_model: ModelSettings | None = None
 
     def cut(self) -> None:
@@ -327,7 +326,7 @@ class Relay:
     async def _commit(self, model: ModelSettings) -> web.StreamResponse:
         """Send status and headers once: from here on, failures are stream events."""
         if self._response is None:
-            self._response = web.StreamResponse(
+            response = self._response = web.StreamResponse(
                 status=200,
                 headers={
                     "Content-Type": "text/event-stream",
@@ -335,9 +334,11 @@ class Relay:
                     **self._headers(model),
                 },
             )
-            self._preparing = spawn(self._response.prepare(self.request), name="prepare")
-        assert self._preparing is not None
-        await self._preparing
+            self._prepared = asyncio.Event()
+            await response.prepare(self.request)
+            self._prepared.set()
+        elif self._prepared is not None and not self._prepared.is_set():
+            await self._prepared.wait()  # a heartbeat is sending the headers right now
         return self._response
 
     # --- errors the client sees -----------------------------------------------------------
