@@ -13,7 +13,7 @@ from tui_gateway.domain.errors import WrappedError
 from tui_gateway.providers.base import wrapped_error
 from tui_gateway.providers.sse import DONE, SSEBatch, SSEDecoder
 from tui_gateway.proxy.chunks import StreamScan
-from tui_gateway.proxy.watchdog import Watchdog
+from tui_gateway.proxy.watchdog import Heartbeat, Watchdog
 
 
 def chunk(text: str, finish: str | None = None) -> bytes:
@@ -152,18 +152,27 @@ async def test_watchdog_heartbeats_while_quiet_without_resetting_the_stall_clock
     beats: list[float] = []
     outcome: list[str] = []
 
-    async def guarded() -> None:
+    start = clock.now
+    heartbeat = Heartbeat(3.0, start)
+
+    async def attempt() -> None:
         try:
-            async with Watchdog(10.0, heartbeat_s=3.0, on_quiet=lambda: beats.append(clock.now)):
+            async with Watchdog(
+                10.0, heartbeat=heartbeat, on_quiet=lambda: beats.append(clock.now)
+            ):
                 await asyncio.Event().wait()
         except TimeoutError:
             outcome.append("stalled")
 
-    task = asyncio.get_running_loop().create_task(guarded())
-    await clock.advance(0)  # let the watchdog start before the clock moves
-    start = clock.now
-    for _ in range(11):
+    async def two_attempts() -> None:
+        await attempt()
+        await attempt()  # the next candidate: the client's silence goes on counting
+
+    task = asyncio.get_running_loop().create_task(two_attempts())
+    await clock.advance(0)
+    for _ in range(21):
         await clock.advance(1.0)
-    assert [round(b - start) for b in beats] == [3, 6, 9]  # a beat every 3 s of silence
-    assert outcome == ["stalled"]  # the beats did not count as progress: stalled at 10 s
+    # A beat every 3 s of silence across both attempts; the beats never counted as progress.
+    assert [round(b - start) for b in beats] == [3, 6, 9, 12, 15, 18]
+    assert outcome == ["stalled", "stalled"]
     await task

@@ -19,7 +19,7 @@ from .chunks import StreamScan, continuation_body
 from .errors import APIError
 from .trace import CallTrace
 from .validation import ChatCall
-from .watchdog import Watchdog
+from .watchdog import Heartbeat, Watchdog
 
 _STALL_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.STALL})
 Plan = tuple[list[Candidate], Callable[[], list[Candidate]]]
@@ -197,19 +197,20 @@ class Relay:
         """
         streaming = self.settings.streaming
         plan = self._plan(candidates)
+        loop = asyncio.get_running_loop()
+        beats = Heartbeat(streaming.heartbeat_interval_s, loop.time())
         delivered: list[bytes] = []
         """Framed batches that reached the client, for a continuation's prefill."""
         broke: UpstreamError | None = None
         """The failure that broke the answer off, if one did: the one the client is told about."""
+        broke_model = ""
         while (attempt := await self._next(plan)) is not None:
             body = self.call.body if not delivered else continuation_body(self.call.body, delivered)
             scan = StreamScan()
             self._beat_model = attempt.model
             try:
                 async with Watchdog(
-                    streaming.first_byte_timeout_s,
-                    heartbeat_s=streaming.heartbeat_interval_s,
-                    on_quiet=self._on_quiet,
+                    streaming.first_byte_timeout_s, heartbeat=beats, on_quiet=self._on_quiet
                 ) as self._dog:
                     dog = self._dog
                     async with attempt.upstream.stream(
@@ -227,6 +228,7 @@ class Relay:
                             dog.feed(limit_s=streaming.stall_timeout_s)
                             self.state.record_chunks(self.trace.active, batch.count)
                             await response.write(batch.framed)
+                            beats.last = loop.time()
                             delivered.append(batch.framed)
                 self._dog = None
                 if not (scan.finished or scan.done):
@@ -276,7 +278,8 @@ class Relay:
             plan.exclude(attempt.candidate, self.state.decide(
                 attempt.candidate.model, exc.kind, after_first_byte=True
             ))  # fmt: skip
-            broke = broke or exc
+            if broke is None:
+                broke, broke_model = exc, attempt.candidate.model
             plan.only = lambda c: self.state.can_continue(c.model)
             self.state.begin_continuation(
                 self.trace.active, attempt.candidate.model, exc.describe()
@@ -289,7 +292,8 @@ class Relay:
             assert self._response is not None
             # The answer broke off and nothing could continue it: say why, never `stop`.
             self.trace.fail(200, broke.kind, broke.message)
-            await _write_quietly(self._response, self._mid_stream_error(broke).sse_event())
+            error = self._mid_stream_error(broke, broke_model)
+            await _write_quietly(self._response, error.sse_event())
             return self._response
         if self._response is not None:  # committed by a heartbeat: the error goes in-stream
             return await self._end_with(self._exhausted())
@@ -374,9 +378,9 @@ class Relay:
             503, "the gateway is shutting down", type="server_shutdown", code="shutdown"
         )
 
-    def _mid_stream_error(self, exc: UpstreamError) -> APIError:
+    def _mid_stream_error(self, exc: UpstreamError, model: str) -> APIError:
         kind = "stream_timeout" if exc.kind in _STALL_KINDS else "upstream_error"
-        message = f"{self.trace.model} failed after the stream started: {exc.describe()}"
+        message = f"{model} failed after the stream started: {exc.describe()}"
         return APIError(502, message, type=kind, code=str(exc.kind))
 
 

@@ -13,6 +13,21 @@ from collections.abc import Callable
 from types import TracebackType
 
 
+class Heartbeat:
+    """When the client last got a byte (data or keep-alive), shared by all of a request's attempts.
+
+    The client's read timeout counts from its last byte, whichever attempt sent it, so the
+    heartbeat clock must not restart with each new attempt.
+    """
+
+    def __init__(self, interval_s: float, started: float) -> None:
+        self.interval_s = interval_s
+        self.last = started
+
+    def due(self) -> float:
+        return self.last + self.interval_s
+
+
 class Watchdog:
     """`async with Watchdog(limit_s) as dog:` raises TimeoutError if `dog.feed()` stops coming.
 
@@ -25,13 +40,12 @@ class Watchdog:
         self,
         limit_s: float,
         *,
-        heartbeat_s: float | None = None,
+        heartbeat: Heartbeat | None = None,
         on_quiet: Callable[[], None] | None = None,
     ) -> None:
         self.limit_s = limit_s
-        self.heartbeat_s = heartbeat_s
+        self.heartbeat = heartbeat
         self.on_quiet = on_quiet
-        self._last_beat = 0.0
         self.expired = False
         self.fed = False
         """True once any progress was fed: tells a first-byte timeout from a mid-stream stall."""
@@ -46,15 +60,15 @@ class Watchdog:
         self._timeout = asyncio.timeout(None)
         await self._timeout.__aenter__()
         self._active = True
-        self._last = self._last_beat = self._loop.time()
+        self._last = self._loop.time()
         self._handle = self._loop.call_at(self._next_wake(), self._check)
         return self
 
     def _next_wake(self) -> float:
         deadline = self._last + self.limit_s
-        if self.heartbeat_s is None:
+        if self.heartbeat is None:
             return deadline
-        return min(deadline, max(self._last, self._last_beat) + self.heartbeat_s)
+        return min(deadline, self.heartbeat.due())
 
     def feed(self, *, limit_s: float | None = None) -> None:
         """Progress was made; optionally switch to another limit (first byte -> between chunks)."""
@@ -73,16 +87,15 @@ class Watchdog:
     def _check(self) -> None:
         assert self._loop is not None and self._timeout is not None
         now = self._loop.time()
+        # The keep-alive first: if it falls due with the deadline, the client still gets it
+        # (the next attempt may take a while to produce its first byte).
+        if self.heartbeat is not None and now >= self.heartbeat.due() and self.on_quiet:
+            self.heartbeat.last = now
+            self.on_quiet()
         if now >= self._last + self.limit_s:
             self.expired = True
             self._timeout.reschedule(now)
             return
-        beat_due = self.heartbeat_s is not None and (
-            now >= max(self._last, self._last_beat) + self.heartbeat_s
-        )
-        if beat_due and self.on_quiet is not None:
-            self._last_beat = now
-            self.on_quiet()
         self._handle = self._loop.call_at(self._next_wake(), self._check)
 
     async def __aexit__(
