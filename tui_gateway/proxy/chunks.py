@@ -34,9 +34,7 @@ class StreamScan:
         the framed batch; only a batch that has one is looked at payload by payload. An event
         that is not a JSON object is dropped (and counted): a client's parser would choke on it.
         """
-        # A JSON object event ends with `}`: one C-level count says every event does; only a batch
-        # where it disagrees is parsed event by event.
-        if batch.framed.count(b"}\n\n") != batch.count:
+        if not _objects_only(batch):
             batch = self._without_malformed(batch)
         framed = batch.framed
         if b'"error"' in framed:
@@ -84,6 +82,19 @@ class StreamScan:
         self.prompt_tokens = token_count(usage.get("prompt_tokens"))
         self.completion_tokens = token_count(usage.get("completion_tokens"))
         return True
+
+
+def _objects_only(batch: SSEBatch) -> bool:
+    """Whether every event looks like a JSON object (ends with `}`), by one fast count.
+
+    An 8-byte pattern is searched far faster than a short one: every event but the last is
+    followed by a separator, so `}` + separator must occur once per such event.
+    """
+    events = batch.count + batch.done
+    framed = batch.framed
+    if framed.count(b"}\n\ndata: ") != events - 1:
+        return False
+    return batch.done or framed.endswith(b"}\n\n")
 
 
 def _is_json_object(payload: bytes) -> bool:
