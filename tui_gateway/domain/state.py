@@ -18,9 +18,8 @@ from .active import TIMELINE_LIMIT, ActiveRequest
 from .catalog import Catalog
 from .controls import Controls
 from .cooldowns import Cooldowns
-from .errors import ErrorKind
-from .posteriors import NEUTRAL_ERROR_KINDS, Outcome, PosteriorBook
-from .protection import Decision, decide
+from .learning import LearningFromAttempts
+from .posteriors import PosteriorBook
 from .records import RequestRecord
 from .scoring import ScoreBases
 from .snapshot import pools_json, snapshot
@@ -45,7 +44,7 @@ class StateEvent:
 Subscriber = Callable[[StateEvent], None]
 
 
-class GatewayState:
+class GatewayState(LearningFromAttempts):
     """Requests in flight, what routing has learned, and what the user decided."""
 
     def __init__(
@@ -164,29 +163,6 @@ class GatewayState:
         if len(request.timeline) < TIMELINE_LIMIT:
             request.timeline.append((now, count))
 
-    def record_heartbeat(self, request: ActiveRequest) -> None:
-        """A keep-alive went to the client while the upstream was quiet."""
-        request.heartbeats += 1
-        if request.phase != "continuing":
-            request.phase = "heartbeat"
-
-    def begin_continuation(self, request: ActiveRequest, failed: str, reason: str) -> None:
-        request.phase = "continuing"
-        self._publish("requests", f"{request.id} continuing after {failed} broke off ({reason})")
-
-    def can_continue(self, model: str) -> bool:
-        """The model's provider accepts a trailing assistant message (prefill) to continue from."""
-        provider = self.catalog.models[model].provider
-        return (
-            self.catalog.providers[provider].continuation == "prefill"
-            and provider not in self.prefill_refused
-        )
-
-    def refuse_prefill(self, provider: str) -> None:
-        """The provider rejected a prefill: do not ask it to continue again in this run."""
-        self.prefill_refused.add(provider)
-        self._publish("requests", f"provider {provider} does not accept prefill; not asked again")
-
     def finish_request(self, request: ActiveRequest, record: RequestRecord) -> None:
         """Remove exactly this request from the active set (idempotent)."""
         if self.active.pop(request.id, None) is None:
@@ -225,94 +201,6 @@ class GatewayState:
         """Another conversation has a request in flight on this provider."""
         sessions = self.busy_sessions.get(provider)
         return bool(sessions) and any(s != session for s in sessions)  # type: ignore[union-attr]
-
-    def key_ids(self, provider: str) -> list[str]:
-        """Stable names of a provider's API keys (`groq#1`, ...), safe to show and log."""
-        return self._key_ids[provider]
-
-    def pick_key(self, model: str) -> tuple[str, str]:
-        """The next key of the model's provider that is not rate-limited for it: (id, secret).
-
-        Keys take turns; one cooling down for this model is passed over while another is free.
-        """
-        provider = self.catalog.provider_of(model)
-        ids = self._key_ids[provider.name]
-        if len(ids) == 1:
-            return ids[0], provider.api_keys[0] if provider.api_keys else ""
-        usable = self.cooldowns.usable_keys(model, ids, self.clock()) or ids
-        turn = self._key_turn[provider.name]
-        self._key_turn[provider.name] += 1
-        key_id = usable[turn % len(usable)]
-        index = ids.index(key_id)
-        return key_id, provider.api_keys[index] if provider.api_keys else ""
-
-    # --- learning from attempts (called by the proxy) -------------------------------------
-
-    def record_success(
-        self,
-        request: ActiveRequest,
-        *,
-        model: str,
-        key_id: str | None,
-        started: float,
-        ttfb_ms: float | None,
-        tokens_per_s: float | None,
-    ) -> None:
-        now = self.clock()
-        self.book.record(Outcome(model, started, True, ttfb_ms, tokens_per_s))
-        self.score_bases.forget(model)
-        self.cooldowns.record_success(model=model, key_id=key_id, now=now)
-        self.sessions.pin(request.session, model, key_id, now)
-
-    def decide(self, model: str, kind: ErrorKind, *, after_first_byte: bool) -> Decision:
-        """What the model's provider's protection level says to do about this failure."""
-        provider = self.catalog.models[model].provider
-        return decide(self.controls.protection[provider], kind, after_first_byte=after_first_byte)
-
-    def other_key_free(self, model: str, failed_key: str | None) -> bool:
-        """Another key of the model's provider is not rate-limited for this model."""
-        ids = self._key_ids[self.catalog.models[model].provider]
-        return any(k != failed_key for k in self.cooldowns.usable_keys(model, ids, self.clock()))
-
-    def record_failure(
-        self,
-        request: ActiveRequest,
-        *,
-        model: str,
-        key_id: str | None,
-        started: float,
-        kind: ErrorKind,
-        decision: Decision,
-        reason: str,
-        retry_after_s: float | None = None,
-        cool_down: bool = True,
-    ) -> None:
-        """Learn from a failed attempt and apply the conversation's protection decision."""
-        now = self.clock()
-        provider = self.catalog.models[model].provider
-        request.phase = "fallback"
-        if kind in NEUTRAL_ERROR_KINDS:
-            request.failures.append(f"{model}: {reason}")
-            return  # nobody's fault: no statistics, no cooldown, no ban
-        self.book.record(Outcome(model, started, False))
-        self.score_bases.forget(model)
-        text = f"{model} failed ({reason})"
-        if cool_down:
-            entry = self.cooldowns.record_failure(
-                model=model, provider=provider, kind=kind, key_id=key_id, now=now,
-                retry_after_s=retry_after_s,
-            )  # fmt: skip
-            if entry is not None:
-                text += f"; cooling {entry.remaining(now):.0f} s"
-        session = self.sessions.get(request.session, now)
-        if decision.ban_provider and session is not None:
-            self.sessions.ban_provider(request.session, provider, now)
-            text += f"; {provider} banned for this conversation"
-        if decision.clear_sticky and session is not None and session.model == model:
-            self.sessions.unpin(request.session)
-            text += "; conversation unpinned"
-        request.failures.append(text)
-        self._publish("requests", f"{request.id} {text}")
 
     # --- pools, models, providers, sessions (the TUI, the admin API) ----------------------
 
