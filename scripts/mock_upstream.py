@@ -276,8 +276,10 @@ class _Call:
 
     @property
     def include_usage(self) -> bool:
+        """The client asked for a usage chunk (`usage=0` plays an upstream that ignores it)."""
         options = self.body.get("stream_options")
-        return isinstance(options, dict) and bool(options.get("include_usage"))
+        asked = isinstance(options, dict) and bool(options.get("include_usage"))
+        return asked and self.params.get("usage") != "0"
 
 
 async def _ok(call: _Call, *, ttft_ms: int = 0, chunks: int = 8) -> web.StreamResponse:

@@ -173,3 +173,20 @@ async def test_a_malformed_event_is_dropped_and_the_stream_goes_on(
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "w w w"
     [row] = await gateway.request_log.recent()
     assert row.error_kind is None
+
+
+async def test_usage_is_reported_when_asked_even_if_the_upstream_gives_none(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    models = [model("mock", "ok:usage=0,chunks=5"), model("mock", "ok:chunks=5", pool="fast")]
+    gateway = await gateway_factory(make_settings(mock_url, models))
+    client = sdk(gateway)
+    for name, expected_completion in (("auto", 5), ("auto-fast", 5)):
+        stream = await client.chat.completions.create(
+            model=name, messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [c async for c in stream]
+        usages = [c.usage for c in chunks if c.usage is not None]
+        assert len(usages) == 1, name  # estimated when missing, never doubled when given
+        assert usages[0].completion_tokens >= expected_completion
+        assert chunks[-1].usage is not None and chunks[-1].choices == []

@@ -29,6 +29,16 @@ class SSEBatch:
         framed = b"data: " + _SEPARATOR.join(payloads) + b"\n\n"
         return cls(framed, len(payloads) - done, done)
 
+    def without_done(self) -> SSEBatch:
+        """The same events without the closing `[DONE]` (something must go out before it)."""
+        if not self.done:
+            return self
+        return (
+            SSEBatch.of([p for p in self.payloads() if p != DONE])
+            if self.count
+            else SSEBatch(b"", 0)
+        )
+
     def payloads(self) -> list[bytes]:
         return self.framed[6:-2].split(_SEPARATOR)
 

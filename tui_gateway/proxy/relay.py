@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -222,6 +223,8 @@ class Relay:
                                 continue  # nothing but malformed events
                             if scan.done and scan.chunks == 0 and not delivered:
                                 raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
+                            if batch.done and self._owe_usage(scan):
+                                batch = batch.without_done()  # usage goes before [DONE]
                             response = await self._commit(attempt.model)
                             if not dog.fed:
                                 self.trace.first_byte_seen()
@@ -262,7 +265,10 @@ class Relay:
                 self.trace.tokens_in = scan.prompt_tokens
                 self.trace.tokens_out = scan.completion_tokens or scan.chunks
                 self._succeeded(attempt)
-                await _write_quietly(self._response, b"" if scan.done else b"data: [DONE]\n\n")
+                tail = b"" if scan.done and not self._owe_usage(scan) else b"data: [DONE]\n\n"
+                if self._owe_usage(scan):
+                    tail = self._usage_event(attempt.model, scan) + tail
+                await _write_quietly(self._response, tail)
                 return self._response
             if not delivered:
                 self._failed(plan, attempt, exc, after_first_byte=False)
@@ -304,6 +310,30 @@ class Relay:
         assert self._response is not None
         await _write_quietly(self._response, error.sse_event())
         return self._response
+
+    def _owe_usage(self, scan: StreamScan) -> bool:
+        """The client asked for usage (`stream_options.include_usage`) and none came."""
+        options = self.call.body.get("stream_options")
+        asked = isinstance(options, dict) and options.get("include_usage") is True
+        return asked and scan.prompt_tokens is None and scan.completion_tokens is None
+
+    def _usage_event(self, model: ModelSettings, scan: StreamScan) -> bytes:
+        """An estimated usage chunk: prompt characters / 4, one token per content chunk."""
+        chars = sum(len(str(m.get("content") or "")) for m in self.call.messages)
+        prompt, completion = max(1, chars // 4), scan.chunks
+        chunk = {
+            "id": f"chatcmpl-gw-{self.trace.active.id}",
+            "object": "chat.completion.chunk",
+            "created": int(self.state.clock()),
+            "model": model.id,
+            "choices": [],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
     def _client_left(self) -> web.StreamResponse:
         self.trace.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
