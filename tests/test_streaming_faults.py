@@ -80,6 +80,8 @@ async def test_a_stall_mid_answer_continues_on_a_model_that_takes_a_prefill(
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.startswith("begun begun") and text.endswith("done done")
     assert chunks[-1].choices[0].finish_reason == "stop"
+    assert len({c.id for c in chunks}) == 1  # one answer, one id, though two models wrote it
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1
     continued = mock_upstream.app[RECEIVED][-1]
     assert continued.body["messages"][-1] == {"role": "assistant", "content": "begun begun"}
     [row] = await gateway.request_log.recent()

@@ -16,7 +16,7 @@ from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
 from ..domain.routing import Candidate
 from ..domain.state import GatewayState
 from ..providers import Upstream
-from .chunks import StreamScan, continuation_body
+from .chunks import StreamScan, as_continuation, continuation_body, first_chunk_id
 from .errors import APIError
 from .trace import CallTrace
 from .validation import ChatCall
@@ -205,6 +205,7 @@ class Relay:
         broke: UpstreamError | None = None
         """The failure that broke the answer off, if one did: the one the client is told about."""
         broke_model = ""
+        answer_id: str | None = None
         while (attempt := await self._next(plan)) is not None:
             body = self.call.body if not delivered else continuation_body(self.call.body, delivered)
             scan = StreamScan()
@@ -221,6 +222,8 @@ class Relay:
                             batch = scan.scan(received)  # raises on an error dressed as a chunk
                             if not batch.framed:
                                 continue  # nothing but malformed events
+                            if broke is not None:  # continuing someone else's answer
+                                batch = as_continuation(batch, answer_id)
                             if scan.done and scan.chunks == 0 and not delivered:
                                 raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
                             if batch.done and self._owe_usage(scan):
@@ -286,6 +289,7 @@ class Relay:
             ))  # fmt: skip
             if broke is None:
                 broke, broke_model = exc, attempt.candidate.model
+                answer_id = first_chunk_id(delivered)
             plan.only = lambda c: self.state.can_continue(c.model)
             self.state.begin_continuation(
                 self.trace.active, attempt.candidate.model, exc.describe()
