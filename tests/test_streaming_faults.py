@@ -192,3 +192,16 @@ async def test_usage_is_reported_when_asked_even_if_the_upstream_gives_none(
         assert len(usages) == 1, name  # estimated when missing, never doubled when given
         assert usages[0].completion_tokens >= expected_completion
         assert chunks[-1].usage is not None and chunks[-1].choices == []
+
+
+async def test_a_streamed_html_page_is_named_for_what_it_is(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "html-200"), model("mock", "ok")])
+    )
+    status, lines = await raw_stream(gateway)
+    assert status == 200 and lines[-1] == "data: [DONE]"
+    [row] = await gateway.request_log.recent()
+    assert row.attempts[0].error_kind == "wrapped"
+    assert "text/html instead of an event stream" in (row.attempts[0].error or "")

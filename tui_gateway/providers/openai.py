@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 
 from ..config import ModelSettings, ProviderSettings
-from ..domain.errors import ErrorKind, Unavailable, UpstreamError
-from .base import ChunkStream, Completion, error_from_status, parse_completion
+from ..domain.errors import ErrorKind, Unavailable, UpstreamError, WrappedError
+from .base import ChunkStream, Completion, error_from_status, parse_completion, wrapped_error
 from .gemini_translate import SIGNATURE_SEPARATOR, strip_signature_ids
 from .sse import SSEDecoder
 
@@ -78,6 +78,12 @@ class OpenAIUpstream:
             if resp.status >= 400:
                 raw = await resp.read()
                 raise self._error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
+            if "json" in resp.content_type or "html" in resp.content_type:
+                # A 200 that is not a stream: an error body, or a page from something in between.
+                raw = await resp.read()
+                raise wrapped_error(raw) or WrappedError(
+                    f"200 with {resp.content_type} instead of an event stream", status=502
+                )
             yield _chunks(resp)
         finally:
             # Abort rather than drain: a stream we stopped reading must not keep the upstream busy.
