@@ -23,6 +23,7 @@ from ..domain.errors import (
     UpstreamError,
     WrappedError,
 )
+from ..domain.sessions import flatten_content
 from .sse import SSEBatch
 
 ChunkStream = AsyncIterator[SSEBatch]
@@ -76,6 +77,19 @@ def parse_completion(raw: bytes) -> Completion:
     return Completion(
         raw, token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
     )
+
+
+def estimated_usage(messages: Any, completion_tokens: int) -> dict[str, int]:
+    """A usage block when nobody counted: prompt characters / 4, the given completion count."""
+    chars = sum(
+        len(flatten_content(m.get("content"))) for m in messages or () if isinstance(m, dict)
+    )
+    prompt_tokens = max(1, chars // 4)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def token_count(value: object) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any
 from ..config import ModelSettings, ProviderSettings
 from ..domain.errors import RateLimited, Unavailable
 from ..domain.sessions import flatten_content
-from .base import ChunkStream, Completion, parse_completion
+from .base import ChunkStream, Completion, estimated_usage, parse_completion
 from .sse import DONE, SSEBatch
 
 _WORDS = (
@@ -97,7 +97,7 @@ class SimulatedUpstream:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": _usage(body, len(words)),
+                "usage": estimated_usage(body.get("messages"), len(words)),
             }
             raw = json.dumps(reply).encode()
         return parse_completion(raw)
@@ -140,9 +140,8 @@ class SimulatedUpstream:
             ).encode()
         ]
         if (body.get("stream_options") or {}).get("include_usage"):
-            final.append(
-                json.dumps(envelope | {"choices": [], "usage": _usage(body, len(words))}).encode()
-            )
+            usage = estimated_usage(body.get("messages"), len(words))
+            final.append(json.dumps(envelope | {"choices": [], "usage": usage}).encode())
         final.append(DONE)
         yield SSEBatch.of(final)
 
@@ -158,14 +157,3 @@ async def _act_out(fault: str | None, *, before_data: bool) -> None:
 
 def _wrapped_body() -> bytes:
     return b'{"error": {"message": "simulated provider overloaded (inside a 200)", "code": 503}}'
-
-
-def _usage(body: dict[str, Any], completion_tokens: int) -> dict[str, int]:
-    messages = body.get("messages") or []
-    chars = sum(len(flatten_content(m.get("content"))) for m in messages if isinstance(m, dict))
-    prompt_tokens = max(1, chars // 4)
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }

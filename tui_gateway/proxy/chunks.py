@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..providers.base import token_count, wrapped_error
+from ..providers.base import estimated_usage, token_count, wrapped_error
 from ..providers.sse import DONE, SSEBatch
 
 _FINISH_MARKERS = (b'"finish_reason":"', b'"finish_reason": "')
@@ -159,3 +160,23 @@ def as_continuation(batch: SSEBatch, chunk_id: str | None) -> SSEBatch:
                 delta.pop("role", None)
         payloads.append(json.dumps(chunk, separators=(",", ":")).encode())
     return SSEBatch.of(payloads)
+
+
+def owes_usage(body: dict[str, Any], scan: StreamScan) -> bool:
+    """The client asked for usage (`stream_options.include_usage`) and none came."""
+    options = body.get("stream_options")
+    asked = isinstance(options, dict) and options.get("include_usage") is True
+    return asked and scan.prompt_tokens is None and scan.completion_tokens is None
+
+
+def usage_event(body: dict[str, Any], model_id: str, scan: StreamScan, request_id: str) -> bytes:
+    """An estimated usage chunk (one token per content chunk), framed for the client."""
+    chunk = {
+        "id": f"chatcmpl-gw-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model_id,
+        "choices": [],
+        "usage": estimated_usage(body.get("messages"), scan.chunks),
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,13 +15,20 @@ from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
 from ..domain.routing import Candidate
 from ..domain.state import GatewayState
 from ..providers import Upstream
-from .chunks import StreamScan, as_continuation, continuation_body, first_chunk_id
+from .chunks import (
+    StreamScan,
+    as_continuation,
+    continuation_body,
+    first_chunk_id,
+    owes_usage,
+    usage_event,
+)
 from .errors import APIError
+from .outcomes import exhausted, mid_stream_error, refused, shut_down
 from .trace import CallTrace
 from .validation import ChatCall
 from .watchdog import Heartbeat, Watchdog
 
-_STALL_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.STALL})
 Plan = tuple[list[Candidate], Callable[[], list[Candidate]]]
 """The head of a request's candidates and the function that ranks the rest (see plan_lazily)."""
 
@@ -160,7 +166,7 @@ class Relay:
                     )
             except TimeoutError:
                 if self.stopping:
-                    raise self._shut_down() from None
+                    raise shut_down(self.trace) from None
                 exc: UpstreamError = Stalled(
                     f"no reply within {timeout:g} s", kind=ErrorKind.TIMEOUT
                 )
@@ -181,10 +187,10 @@ class Relay:
                 self._dog = None
             self._failed(plan, attempt, exc, after_first_byte=False)
             if not exc.retryable:
-                raise self._refused(exc) from None
+                raise refused(self.trace, exc) from None
         if self.stopping:
-            raise self._shut_down()
-        raise self._exhausted()
+            raise shut_down(self.trace)
+        raise exhausted(self.trace)
 
     # --- streaming ------------------------------------------------------------------------
 
@@ -226,7 +232,7 @@ class Relay:
                                 batch = as_continuation(batch, answer_id)
                             if scan.done and scan.chunks == 0 and not delivered:
                                 raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
-                            if batch.done and self._owe_usage(scan):
+                            if batch.done and owes_usage(self.call.body, scan):
                                 batch = batch.without_done()  # usage goes before [DONE]
                             response = await self._commit(attempt.model)
                             if not dog.fed:
@@ -246,8 +252,8 @@ class Relay:
                     return self._client_left()
                 if self.stopping:
                     if self._response is None:
-                        raise self._shut_down() from None
-                    await _write_quietly(self._response, self._shut_down().sse_event())
+                        raise shut_down(self.trace) from None
+                    await _write_quietly(self._response, shut_down(self.trace).sse_event())
                     return self._response
                 limit = streaming.stall_timeout_s if dog.fed else streaming.first_byte_timeout_s
                 where = "between chunks" if dog.fed else "before the first chunk"
@@ -268,17 +274,21 @@ class Relay:
                 self.trace.tokens_in = scan.prompt_tokens
                 self.trace.tokens_out = scan.completion_tokens or scan.chunks
                 self._succeeded(attempt)
-                tail = b"" if scan.done and not self._owe_usage(scan) else b"data: [DONE]\n\n"
-                if self._owe_usage(scan):
-                    tail = self._usage_event(attempt.model, scan) + tail
+                owed = owes_usage(self.call.body, scan)
+                tail = b"" if scan.done and not owed else b"data: [DONE]\n\n"
+                if owed:
+                    usage = usage_event(
+                        self.call.body, attempt.model.id, scan, self.trace.active.id
+                    )
+                    tail = usage + tail
                 await _write_quietly(self._response, tail)
                 return self._response
             if not delivered:
                 self._failed(plan, attempt, exc, after_first_byte=False)
                 if not exc.retryable:
                     if self._response is None:
-                        raise self._refused(exc)
-                    return await self._end_with(self._refused(exc))
+                        raise refused(self.trace, exc)
+                    return await self._end_with(refused(self.trace, exc))
                 continue
             if broke is not None and exc.kind == ErrorKind.REJECTED:
                 # A 400 to a continuation: this provider does not take a prefill.
@@ -296,48 +306,24 @@ class Relay:
             )
         if self.stopping:
             if self._response is None:
-                raise self._shut_down()
-            return await self._end_with(self._shut_down())
+                raise shut_down(self.trace)
+            return await self._end_with(shut_down(self.trace))
         if broke is not None:
             assert self._response is not None
             # The answer broke off and nothing could continue it: say why, never `stop`.
             self.trace.fail(200, broke.kind, broke.message)
-            error = self._mid_stream_error(broke, broke_model)
+            error = mid_stream_error(broke, broke_model)
             await _write_quietly(self._response, error.sse_event())
             return self._response
         if self._response is not None:  # committed by a heartbeat: the error goes in-stream
-            return await self._end_with(self._exhausted())
-        raise self._exhausted()
+            return await self._end_with(exhausted(self.trace))
+        raise exhausted(self.trace)
 
     async def _end_with(self, error: APIError) -> web.StreamResponse:
         """Headers already went out: the error becomes the stream's last event."""
         assert self._response is not None
         await _write_quietly(self._response, error.sse_event())
         return self._response
-
-    def _owe_usage(self, scan: StreamScan) -> bool:
-        """The client asked for usage (`stream_options.include_usage`) and none came."""
-        options = self.call.body.get("stream_options")
-        asked = isinstance(options, dict) and options.get("include_usage") is True
-        return asked and scan.prompt_tokens is None and scan.completion_tokens is None
-
-    def _usage_event(self, model: ModelSettings, scan: StreamScan) -> bytes:
-        """An estimated usage chunk: prompt characters / 4, one token per content chunk."""
-        chars = sum(len(str(m.get("content") or "")) for m in self.call.messages)
-        prompt, completion = max(1, chars // 4), scan.chunks
-        chunk = {
-            "id": f"chatcmpl-gw-{self.trace.active.id}",
-            "object": "chat.completion.chunk",
-            "created": int(self.state.clock()),
-            "model": model.id,
-            "choices": [],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            },
-        }
-        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
     def _client_left(self) -> web.StreamResponse:
         self.trace.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
@@ -378,44 +364,6 @@ class Relay:
         elif self._prepared is not None and not self._prepared.is_set():
             await self._prepared.wait()  # a heartbeat is sending the headers right now
         return self._response
-
-    # --- errors the client sees -----------------------------------------------------------
-
-    def _refused(self, exc: UpstreamError) -> APIError:
-        """A 4xx that every upstream would give: return the provider's reason, do not retry."""
-        status = exc.status or 400
-        self.trace.fail(status, exc.kind, exc.message)
-        return APIError(status, exc.message, code=exc.code or "upstream_rejected")
-
-    def _exhausted(self) -> APIError:
-        failures = self.trace.failures
-        kinds = {exc.kind for _, exc in failures}
-        if kinds == {ErrorKind.RATE_LIMITED}:
-            status, code = 429, "rate_limit_exceeded"
-        elif kinds and kinds <= _STALL_KINDS:
-            status, code = 504, "upstream_timeout"
-        else:
-            status, code = 502, "all_candidates_failed"
-        tried = "; ".join(f"{model} ({exc.describe()})" for model, exc in failures)
-        message = f"all {len(failures)} candidates failed: {tried}"
-        self.trace.fail(status, kinds.pop() if len(kinds) == 1 else "upstream_error", message)
-        headers = {}
-        waits = [e.retry_after_s for _, e in failures if e.retry_after_s is not None]
-        if status == 429 and waits:
-            headers["Retry-After"] = str(max(1, round(min(waits))))
-        return APIError(status, message, type="upstream_error", code=code, headers=headers)
-
-    def _shut_down(self) -> APIError:
-        self.trace.attempt_interrupted(ErrorKind.SHUTDOWN)
-        self.trace.fail(503, ErrorKind.SHUTDOWN, "the gateway shut down during the request")
-        return APIError(
-            503, "the gateway is shutting down", type="server_shutdown", code="shutdown"
-        )
-
-    def _mid_stream_error(self, exc: UpstreamError, model: str) -> APIError:
-        kind = "stream_timeout" if exc.kind in _STALL_KINDS else "upstream_error"
-        message = f"{model} failed after the stream started: {exc.describe()}"
-        return APIError(502, message, type=kind, code=str(exc.kind))
 
 
 def _client_gone(request: web.Request) -> bool:

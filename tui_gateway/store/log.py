@@ -143,39 +143,25 @@ class RequestLog:
 
     async def recent(self, limit: int = 100) -> list[RequestRecord]:
         """The newest logged requests with their attempts (flushes first, so nothing is missed)."""
-        await self.flush()
-        assert self._db is not None
-        self._db.row_factory = aiosqlite.Row
-        async with self._db.execute(
-            "SELECT * FROM requests ORDER BY started DESC LIMIT ?", (limit,)
-        ) as cursor:
-            rows = list(await cursor.fetchall())
-        records = []
-        for row in rows:
-            async with self._db.execute(
-                "SELECT * FROM attempts WHERE request_id = ? ORDER BY attempt", (row["id"],)
-            ) as cursor:
-                attempt_rows = await cursor.fetchall()
-            attempts = tuple(
-                AttemptRecord(**{k: a[k] for k in a.keys() if k != "request_id"})
-                for a in attempt_rows
-            )
-            fields = {k: row[k] for k in row.keys()}
-            fields["streamed"] = bool(fields["streamed"])
-            records.append(RequestRecord(**fields, attempts=attempts))
-        return records
+        rows = await self._requests("SELECT * FROM requests ORDER BY started DESC LIMIT ?", limit)
+        return [await self._record(row) for row in rows]
 
     async def get(self, request_id: str) -> RequestRecord | None:
         """One logged request with its attempts, or None (flushes first, so nothing is missed)."""
+        rows = await self._requests("SELECT * FROM requests WHERE id = ?", request_id)
+        return await self._record(rows[0]) if rows else None
+
+    async def _requests(self, sql: str, *params: object) -> list[aiosqlite.Row]:
         await self.flush()
         assert self._db is not None
         self._db.row_factory = aiosqlite.Row
-        async with self._db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def _record(self, row: aiosqlite.Row) -> RequestRecord:
+        assert self._db is not None
         async with self._db.execute(
-            "SELECT * FROM attempts WHERE request_id = ? ORDER BY attempt", (request_id,)
+            "SELECT * FROM attempts WHERE request_id = ? ORDER BY attempt", (row["id"],)
         ) as cursor:
             attempt_rows = await cursor.fetchall()
         attempts = tuple(

@@ -1,0 +1,47 @@
+"""The errors a client sees when its request cannot be served, each recorded on its trace."""
+
+from __future__ import annotations
+
+from ..domain.errors import ErrorKind, UpstreamError
+from .errors import APIError
+from .trace import CallTrace
+
+STALL_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.STALL})
+
+
+def refused(trace: CallTrace, exc: UpstreamError) -> APIError:
+    """A 4xx that every upstream would give: return the provider's reason, do not retry."""
+    status = exc.status or 400
+    trace.fail(status, exc.kind, exc.message)
+    return APIError(status, exc.message, code=exc.code or "upstream_rejected")
+
+
+def exhausted(trace: CallTrace) -> APIError:
+    failures = trace.failures
+    kinds = {exc.kind for _, exc in failures}
+    if kinds == {ErrorKind.RATE_LIMITED}:
+        status, code = 429, "rate_limit_exceeded"
+    elif kinds and kinds <= STALL_KINDS:
+        status, code = 504, "upstream_timeout"
+    else:
+        status, code = 502, "all_candidates_failed"
+    tried = "; ".join(f"{model} ({exc.describe()})" for model, exc in failures)
+    message = f"all {len(failures)} candidates failed: {tried}"
+    trace.fail(status, kinds.pop() if len(kinds) == 1 else "upstream_error", message)
+    headers = {}
+    waits = [e.retry_after_s for _, e in failures if e.retry_after_s is not None]
+    if status == 429 and waits:
+        headers["Retry-After"] = str(max(1, round(min(waits))))
+    return APIError(status, message, type="upstream_error", code=code, headers=headers)
+
+
+def shut_down(trace: CallTrace) -> APIError:
+    trace.attempt_interrupted(ErrorKind.SHUTDOWN)
+    trace.fail(503, ErrorKind.SHUTDOWN, "the gateway shut down during the request")
+    return APIError(503, "the gateway is shutting down", type="server_shutdown", code="shutdown")
+
+
+def mid_stream_error(exc: UpstreamError, model: str) -> APIError:
+    kind = "stream_timeout" if exc.kind in STALL_KINDS else "upstream_error"
+    message = f"{model} failed after the stream started: {exc.describe()}"
+    return APIError(502, message, type=kind, code=str(exc.kind))
