@@ -44,7 +44,7 @@ fireworks   openai      FIREWORKS_API_KEY     https://api.fireworks.ai/inference
 """One preset a line; `-` means the provider needs no key (ollama runs locally).
 
 Cloudflare's key is `account_id:api_token` while CLOUDFLARE_API_TOKEN holds only the token: whoever
-writes the key joins CLOUDFLARE_ACCOUNT_ID (CLOUDFLARE_ACCOUNT_ENV) and the token with a colon."""
+writes the key joins CLOUDFLARE_ACCOUNT_ID and the token with a colon."""
 
 
 def _parse(table: str) -> dict[str, Preset]:
@@ -56,8 +56,6 @@ def _parse(table: str) -> dict[str, Preset]:
 
 
 PRESETS: dict[str, Preset] = _parse(_TABLE)
-
-CLOUDFLARE_ACCOUNT_ENV = "CLOUDFLARE_ACCOUNT_ID"
 
 
 def detected_presets(environ: Mapping[str, str]) -> list[str]:

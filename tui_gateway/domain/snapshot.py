@@ -27,7 +27,7 @@ def pools_json(state: GatewayState) -> dict[str, list[dict[str, Any]]]:
                 "enabled": key not in state.controls.pools.disabled,
                 "banned": key in state.controls.banned_models
                 or state.catalog.models[key].provider in state.controls.banned_providers,
-                "cooling": state.cooldowns.is_cooling(key, now),
+                "cooling": state.available_at(key, now) > now,  # a cooling model, or all its keys
                 "usable": state.is_usable(key),
             }
             for position, key in enumerate(chain)

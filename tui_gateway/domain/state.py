@@ -119,6 +119,10 @@ class GatewayState(LearningFromAttempts):
 
     # --- requests (called by the proxy) ---------------------------------------------------
 
+    def new_id(self) -> str:
+        """A request id: 12 hex digits, unique across runs (they share one log)."""
+        return f"{self._ids.getrandbits(48):012x}"
+
     def begin_request(
         self,
         *,
@@ -128,7 +132,7 @@ class GatewayState(LearningFromAttempts):
         body: dict[str, Any] | None = None,
     ) -> ActiveRequest:
         request = ActiveRequest(
-            id=f"{self._ids.getrandbits(48):012x}",
+            id=self.new_id(),
             session=session,
             requested_model=requested_model,
             stream=stream,

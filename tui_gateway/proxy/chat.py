@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 from aiohttp import web
 
@@ -84,7 +83,7 @@ def _log_rejected(request: web.Request, status: int, message: str) -> None:
     started = state.clock()
     request.app[REQUEST_LOG].append(
         RequestRecord(
-            id=secrets.token_hex(6),
+            id=state.new_id(),
             started=started,
             session="",
             requested_model="",

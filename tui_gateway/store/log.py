@@ -59,7 +59,6 @@ class RequestLog:
         self._wake = asyncio.Event()
         self._db: aiosqlite.Connection | None = None
         self._writer: asyncio.Task[None] | None = None
-        self.written = 0
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -139,7 +138,6 @@ class RequestLog:
         for sql, params in _multi_row(_INSERT_ATTEMPT, attempts):
             await self._db.execute(sql, params)
         await self._db.commit()
-        self.written += len(batch)
 
     async def recent(self, limit: int = 100) -> list[RequestRecord]:
         """The newest logged requests with their attempts (flushes first, so nothing is missed)."""

@@ -22,8 +22,7 @@ Wiring, in the app's `__init__`:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ __all__ = [
     "BASE_FILES",
     "THEMES",
     "THEME_FILES",
-    "StateStyles",
     "check_tcss",
     "install_themes",
     "load_theme_files",
@@ -200,38 +198,3 @@ def install_themes(app: App[Any], requested: str | None = None) -> list[str]:
     name, warning = pick_theme(requested, app.available_themes)
     app.theme = name
     return [] if warning is None else [warning]
-
-
-@dataclass(frozen=True, slots=True)
-class StateStyles:
-    """Rich styles for cells that show a state, taken from the active theme.
-
-    Panes that colour `Text` cells (which cannot use CSS variables) take these instead of
-    named colours such as "green", so the cells stay readable on a light background.
-    """
-
-    ok: str
-    warn: str
-    bad: str
-    info: str
-    muted: str = "dim"
-
-    @classmethod
-    def from_variables(cls, variables: Mapping[str, str]) -> StateStyles:
-        """Build from `app.theme_variables` (the CSS variables of the active theme)."""
-
-        def pick(name: str, fallback: str) -> str:
-            value = variables.get(name, "")
-            return value if value.startswith("#") and len(value) == 7 else fallback
-
-        return cls(
-            ok=pick("text-success", "green"),
-            warn=pick("text-warning", "yellow"),
-            bad="bold " + pick("text-error", "red"),
-            info=pick("text-primary", "cyan"),
-        )
-
-    @classmethod
-    def for_app(cls, app: App[Any]) -> StateStyles:
-        """The styles for `app`'s current theme; cheap enough to call on every repaint."""
-        return cls.from_variables(app.theme_variables)
