@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +39,43 @@ class RequestRecord:
     tokens_in: int | None = None
     tokens_out: int | None = None
     attempts: tuple[AttemptRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogHealth:
+    """How the request log's writer is doing, for the status line and the event log."""
+
+    pending: int = 0
+    """Rows waiting to be written (including a batch being written now)."""
+    written: int = 0
+    """Rows written since the log was opened."""
+    repaired: int = 0
+    """Rows written with values SQLite could not store replaced (lone surrogates, huge ints)."""
+    dropped: int = 0
+    """Oldest rows given up on because the backlog was full (or, rarer, beyond repair)."""
+    failing: bool = False
+    """The last write attempt failed at the database level; rows are kept and retried."""
+    last_error: str | None = None
+    """The most recent write error, e.g. "database is locked"; kept after recovery."""
+    failing_since: float | None = None
+    """Wall-clock time (`time.time()`) of the first failure of the current episode."""
+
+    BEHIND_AT: ClassVar[int] = 1000
+    """More rows waiting than this and the writer is behind even when nothing fails."""
+
+    @property
+    def behind(self) -> bool:
+        """Worth showing: failing, or many rows waiting."""
+        return self.failing or self.pending > self.BEHIND_AT
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "written": self.written,
+            "repaired": self.repaired,
+            "dropped": self.dropped,
+            "failing": self.failing,
+            "last_error": self.last_error,
+            "failing_since": self.failing_since,
+            "behind": self.behind,
+        }

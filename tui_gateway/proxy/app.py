@@ -74,7 +74,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(request_log.close)
         state.restore_controls(await load_saved(request_log.db))
         await _load_posteriors(state, request_log)
-        saver = Saver(request_log.db, state.controls.saved)
+        saver = Saver(request_log.db, state.controls.saved, lock=request_log.write_lock)
         stack.push_async_callback(saver.close)
         stack.callback(state.subscribe(lambda _e: saver.changed(), topics=PERSISTED_TOPICS))
         refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
