@@ -21,6 +21,10 @@ Scenarios (unknown names behave like `ok`):
     html-200            HTTP 200 with an HTML page instead of the API's reply
     malformed           stream with one event that is not JSON after `after`=1 chunks
 
+Keys: a request whose `Authorization: Bearer KEY` names a rejected key gets a 401
+`invalid_api_key` (`--reject-key KEY`, repeatable), a forbidden key a 403 `permission_denied`
+(`--forbid-key KEY`), whatever its model. Every request is recorded first, headers included.
+
 Run it with `python scripts/mock_upstream.py --port 0`; it prints one line,
 `mock upstream listening on http://HOST:PORT/v1`, once bound.
 """
@@ -41,7 +45,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["RECEIVED", "ReceivedRequest", "make_app", "parse_model"]
+__all__ = ["RECEIVED", "REFUSED_KEYS", "ReceivedRequest", "make_app", "parse_model"]
 
 DEFAULT_STALL_MS = 3_600_000
 # How often a stall looks at the socket; bounds how late a disconnect is noticed.
@@ -75,6 +79,8 @@ class ReceivedRequest:
 
 
 RECEIVED = web.AppKey("received", list[ReceivedRequest])
+REFUSED_KEYS = web.AppKey("refused_keys", dict[str, int])
+"""Bearer key -> the status (401 or 403) every request sent with it gets; tests may change it."""
 _IDS: web.AppKey[itertools.count[int]] = web.AppKey("ids")
 
 
@@ -432,6 +438,25 @@ async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
     return await _ok(call)
 
 
+def _refused_key(request: web.Request) -> web.Response | None:
+    """The 401/403 for a request whose bearer key was rejected or forbidden, else None."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    status = request.app[REFUSED_KEYS].get(key.strip()) if scheme.lower() == "bearer" else None
+    if status == 401:
+        body = _error_body(
+            "Incorrect API key provided", type_="invalid_request_error", code="invalid_api_key"
+        )
+    elif status == 403:
+        body = _error_body(
+            "mock: this API key may not use this model",
+            type_="invalid_request_error",
+            code="permission_denied",
+        )
+    else:
+        return None
+    return _error_response(status, body)
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions: record the request, then play its scenario."""
     try:
@@ -446,6 +471,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     model = str(body.get("model") or "ok")
     record = ReceivedRequest(model, body.get("stream") is True, dict(request.headers), body)
     request.app[RECEIVED].append(record)
+    refused = _refused_key(request)
+    if refused is not None:
+        return refused
     scenario, params = parse_model(model)
     try:
         return await _dispatch(_Call(request, record, params), scenario)
@@ -471,10 +499,18 @@ async def stats(request: web.Request) -> web.Response:
     )
 
 
-def make_app() -> web.Application:
-    """Build the mock upstream application; it starts nothing."""
+def make_app(
+    *, rejected_keys: frozenset[str] = frozenset(), forbidden_keys: frozenset[str] = frozenset()
+) -> web.Application:
+    """Build the mock upstream application; it starts nothing.
+
+    Args:
+        rejected_keys: Bearer keys answered with 401 `invalid_api_key`, as a revoked key is.
+        forbidden_keys: Bearer keys answered with 403 `permission_denied`.
+    """
     app = web.Application()
     app[RECEIVED] = []
+    app[REFUSED_KEYS] = {key: 401 for key in rejected_keys} | {key: 403 for key in forbidden_keys}
     app[_IDS] = itertools.count()
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
@@ -508,8 +544,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--reject-key", action="append", default=[], metavar="KEY",
+        help="answer requests with this bearer key 401 invalid_api_key (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--forbid-key", action="append", default=[], metavar="KEY",
+        help="answer requests with this bearer key 403 permission_denied (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
-    asyncio.run(serve(make_app(), args.host, args.port, banner="mock upstream"))
+    app = make_app(
+        rejected_keys=frozenset(args.reject_key), forbidden_keys=frozenset(args.forbid_key)
+    )
+    asyncio.run(serve(app, args.host, args.port, banner="mock upstream"))
     return 0
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import socket
-from collections.abc import Iterable
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +63,48 @@ async def start_gateway(settings: Settings, db_path: Path) -> Gateway:
     gateway = Gateway(settings, api_key=API_KEY, db_path=db_path, sock=sock)
     await gateway.start()
     return gateway
+
+
+LISTENING = re.compile(r"^tui-gateway listening on (http://127\.0\.0\.1:(\d+)/v1)$")
+
+SIM_CONFIG = """
+[server]
+api_key = "cli-key"
+[[providers]]
+name = "sim"
+kind = "simulated"
+[[models]]
+provider = "sim"
+id = "quick"
+simulate = { first_token_ms = 0, tokens_per_s = 5000, reply_tokens = 5 }
+"""
+"""One fast simulated model and the key `cli-key`: a gateway a subprocess test can drive."""
+
+
+@contextmanager
+def headless_gateway(
+    tmp_path: Path, config_text: str = SIM_CONFIG
+) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """`tui-gateway --headless` in a subprocess on a free port: (process, base URL, log path).
+
+    The process is killed at exit if the test did not stop it.
+    """
+    config = tmp_path / "c.toml"
+    config.write_text(config_text)
+    db = tmp_path / "log.db"
+    with subprocess.Popen(
+        [sys.executable, "-m", "tui_gateway", "--config", str(config), "--port", "0",
+         "--db", str(db), "--headless"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline().strip()
+            match = LISTENING.match(first)
+            assert match, f"unexpected start-up line {first!r}"
+            assert proc.stdout.readline().strip() == f"OPENAI_BASE_URL={match.group(1)}"
+            proc.stdout.readline()  # OPENAI_API_KEY=...
+            yield proc, match.group(1), db
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -15,23 +14,11 @@ import pytest
 from openai import OpenAI
 from typer.testing import CliRunner
 
+from tests.factories import LISTENING, SIM_CONFIG, headless_gateway
 from tui_gateway.cli import app
 from tui_gateway.config import load_settings
 
 runner = CliRunner()
-LISTENING = re.compile(r"^tui-gateway listening on (http://127\.0\.0\.1:(\d+)/v1)$")
-
-SIM_CONFIG = """
-[server]
-api_key = "cli-key"
-[[providers]]
-name = "sim"
-kind = "simulated"
-[[models]]
-provider = "sim"
-id = "quick"
-simulate = { first_token_ms = 0, tokens_per_s = 5000, reply_tokens = 5 }
-"""
 
 
 def test_init_writes_a_starter_config_that_loads(tmp_path: Path) -> None:
@@ -87,25 +74,8 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
 
 @pytest.fixture
 def headless(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    config = tmp_path / "c.toml"
-    config.write_text(SIM_CONFIG)
-    db = tmp_path / "log.db"
-    with subprocess.Popen(
-        [sys.executable, "-m", "tui_gateway", "--config", str(config), "--port", "0",
-         "--db", str(db), "--headless"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    ) as proc:  # fmt: skip
-        try:
-            assert proc.stdout is not None
-            first = proc.stdout.readline().strip()
-            match = LISTENING.match(first)
-            assert match, f"unexpected start-up line {first!r}"
-            assert proc.stdout.readline().strip() == f"OPENAI_BASE_URL={match.group(1)}"
-            assert proc.stdout.readline().strip() == "OPENAI_API_KEY=cli-key"
-            yield proc, match.group(1), db
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with headless_gateway(tmp_path) as running:
+        yield running
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -31,6 +31,7 @@ EXPECTED: dict[str, dict[str, tuple[tuple[bool, bool, bool], tuple[bool, bool, b
     "no_candidate":    {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
     "invalid_request": {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
     "rejected":        {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
+    "key_rejected":    {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
 }  # fmt: skip
 
 CASES = [

@@ -17,6 +17,7 @@ import typer
 
 from . import paths
 from .config import ConfigError, Settings, load_settings, warnings_for
+from .domain.records import LogHealth
 from .server import BindError, Gateway, bind_socket
 from .starter import starter_config
 
@@ -92,6 +93,7 @@ def run(
 
         GatewayApp(gateway, theme=theme).run()
         _announce(gateway)  # again after the screen is gone, so the URL and key stay visible
+    _report_unwritten(gateway.request_log.health())
 
 
 @app.command()
@@ -168,6 +170,16 @@ async def _serve_headless(gateway: Gateway) -> None:
     await stop.wait()
     typer.echo("tui-gateway: shutting down", err=True)
     await gateway.stop()
+
+
+def _report_unwritten(health: LogHealth) -> None:
+    """After the gateway stopped: rows the request log could not write are said, not hidden."""
+    if health.pending:
+        reason = f" ({health.last_error})" if health.last_error else ""
+        typer.echo(
+            f"tui-gateway: {health.pending} request log rows could not be written{reason}",
+            err=True,
+        )
 
 
 def _fail(message: str) -> NoReturn:

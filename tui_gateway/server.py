@@ -16,6 +16,7 @@ from aiohttp import web
 from .asyncio_utils import spawn
 from .config import Settings
 from .domain.state import GatewayState
+from .proxy import wire_errors
 from .proxy.app import make_app
 from .store import RequestLog
 
@@ -60,7 +61,8 @@ class Gateway:
         self.api_key = api_key
         self.demo = demo
         self.state = GatewayState(settings)
-        self.request_log = RequestLog(db_path)
+        self.request_log = RequestLog(db_path, on_health=self.state.log_health_changed)
+        self.state.watch_log(self.request_log.health)
         self.app = make_app(self.state, settings, self.request_log, api_key=api_key)
         self._sock = sock
         # Read now: the socket is closed by stop(), and the URL is still printed after that.
@@ -86,6 +88,7 @@ class Gateway:
             access_log=None,  # the request log is the access log; stderr belongs to the TUI
         )
         await self._runner.setup()
+        wire_errors.install(self._runner)
         await web.SockSite(self._runner, self._sock).start()
         if self.demo:
             from .demo import DemoTraffic

@@ -2,14 +2,17 @@
 
 Rules, in order, after an attempt fails before any byte reached the client:
 
-1. A 429 while another key of the same provider is free for that model: the same model again,
-   on that key, at once.
+1. A 429, or a 401/403 (the key was rejected), while another key of the same provider is free
+   for that model: the same model again, on that key, at once.
 2. The preferred model (named by the client or sticky) answered 429 with a Retry-After of at
    most `max_retry_after_wait_s`: wait that long and try it again, rather than moving the
    conversation to another model.
 3. The preferred model's first 5xx: try it once more before falling over.
 4. Otherwise the next candidate, leaving out the failed model and, when protection banned its
    provider, every model of that provider.
+
+Candidates of a provider whose keys were all rejected are passed over without a try, even those
+planned before its last key went.
 
 Every try counts against `max_attempts`.
 """
@@ -22,6 +25,9 @@ from dataclasses import dataclass, field
 from .errors import ErrorKind
 from .protection import Decision
 from .routing import Candidate
+
+_ANOTHER_KEY = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.KEY_REJECTED})
+"""Failures of the key rather than the model: the same model may answer on another key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,8 @@ class AttemptPlan:
     """Called once, when `candidates` run out: the rest of the pool, ranked only if needed."""
     only: Callable[[Candidate], bool] | None = None
     """When set, candidates it says no to are passed over (e.g. those that cannot continue)."""
+    keys_rejected: Callable[[str], bool] | None = None
+    """Provider -> whether all its keys were rejected; when set, its candidates are passed over."""
     tries: int = 0
     _next: int = 0
     _skipped_models: set[str] = field(default_factory=set)
@@ -55,8 +63,9 @@ class AttemptPlan:
             return None
         if self._pending is not None:
             retry, self._pending = self._pending, None
-            self.tries += 1
-            return retry.candidate, retry.wait_s
+            if not self._keyless(retry.candidate):
+                self.tries += 1
+                return retry.candidate, retry.wait_s
         while True:
             if self._next >= len(self.candidates):
                 if self.more is None:
@@ -73,8 +82,13 @@ class AttemptPlan:
                 continue
             if self.only is not None and not self.only(candidate):
                 continue
+            if self._keyless(candidate):
+                continue
             self.tries += 1
             return candidate, 0.0
+
+    def _keyless(self, candidate: Candidate) -> bool:
+        return self.keys_rejected is not None and self.keys_rejected(candidate.provider)
 
     def failed(
         self,
@@ -114,8 +128,9 @@ class AttemptPlan:
             done = (candidate.model, why) in self._retried
             return None if done else Retry(candidate, wait_s, why)
 
-        if kind == ErrorKind.RATE_LIMITED and other_key_free:
-            # Not once: each 429 cools the key that sent it, so this ends when keys run out.
+        if kind in _ANOTHER_KEY and other_key_free:
+            # Not once: each 429 cools the key that sent it and each 401/403 invalidates it,
+            # so this ends when keys run out.
             return Retry(candidate, 0.0, "another key")
         if not candidate.preferred:
             return None

@@ -5,7 +5,8 @@
     ├── Unavailable          5xx or the connection failed
     ├── Stalled              no headers, first chunk or next chunk in time
     ├── WrappedError         an HTTP 200 whose body (or a stream chunk) is really an error
-    └── UpstreamClientError  4xx: the request itself was refused
+    └── UpstreamClientError  4xx: the request itself was refused (kind `rejected`), or, on a
+                             401/403, the API key it was sent with (kind `key_rejected`)
 
 Adapters translate aiohttp exceptions and odd bodies into this tree at the edge, so nothing in
 `domain/` ever sees aiohttp.
@@ -27,6 +28,8 @@ class ErrorKind(StrEnum):
     CLIENT_ERROR = "client_error"
     REJECTED = "rejected"
     """The upstream refused the request itself (400/413/422): the client's mistake."""
+    KEY_REJECTED = "key_rejected"
+    """401/403: the provider refused the API key sent: the key's fault, not the model's."""
     CLIENT_CLOSED = "client_closed"
     SHUTDOWN = "shutdown"
     NO_CANDIDATE = "no_candidate"
@@ -101,6 +104,8 @@ class UpstreamClientError(UpstreamError):
             self.kind = ErrorKind.TRUNCATED  # a model with a larger window may take it
         elif self.status in (400, 413, 422):
             self.kind = ErrorKind.REJECTED
+        elif self.status in (401, 403):
+            self.kind = ErrorKind.KEY_REJECTED  # the key's fault: another key may be accepted
 
     @property
     def retryable(self) -> bool:

@@ -1,13 +1,13 @@
 """What the gateway learns from each upstream attempt, and the keys and capabilities it tracks.
 
 Mixed into GatewayState (which owns the data); kept apart so the state's own module stays about
-requests, controls and snapshots.
+requests, controls and snapshots. The keys themselves live in a `KeyRing` (keys.py); the key
+verbs here only add what the ring cannot know: which keys are rate-limited for a model.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from .active import ActiveRequest
@@ -15,6 +15,7 @@ from .catalog import Catalog
 from .controls import Controls
 from .cooldowns import Cooldowns
 from .errors import ErrorKind
+from .keys import KeyRing
 from .posteriors import NEUTRAL_ERROR_KINDS, Outcome, PosteriorBook
 from .protection import Decision, decide
 from .scoring import ScoreBases
@@ -37,8 +38,7 @@ class LearningFromAttempts:
     clock: Callable[[], float]
     rng: random.Random
     prefill_refused: set[str]
-    _key_ids: dict[str, list[str]]
-    _key_turn: Counter[str]
+    keys: KeyRing
 
     def _publish(self, topic: str, text: str = "") -> None:
         raise NotImplementedError  # GatewayState's
@@ -68,23 +68,19 @@ class LearningFromAttempts:
 
     def key_ids(self, provider: str) -> list[str]:
         """Stable names of a provider's API keys (`groq#1`, ...), safe to show and log."""
-        return self._key_ids[provider]
+        return self.keys.ids(provider)
 
     def pick_key(self, model: str) -> tuple[str, str]:
-        """The next key of the model's provider that is not rate-limited for it: (id, secret).
+        """The next valid key of the model's provider that is not rate-limited for it: (id, secret).
 
-        Keys take turns; one cooling down for this model is passed over while another is free.
+        Keys take turns; one cooling down for this model is passed over while another is free,
+        and one the upstream rejected is never picked again.
         """
-        provider = self.catalog.provider_of(model)
-        ids = self._key_ids[provider.name]
-        if len(ids) == 1:
-            return ids[0], provider.api_keys[0] if provider.api_keys else ""
-        usable = self.cooldowns.usable_keys(model, ids, self.clock()) or ids
-        turn = self._key_turn[provider.name]
-        self._key_turn[provider.name] += 1
-        key_id = usable[turn % len(usable)]
-        index = ids.index(key_id)
-        return key_id, provider.api_keys[index] if provider.api_keys else ""
+        provider = self.catalog.provider_names[model]
+        valid = self.keys.valid_ids(provider)
+        if len(valid) <= 1:
+            return self.keys.pick(provider)
+        return self.keys.pick(provider, self.cooldowns.usable_keys(model, valid, self.clock()))
 
     # --- learning from attempts (called by the proxy) -------------------------------------
 
@@ -110,8 +106,8 @@ class LearningFromAttempts:
         return decide(self.controls.protection[provider], kind, after_first_byte=after_first_byte)
 
     def other_key_free(self, model: str, failed_key: str | None) -> bool:
-        """Another key of the model's provider is not rate-limited for this model."""
-        ids = self._key_ids[self.catalog.models[model].provider]
+        """Another valid key of the model's provider is not rate-limited for this model."""
+        ids = self.keys.valid_ids(self.catalog.provider_names[model])
         return any(k != failed_key for k in self.cooldowns.usable_keys(model, ids, self.clock()))
 
     def record_failure(

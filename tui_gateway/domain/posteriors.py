@@ -41,6 +41,7 @@ NEUTRAL_ERROR_KINDS: frozenset[str] = frozenset(
         ErrorKind.INVALID_REQUEST,
         ErrorKind.NO_CANDIDATE,
         ErrorKind.REJECTED,
+        ErrorKind.KEY_REJECTED,  # the key's fault: the same model answers on another key
     )
 )
 """Attempt endings that say nothing about the model: neither a success nor a failure."""

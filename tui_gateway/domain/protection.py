@@ -10,7 +10,8 @@ level, the error kind and whether the failure came after the first byte reached 
     rate_limited  (capacity, not misbehaviour)  SKIP           SKIP         SKIP
     client_error  (this model refused it)       SKIP+CLEAR     SKIP+CLEAR   SKIP
     client_closed, shutdown, no_candidate,      -              -            -
-      invalid_request  (nobody's fault)
+      invalid_request, rejected, key_rejected
+      (nobody's fault, or the key's: see keys.py)
 
     BAN         ban the provider for this session, skip the model, clear the sticky pin
     SKIP+CLEAR  skip the model for the rest of this request, clear the sticky pin
@@ -66,7 +67,7 @@ K = ErrorKind
 PROVIDER_FAULTS = frozenset({K.SERVER, K.CONNECTION, K.TIMEOUT, K.STALL, K.TRUNCATED, K.WRAPPED})
 """Failures that are the upstream's misbehaviour."""
 NOBODYS_FAULT = frozenset(
-    {K.CLIENT_CLOSED, K.SHUTDOWN, K.NO_CANDIDATE, K.INVALID_REQUEST, K.REJECTED}
+    {K.CLIENT_CLOSED, K.SHUTDOWN, K.NO_CANDIDATE, K.INVALID_REQUEST, K.REJECTED, K.KEY_REJECTED}
 )
 """Ends of a request that say nothing about the upstream."""
 BROKE_OFF = frozenset({K.STALL, K.TRUNCATED})

@@ -55,9 +55,11 @@ def snapshot(state: GatewayState) -> dict[str, Any]:
             "providers": sorted(state.controls.banned_providers),
         },
         "protection": dict(state.controls.protection),
+        "keys": state.keys.as_json(),  # masked: a secret never leaves the state
         "strategy": routing.strategy,
         "totals": {"finished": state.finished_count, "failed": state.failed_count},
         "demo": {"paused": state.demo_paused},
+        "log": state.log_health().as_json(),
     }
 
 

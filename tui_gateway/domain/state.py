@@ -18,9 +18,10 @@ from .active import TIMELINE_LIMIT, ActiveRequest
 from .catalog import Catalog
 from .controls import Controls
 from .cooldowns import Cooldowns
+from .keys import KeyRing
 from .learning import LearningFromAttempts
 from .posteriors import PosteriorBook
-from .records import RequestRecord
+from .records import LogHealth, RequestRecord
 from .scoring import ScoreBases
 from .snapshot import pools_json, snapshot
 from .sticky import StickySessions
@@ -81,14 +82,12 @@ class GatewayState(LearningFromAttempts):
         self._by_topic: dict[str, list[Subscriber]] = {}
         # Seeded from the OS once: an id must be unique, not secret (tests pass a seeded one).
         self._ids = ids or random.Random()
-        self._key_ids = {
-            p.name: [f"{p.name}#{n}" for n in range(1, max(1, len(p.api_keys)) + 1)]
-            for p in settings.providers
-        }
-        self._key_turn: Counter[str] = Counter()
+        self.keys = KeyRing(settings.providers)
         self._usable: frozenset[str] | None = None
         self._usable_chains: dict[str, list[str]] = {}
         self.score_bases = ScoreBases()
+        self.log_health: Callable[[], LogHealth] = LogHealth
+        """How the request log's writer is doing (see `watch_log`); no log: all zero."""
 
     # --- events ---------------------------------------------------------------------------
 
@@ -234,7 +233,7 @@ class GatewayState(LearningFromAttempts):
 
     def available_at(self, key: str, now: float) -> float:
         """When the model can next be used: `now`, or when its cooldown ends."""
-        ids = self._key_ids[self.catalog.provider_names[key]]
+        ids = self.keys.valid_ids(self.catalog.provider_names[key])
         return self.cooldowns.available_at(key, ids, now)
 
     def refresh_posteriors(self) -> None:
@@ -261,7 +260,38 @@ class GatewayState(LearningFromAttempts):
             and key not in self.controls.banned_models
             and model.provider not in self.controls.banned_providers
             and self.catalog.providers[model.provider].usable
+            and not self.keys.all_invalid(model.provider)
         )
+
+    def reject_key(self, key_id: str, *, status: int | None, reason: str) -> None:
+        """The upstream refused this API key (401/403): it is not sent again until a restart.
+
+        When it was the provider's last valid key, routing leaves the provider's models out.
+        """
+        keys = self.keys
+        if not keys.invalidate(key_id, reason=reason, status=status, now=self.clock()):
+            return  # a request in flight sent it too and already marked it
+        provider = keys.provider_of(key_id)
+        code = "" if status is None else f" ({status})"
+        text = f"{key_id} ({keys.masked(key_id)}) rejected by {provider}{code}"
+        text += ": not used again until restart"
+        if keys.all_invalid(provider):
+            self._changed("keys", f"{text}; {provider} has no valid key left: its models are out")
+        else:
+            self._publish("keys", text)
+
+    def keys_rejected_notes(self, pool: str) -> list[str]:
+        """Why models of this pool are left out for their keys, one line per provider.
+
+        `provider mock skipped: all 2 API keys were rejected (401)`, for each provider with
+        models in the pool and no valid key left, in chain order.
+        """
+        notes: dict[str, str] = {}
+        for key in self.chain(pool):
+            provider = self.catalog.provider_names[key]
+            if provider not in notes and (why := self.keys.describe_rejection(provider)):
+                notes[provider] = f"provider {provider} skipped: {why}"
+        return list(notes.values())
 
     def move_in_pool(self, key: str, delta: int) -> int:
         position = self.controls.pools.move(self._known(key), delta)
@@ -315,6 +345,24 @@ class GatewayState(LearningFromAttempts):
         if found is not None:
             return found
         return next((r for r in reversed(self.recent) if r.id == request_id), None)
+
+    # --- the request log (its writer reports here) ----------------------------------------
+
+    def watch_log(self, health: Callable[[], LogHealth]) -> None:
+        """Where snapshots read the log's health from (the log itself, which keeps the counts)."""
+        self.log_health = health
+
+    def log_health_changed(self, health: LogHealth) -> None:
+        """The log's writer started or stopped failing, or repaired or dropped rows: say so."""
+        if health.failing:
+            text = f"request log cannot write ({health.last_error}); {health.pending} rows kept"
+        else:
+            text = "request log writing"
+        if health.dropped:
+            text += f"; {health.dropped} oldest rows dropped (backlog full)"
+        if health.repaired:
+            text += f"; {health.repaired} rows stored with unstorable text replaced"
+        self._publish("log", text)
 
     def note(self, text: str) -> None:
         """A line for the event log that changes nothing else."""

@@ -132,6 +132,10 @@ def _code(error: dict[str, Any]) -> str | None:
     return code if isinstance(code, str) else None
 
 
+_KEY_INVALID = b'"API_KEY_INVALID"'
+"""The `reason` of the `google.rpc.ErrorInfo` detail Google APIs send for a bad key."""
+
+
 def error_from_status(status: int, body: bytes, *, retry_after: str | None = None) -> UpstreamError:
     """Map an upstream HTTP error status (and its body) into the UpstreamError tree."""
     message, code = _describe_body(body)
@@ -141,6 +145,10 @@ def error_from_status(status: int, body: bytes, *, retry_after: str | None = Non
         return Unavailable(message, status=status, code=code, kind=ErrorKind.TIMEOUT)
     if status >= 500:
         return Unavailable(message, status=status, code=code)
+    if status == 400 and _KEY_INVALID in body:
+        # Gemini answers a bad key with 400 INVALID_ARGUMENT; the reason names the key.
+        return UpstreamClientError(message, status=status, code=code, kind=ErrorKind.KEY_REJECTED)
+    # 401/403 are the key's fault (kind key_rejected): the relay tries the provider's next key.
     return UpstreamClientError(message, status=status, code=code)
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .errors import APIError
+from .headers import header_bytes
 from .keys import API_KEY
 
 
@@ -16,7 +17,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     expected = request.app[API_KEY].encode()
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+    # Compared as the bytes sent: a key with a byte that is not UTF-8 is simply wrong.
+    given = header_bytes(token.strip())
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
         message = (
             "missing Authorization header: send 'Authorization: Bearer <key>'"
             if not header

@@ -12,6 +12,7 @@ from ..domain.records import RequestRecord
 from ..domain.routing import plan_lazily
 from ..domain.sessions import session_key, session_preview
 from .errors import APIError
+from .headers import session_header
 from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .relay import Relay
 from .trace import CallTrace
@@ -36,7 +37,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         _log_rejected(request, exc.status, exc.message)
         raise
 
-    key = request.headers.get("X-Session-Id") or session_key(target.mode, call.messages)
+    key = session_header(request) or session_key(target.mode, call.messages)
     now = state.clock()
     session = state.sessions.open(
         key, mode=target.mode, preview=lambda: session_preview(call.messages), now=now
@@ -59,7 +60,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         head, rest = plan
         if not head and not rest():  # with no head the rest is already ranked: this is cheap
-            message = f"no enabled model can serve '{call.model}' (pool '{target.pool}' is empty)"
+            skipped = state.keys_rejected_notes(target.pool)  # say why, when keys are the reason
+            why = "; ".join(skipped) or f"pool '{target.pool}' is empty"
+            message = f"no enabled model can serve '{call.model}' ({why})"
             trace.fail(503, ErrorKind.NO_CANDIDATE, message)
             raise APIError(503, message, type="upstream_error", code="no_candidate")
         if call.stream:

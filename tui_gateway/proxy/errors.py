@@ -9,6 +9,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..domain.text import clean_text
+
 log = logging.getLogger("tui_gateway.proxy")
 
 
@@ -51,6 +53,26 @@ class APIError(Exception):
         return b"data: " + json.dumps(self.body()).encode() + b"\n\ndata: [DONE]\n\n"
 
 
+_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    417: "expectation_failed",
+}
+
+
+def http_exception_error(exc: web.HTTPException, request: web.BaseRequest) -> APIError:
+    """aiohttp's own HTTP errors (no route, wrong method, a bad Expect) in our shape."""
+    if exc.status == 404:
+        message = f"no route for {request.method} {clean_text(request.path)}"
+    elif exc.status == 417:
+        expect = clean_text(request.headers.get("Expect", ""))
+        message = f"unsupported Expect header {expect!r}: only '100-continue' is understood"
+    else:
+        message = exc.reason
+    return APIError(exc.status, message, code=_CODES.get(exc.status))
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """No client ever gets an HTML error page or a bare 500 traceback."""
@@ -61,11 +83,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
-        message = (
-            exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
-        )
-        return APIError(exc.status, message, code=code.get(exc.status)).response()
+        return http_exception_error(exc, request).response()
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return APIError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..domain.errors import ErrorKind, UpstreamError
 from .errors import APIError
 from .trace import CallTrace
@@ -16,17 +18,21 @@ def refused(trace: CallTrace, exc: UpstreamError) -> APIError:
     return APIError(status, exc.message, code=exc.code or "upstream_rejected")
 
 
-def exhausted(trace: CallTrace) -> APIError:
+def exhausted(trace: CallTrace, *, skipped: Sequence[str] = ()) -> APIError:
+    """Every candidate failed; `skipped` says which providers were left out, and why."""
     failures = trace.failures
     kinds = {exc.kind for _, exc in failures}
     if kinds == {ErrorKind.RATE_LIMITED}:
         status, code = 429, "rate_limit_exceeded"
     elif kinds and kinds <= STALL_KINDS:
         status, code = 504, "upstream_timeout"
+    elif kinds == {ErrorKind.KEY_REJECTED}:
+        # Our keys, not the client's: never the upstream's 401, which would blame the client.
+        status, code = 502, "upstream_keys_rejected"
     else:
         status, code = 502, "all_candidates_failed"
     tried = "; ".join(f"{model} ({exc.describe()})" for model, exc in failures)
-    message = f"all {len(failures)} candidates failed: {tried}"
+    message = "; ".join([f"all {len(failures)} candidates failed: {tried}", *skipped])
     trace.fail(status, kinds.pop() if len(kinds) == 1 else "upstream_error", message)
     headers = {}
     waits = [e.retry_after_s for _, e in failures if e.retry_after_s is not None]

@@ -11,6 +11,7 @@ from aiohttp import web
 from ..asyncio_utils import spawn
 from ..config import ModelSettings, Settings
 from ..domain.attempts import AttemptPlan
+from ..domain.catalog import UnknownModel
 from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
 from ..domain.routing import Candidate
 from ..domain.state import GatewayState
@@ -78,6 +79,7 @@ class Relay:
             max_attempts=routing.max_attempts,
             max_retry_after_wait_s=routing.max_retry_after_wait_s,
             more=rest,
+            keys_rejected=self.state.keys.all_invalid,
         )
 
     async def _next(self, plan: AttemptPlan) -> _Attempt | None:
@@ -102,6 +104,9 @@ class Relay:
         self, plan: AttemptPlan, attempt: _Attempt, exc: UpstreamError, *, after_first_byte: bool
     ) -> None:
         key = attempt.candidate.model
+        if exc.kind == ErrorKind.KEY_REJECTED:
+            # Before other_key_free below, so the retry goes to a key still accepted.
+            self.state.reject_key(attempt.key_id, status=exc.status, reason=exc.message)
         decision = self.state.decide(key, exc.kind, after_first_byte=after_first_byte)
         retry = None
         if not after_first_byte:
@@ -190,7 +195,7 @@ class Relay:
                 raise refused(self.trace, exc) from None
         if self.stopping:
             raise shut_down(self.trace)
-        raise exhausted(self.trace)
+        raise self._exhausted()
 
     # --- streaming ------------------------------------------------------------------------
 
@@ -316,8 +321,16 @@ class Relay:
             await _write_quietly(self._response, error.sse_event())
             return self._response
         if self._response is not None:  # committed by a heartbeat: the error goes in-stream
-            return await self._end_with(exhausted(self.trace))
-        raise exhausted(self.trace)
+            return await self._end_with(self._exhausted())
+        raise self._exhausted()
+
+    def _exhausted(self) -> APIError:
+        """All candidates failed; the error also names providers left out for their keys."""
+        try:
+            pool = self.state.catalog.resolve(self.call.model).pool
+        except UnknownModel:
+            return exhausted(self.trace)
+        return exhausted(self.trace, skipped=self.state.keys_rejected_notes(pool))
 
     async def _end_with(self, error: APIError) -> web.StreamResponse:
         """Headers already went out: the error becomes the stream's last event."""

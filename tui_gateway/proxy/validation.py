@@ -1,16 +1,25 @@
-"""Checking a chat request body: every problem is a 400 that names the field."""
+"""Checking a chat request body: every problem is a 400 that names the field.
+
+Every field that the gateway or one of its adapters reads is checked here, with its type, before
+anything uses it; fields nobody reads are forwarded untouched for the upstream to judge.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
+from .body import read_json
 from .errors import APIError
 
+__all__ = ["ChatCall", "read_json", "validate_chat"]
+
 _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_ROLE_LIST = ", ".join(sorted(_ROLES))
+MAX_MODEL_NAME = 256
+"""Model names are echoed in errors and kept in the log; no real one comes near this."""
+MAX_CHOICES = 128
+"""OpenAI's own limit on `n`; adapters keep per-choice state, so a huge `n` costs memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,47 +32,140 @@ class ChatCall:
     messages: list[dict[str, Any]]
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise APIError(
-            413, f"request body too large ({exc.reason})", code="request_too_large"
-        ) from None
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise APIError(400, "request body must be a JSON object", code="invalid_json")
-    return body
-
-
 def validate_chat(body: dict[str, Any]) -> ChatCall:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _bad("model", "you must provide a model (a string such as 'auto')", "missing_model")
+    if len(model) > MAX_MODEL_NAME:
+        raise _bad("model", f"'model' is longer than {MAX_MODEL_NAME} characters")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise _bad("messages", "'messages' must be a non-empty array of message objects")
     for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise _bad(f"messages[{i}]", f"messages[{i}] must be an object")
-        role = message.get("role")
-        if role not in _ROLES:
-            raise _bad(f"messages[{i}].role", f"messages[{i}].role must be one of {sorted(_ROLES)}")
+        _check_message(message, f"messages[{i}]")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _bad("stream", "'stream' must be true or false")
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise _bad("stream_options", "'stream_options' must be an object")
+        _optional(options, "include_usage", bool, "true or false", "stream_options.")
     _check_number(body, "temperature", 0, 2)
     _check_number(body, "top_p", 0, 1)
+    _check_number(body, "presence_penalty", -2, 2)
+    _check_number(body, "frequency_penalty", -2, 2)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(name)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
+        if value is not None and (not _is_int(value) or value < 1):
             raise _bad(name, f"'{name}' must be a whole number of at least 1")
+    if _is_int(body.get("n")) and body["n"] > MAX_CHOICES:
+        raise _bad("n", f"'n' must be at most {MAX_CHOICES}")
+    for name in ("seed", "top_k"):
+        if body.get(name) is not None and not _is_int(body[name]):
+            raise _bad(name, f"'{name}' must be a whole number")
+    _check_stop(body.get("stop"))
+    _check_tools(body.get("tools"))
+    choice = body.get("tool_choice")
+    if choice is not None and not isinstance(choice, str | dict):
+        raise _bad("tool_choice", "'tool_choice' must be a string ('auto', 'none', 'required')"
+                   " or an object naming a function")  # fmt: skip
+    for name in ("response_format", "metadata"):
+        if body.get(name) is not None and not isinstance(body[name], dict):
+            raise _bad(name, f"'{name}' must be an object")
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise _bad("user", "'user' must be a string")
     return ChatCall(body=body, model=model, stream=stream, messages=messages)
+
+
+def _check_message(message: object, where: str) -> None:
+    if not isinstance(message, dict):
+        raise _bad(where, f"{where} must be an object")
+    role = message.get("role")
+    if not isinstance(role, str) or role not in _ROLES:
+        raise _bad(f"{where}.role", f"{where}.role must be one of {_ROLE_LIST}")
+    _check_content(message.get("content"), f"{where}.content")
+    _optional(message, "name", str, "a string", f"{where}.")
+    _optional(message, "tool_call_id", str, "a string", f"{where}.")
+    calls = message.get("tool_calls")
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise _bad(f"{where}.tool_calls", f"{where}.tool_calls must be an array")
+    for n, call in enumerate(calls):
+        at = f"{where}.tool_calls[{n}]"
+        if not isinstance(call, dict):
+            raise _bad(at, f"{at} must be an object")
+        _optional(call, "id", str, "a string", f"{at}.")
+        _optional(call, "type", str, "a string", f"{at}.")
+        _check_function(call.get("function"), f"{at}.function", arguments=True)
+
+
+def _check_content(content: object, where: str) -> None:
+    """A string, null, or an array of parts, each an object with a string `type`."""
+    if content is None or isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _bad(where, f"{where} must be a string, an array of content parts, or null")
+    for n, part in enumerate(content):
+        at = f"{where}[{n}]"
+        if not isinstance(part, dict):
+            raise _bad(at, f'{at} must be an object such as {{"type": "text", "text": ...}}')
+        kind = part.get("type")
+        if not isinstance(kind, str):
+            raise _bad(f"{at}.type", f"{at}.type must be a string such as 'text'")
+        if kind == "text" or "text" in part:
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _bad(f"{at}.text", f"{at}.text must be a string")
+        if kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str):
+                raise _bad(f"{at}.image_url", f"{at}.image_url must be an object with a 'url'")
+
+
+def _check_tools(tools: object) -> None:
+    if tools is None:
+        return
+    if not isinstance(tools, list):
+        raise _bad("tools", "'tools' must be an array of tool objects")
+    for n, tool in enumerate(tools):
+        at = f"tools[{n}]"
+        if not isinstance(tool, dict):
+            raise _bad(at, f"{at} must be an object")
+        _optional(tool, "type", str, "a string", f"{at}.")
+        if tool.get("function") is not None or tool.get("type", "function") == "function":
+            _check_function(tool.get("function"), f"{at}.function", arguments=False)
+
+
+def _check_function(function: object, where: str, *, arguments: bool) -> None:
+    if not isinstance(function, dict):
+        raise _bad(where, f"{where} must be an object with a 'name'")
+    if not isinstance(function.get("name"), str):
+        raise _bad(f"{where}.name", f"{where}.name must be a string")
+    if arguments:
+        _optional(function, "arguments", str, "a string of JSON", f"{where}.")
+    else:
+        _optional(function, "description", str, "a string", f"{where}.")
+        _optional(function, "parameters", dict, "an object (a JSON schema)", f"{where}.")
+
+
+def _check_stop(stop: object) -> None:
+    if stop is None or isinstance(stop, str):
+        return
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise _bad("stop", "'stop' must be a string or an array of strings")
+
+
+def _optional(obj: dict[str, Any], name: str, kind: type, expected: str, prefix: str) -> None:
+    value = obj.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise _bad(f"{prefix}{name}", f"{prefix}{name} must be {expected}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_number(body: dict[str, Any], name: str, low: float, high: float) -> None:

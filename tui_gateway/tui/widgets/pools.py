@@ -24,8 +24,10 @@ class PoolsPane(KeyedTable):
     """The fast, balanced and smart chains in fallback order, one row per model.
 
     The `flags` column reads: `●`/`○` enabled or not, `b` the model is banned (`B`: its whole
-    provider is), `c` cooling down, `s` conversations pinned to it (with their count past one).
-    `prot` is the protection level of the model's provider.
+    provider is; `k`: the upstream rejected all its provider's API keys, so it is skipped until a
+    restart), `c` cooling down, `s` conversations pinned to it (with their count past one).
+    `prot` is the protection level of the model's provider. (`k` is rare and the legend has no
+    room for it at 100 columns, so only `HELP` explains it.)
 
     | Key | Binding id | Action |
     | :- | :- | :- |
@@ -53,6 +55,11 @@ class PoolsPane(KeyedTable):
         ("model", "model", None),
     ]
     TITLE = "Pools"
+    HELP = (
+        "Each pool's fallback chain. Flags: `●` on, `b` banned, `B` provider banned, `k` the "
+        "upstream rejected every API key of the provider (skipped until restart), `c` cooling "
+        "down, `s` conversations pinned to the model."
+    )
 
     def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
@@ -70,6 +77,7 @@ class PoolsPane(KeyedTable):
         protection = self._protection = snapshot["protection"]
         banned_models, banned_providers = set(bans["models"]), set(bans["providers"])
         pinned = Counter(s["model"] for s in snapshot["sticky"] if s["model"])
+        keyless = _keyless(snapshot.get("keys", {}))  # .get: an older gateway, attached remotely
         entries: dict[str, dict[str, Any]] = {}
         rows: list[tuple[str, tuple[Text, ...]]] = []
         for pool, chain in snapshot["pools"].items():
@@ -80,6 +88,7 @@ class PoolsPane(KeyedTable):
                     entry,
                     model_banned=key in banned_models,
                     provider_banned=provider in banned_providers,
+                    keyless=provider in keyless,
                     pinned=pinned[key],
                 )
                 level = protection.get(provider, "")
@@ -143,13 +152,26 @@ class PoolsPane(KeyedTable):
         self.refresh_now()
 
 
+def _keyless(keys: dict[str, list[dict[str, Any]]]) -> set[str]:
+    """Providers whose API keys were all rejected."""
+    return {p for p, ring in keys.items() if ring and all(k["status"] != "ok" for k in ring)}
+
+
 def _flags(
-    entry: dict[str, Any], *, model_banned: bool, provider_banned: bool, pinned: int
+    entry: dict[str, Any],
+    *,
+    model_banned: bool,
+    provider_banned: bool,
+    keyless: bool,
+    pinned: int,
 ) -> Text:
     text = Text()
     text.append("●" if entry["enabled"] else "○", style="green" if entry["enabled"] else "dim")
-    ban = "B" if provider_banned else "b" if model_banned else " "
-    text.append(ban, style="bold red")
+    # One slot for why the model is out of rotation, the user's bans before the upstream's.
+    if provider_banned or model_banned:
+        text.append("B" if provider_banned else "b", style="bold red")
+    else:
+        text.append("k" if keyless else " ", style="bold magenta")
     text.append("c" if entry["cooling"] else " ", style="yellow")
     if pinned:
         count = "" if pinned == 1 else str(pinned) if pinned < 10 else "+"

@@ -50,6 +50,7 @@ class StatusBar(Static):
             (self.key_hint, "dim"),
             f"  {rpm:.0f} req/min  err ",
             (f"{errors:.0%}", "bold red" if errors > 0.2 else "yellow" if errors > 0.05 else ""),
+            _log_notice(snapshot["log"]),
             f"  in flight {len(snapshot['active'])}  done {totals['finished']}  lag ",
             (f"{self.lag_ms:.0f}ms", _lag_style(self.lag_ms)),
         )
@@ -57,6 +58,19 @@ class StatusBar(Static):
             paused = snapshot["demo"]["paused"]
             text.append("  demo: paused" if paused else "  demo", style="dim")
         self.update(text, layout=False)  # one line, always: no need to lay the screen out again
+
+
+def _log_notice(log: dict[str, Any]) -> Text:
+    """Nothing while the request log keeps up; else what is wrong with it."""
+    dropped = f", {log['dropped']} dropped" if log["dropped"] else ""
+    if log["failing"]:
+        return Text(f"  log failing: {log['last_error']} ({log['pending']} waiting{dropped})",
+                    "bold red")  # fmt: skip
+    if log["behind"]:
+        return Text(f"  log behind ({log['pending']} waiting{dropped})", "yellow")
+    if log["dropped"]:
+        return Text(f"  log dropped {log['dropped']} rows", "red")
+    return Text()
 
 
 def _lag_style(lag_ms: float) -> str:

@@ -1,0 +1,196 @@
+"""Hostile clients for a running gateway: random bodies and headers, and what every answer must be.
+
+The strategies draw what broke the first build (issue 8): random JSON types in every field the
+gateway reads, deep nesting, lone surrogate escapes, bytes that are not UTF-8, odd `Expect`,
+`Content-Encoding` and `X-Session-Id` headers, bad bearer keys. `check_answer` is the rule: a
+200, or a 4xx whose body is a JSON error; never a 5xx, never text/plain.
+
+tests/test_fuzz_gateway.py runs a few hundred draws in the suite. For a larger run against a
+gateway you started yourself (`tui-gateway --headless --config ...`):
+
+    python scripts/fuzz_gateway.py --url http://127.0.0.1:4141 --key KEY --examples 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+CHAT_PATH = "/v1/chat/completions"
+VALID = {"model": "auto", "messages": [{"role": "user", "content": "hello"}]}
+
+
+@dataclass(frozen=True, slots=True)
+class HostileRequest:
+    method: str
+    path: str
+    headers: tuple[tuple[str, bytes], ...]
+    body: bytes
+    auth: bytes | None = None
+    """The whole Authorization value; None sends the right bearer key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# --- what to send ---------------------------------------------------------------------------
+
+# Text with everything in it: controls, NUL, astral characters, and lone surrogates (which
+# hypothesis never draws on its own).
+any_text = st.lists(
+    st.characters(codec=None) | st.sampled_from(["\ud800", "\udfff", "\udc80", "\x00"]),
+    max_size=40,
+).map("".join)
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=12,
+)
+roles = st.sampled_from(["user", "assistant", "system", "tool", "developer", "robot"]) | json_values
+parts = st.fixed_dictionaries(
+    {}, optional={"type": st.sampled_from(["text", "image_url", "file"]) | json_values,
+                  "text": any_text | json_values, "image_url": json_values}
+)  # fmt: skip
+contents = any_text | st.none() | st.lists(parts | json_values, max_size=3) | json_values
+messages = st.fixed_dictionaries(
+    {}, optional={"role": roles, "content": contents, "name": json_values,
+                  "tool_calls": json_values, "tool_call_id": json_values}
+)  # fmt: skip
+chat_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["auto", "auto-fast", "sim/quick", "nope"]) | json_values,
+        "messages": st.lists(messages | json_values, max_size=3) | json_values,
+        "stream": st.booleans() | json_values,
+        "stream_options": st.fixed_dictionaries({"include_usage": json_values}) | json_values,
+        "temperature": json_values, "top_p": json_values, "max_tokens": json_values,
+        "n": json_values, "stop": json_values, "tools": json_values, "tool_choice": json_values,
+        "seed": json_values, "metadata": json_values,
+    },
+)  # fmt: skip
+
+
+def _encoded(value: Any) -> bytes:
+    # ensure_ascii writes a lone surrogate as a `\udfff` escape, as a hostile client would.
+    return json.dumps(value, ensure_ascii=True).encode()
+
+
+nested = st.integers(1, 3000).map(
+    lambda n: b'{"model":"auto","messages":' + b"[" * n + b"]" * n + b"}"
+)
+raw_bodies = (
+    st.binary(max_size=200)
+    | nested
+    | chat_bodies.map(_encoded).map(lambda b: b[: len(b) // 2])  # cut short
+    | st.sampled_from([b"NaN", b"[]", b"null", b'"x"', b"{}", b'{"model": NaN}'])
+)  # fmt: skip
+bodies = chat_bodies.map(_encoded) | json_values.map(_encoded) | raw_bodies
+
+header_values = st.binary(max_size=30).filter(lambda v: b"\r" not in v and b"\n" not in v)
+header_names = st.sampled_from(
+    ["X-Session-Id", "Expect", "Content-Encoding", "Content-Type", "Accept", "User-Agent",
+     "X-Request-Id", "Accept-Encoding", "Cookie", "X-Odd-Header"]
+)  # fmt: skip
+headers = st.lists(st.tuples(header_names, header_values), max_size=3).map(tuple)
+auths = (
+    st.none() | st.none() | st.none() | header_values.map(lambda v: b"Bearer " + v) | header_values
+)
+targets = st.sampled_from(
+    [("POST", CHAT_PATH)] * 6 + [("GET", "/v1/models"), ("GET", "/gateway/state"),
+     ("POST", "/gateway/demo"), ("POST", "/v1/nowhere"), ("DELETE", CHAT_PATH)]
+)  # fmt: skip
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> HostileRequest:
+    method, path = draw(targets)
+    return HostileRequest(method, path, draw(headers), draw(bodies), draw(auths))
+
+
+# --- sending and judging --------------------------------------------------------------------
+
+
+def send(base: str, key: str, request: HostileRequest, *, timeout_s: float = 15.0) -> Answer:
+    """One request on a fresh connection, headers exactly as drawn (http.client sends bytes)."""
+    url = urlsplit(base)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=timeout_s)
+    try:
+        conn.putrequest(request.method, request.path, skip_accept_encoding=True)
+        conn.putheader("Authorization", request.auth or f"Bearer {key}".encode())
+        names = {name.lower() for name, _ in request.headers}
+        if "content-type" not in names:
+            conn.putheader("Content-Type", "application/json")
+        for name, value in request.headers:
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(request.body)))
+        conn.putheader("Connection", "close")
+        conn.endheaders(request.body)
+        response = conn.getresponse()
+        body = response.read()
+        return Answer(
+            response.status,
+            response.getheader("Content-Type", ""),
+            body,
+            {k.lower(): v for k, v in response.getheaders()},
+        )
+    finally:
+        conn.close()
+
+
+def check_answer(answer: Answer) -> None:
+    """A 200, or a 4xx with a JSON error body; never a 5xx, never a text page."""
+    assert answer.status < 500, f"{answer.status}: {answer.body[:300]!r}"
+    if answer.status == 200:
+        return
+    assert 400 <= answer.status < 500, f"unexpected status {answer.status}"
+    assert answer.content_type.startswith("application/json"), (answer.status, answer.body[:200])
+    error = json.loads(answer.body).get("error")
+    assert isinstance(error, dict) and isinstance(error.get("message"), str), answer.body[:200]
+
+
+def send_valid(base: str, key: str) -> str:
+    """A plain valid request; returns its X-Request-Id (its row must reach the log)."""
+    answer = send(base, key, HostileRequest("POST", CHAT_PATH, (), json.dumps(VALID).encode()))
+    assert answer.status == 200, (answer.status, answer.body[:300])
+    return answer.headers["x-request-id"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--url", default="http://127.0.0.1:4141", help="the gateway, without /v1")
+    parser.add_argument("--key", required=True, help="the gateway's bearer key")
+    parser.add_argument("--examples", type=int, default=2000)
+    args = parser.parse_args(argv)
+    statuses: Counter[int] = Counter()
+
+    @settings(max_examples=args.examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(hostile_requests())
+    def one(request: HostileRequest) -> None:
+        answer = send(args.url, args.key, request)
+        statuses[answer.status] += 1
+        check_answer(answer)
+        send_valid(args.url, args.key)
+
+    one()
+    print("statuses:", dict(sorted(statuses.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

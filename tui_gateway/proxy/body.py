@@ -1,0 +1,156 @@
+"""Reading a request body as JSON that everything behind the door can use safely.
+
+Three things `json.loads` accepts that would break the gateway later, each refused here with a
+400 that says where: nesting deep enough to exhaust the stack when the body is serialized again
+for an upstream (the parser's own limit sits a few frames above the encoder's), a lone UTF-16
+surrogate (`"\\udfff"` parses to a `str` that cannot be encoded as UTF-8, so neither an upstream
+nor the request log could take it), and bytes that are not UTF-8.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from .errors import APIError
+
+MAX_DEPTH = 64
+"""Deepest nesting of objects and arrays a body may have (tool schemas use a dozen or so)."""
+
+_LONE_SURROGATE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+"""A `\\uD800`-`\\uDFFF` escape that is not half of a pair. Cheap to search for on the raw text;
+a hit (which may be an escaped backslash followed by `ud800`) only triggers the exact check."""
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's body as a JSON object, or an APIError naming what is wrong with it."""
+    raw = await _read(request)
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: a UTF-8 byte order mark is tolerated, as before
+    except UnicodeDecodeError as exc:
+        raise APIError(
+            400, f"request body is not valid UTF-8 (byte {exc.start})", code="invalid_json"
+        ) from None
+    try:
+        body = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise APIError(400, f"request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise _too_deep("") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "request body must be a JSON object", code="invalid_json")
+    too_deep = _deeper_than(body, MAX_DEPTH)
+    if too_deep is not None:
+        raise _too_deep(too_deep)
+    if _LONE_SURROGATE.search(text):
+        where = _lone_surrogate_at(body)
+        if where is not None:
+            raise APIError(
+                400,
+                f"{where or 'a key'} contains a lone UTF-16 surrogate escape (such as \\udfff),"
+                " which is not text; send UTF-8 or escape whole surrogate pairs",
+                param=where or None,
+                code="invalid_text",
+            )
+    return body
+
+
+async def _read(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise APIError(
+            413, f"request body too large ({exc.reason})", code="request_too_large"
+        ) from None
+    except (web.RequestPayloadError, HttpProcessingError, zlib.error) as exc:
+        # aiohttp decompresses as it reads: a body that does not match its Content-Encoding.
+        encoding = request.headers.get("Content-Encoding", "")
+        detail = f"Content-Encoding: {encoding}" if encoding else "its framing"
+        raise APIError(
+            400,
+            f"request body could not be read: it does not match {detail} ({_reason(exc)})",
+            code="invalid_body",
+        ) from None
+
+
+def _no_constant(name: str) -> Any:
+    # Python's parser takes NaN and Infinity; JSON does not, and no upstream would.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    text = str(cause or exc).strip() or type(exc).__name__
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def _too_deep(where: str) -> APIError:
+    place = f" at {where}" if where else ""
+    return APIError(
+        400,
+        f"request body is nested too deeply{place}: at most {MAX_DEPTH} levels of objects"
+        " and arrays",
+        param=where or None,
+        code="invalid_json",
+    )
+
+
+def _deeper_than(body: object, limit: int) -> str | None:
+    """The path of the first value nested past `limit` levels, or None. No recursion."""
+    stack: list[tuple[object, int, tuple[str | int, ...]]] = [(body, 1, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > limit:
+            return _path(path)
+        items = value.items() if type(value) is dict else enumerate(value)  # type: ignore[arg-type]
+        for key, child in items:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1, (*path, key)))
+    return None
+
+
+def _lone_surrogate_at(body: object) -> str | None:
+    """The path of the first string (or key) that cannot be encoded as UTF-8, or None."""
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(body, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return _path(path)
+            continue
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if not _encodable(key):
+                    return _path(path)
+                stack.append((child, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((child, (*path, i)) for i, child in enumerate(value))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _path(path: tuple[str | int, ...]) -> str:
+    """`messages[0].content[1].text`, the way validation names fields."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            safe = part if _encodable(part) else part.encode("utf-8", "replace").decode("utf-8")
+            out += f".{safe}" if out else safe
+    return out
