@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import signal
+import sqlite3
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from scripts.fuzz_gateway import CHAT_PATH, HostileRequest
+from scripts.fuzz_gateway import send as send_sync
 from tests.conftest import GatewayFactory
-from tests.factories import API_KEY, make_settings, model
+from tests.factories import API_KEY, headless_gateway, make_settings, model
 from tui_gateway.server import Gateway
 
 GOOD = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -266,3 +271,22 @@ async def test_a_session_header_that_is_not_utf8_is_recorded_with_replacements(
     (row,) = await gateway.request_log.recent(1)
     assert row.session == "ab\ufffd\ufffdcd"
     await assert_log_still_writes(gateway)
+
+
+def test_after_the_requests_that_used_to_stop_the_log_one_sigterm_still_stops_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """Issue 8: after a `\\udfff` model or a non-UTF-8 session header, SIGTERM used to hang."""
+    with headless_gateway(tmp_path) as (proc, url, db):
+        base = url.removesuffix("/v1")
+        surrogate_model = b'{"model":"\\udfff","messages":[{"role":"user","content":"hi"}]}'
+        odd_session = HostileRequest("POST", CHAT_PATH, (("X-Session-Id", b"\xff\xfe"),), GOOD)
+        bad_model = HostileRequest("POST", CHAT_PATH, (), surrogate_model)
+        assert send_sync(base, "cli-key", bad_model).status == 400
+        assert send_sync(base, "cli-key", odd_session).status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT status, session FROM requests ORDER BY started").fetchall()
+    assert [status for status, _ in rows] == [400, 200]
+    assert rows[1][1] == "\ufffd\ufffd"

@@ -22,12 +22,10 @@ from .errors import APIError
 MAX_DEPTH = 64
 """Deepest nesting of objects and arrays a body may have (tool schemas use a dozen or so)."""
 
-_LONE_SURROGATE = re.compile(
-    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-)
-"""A `\\uD800`-`\\uDFFF` escape that is not half of a pair. Cheap to search for on the raw text;
-a hit (which may be an escaped backslash followed by `ud800`) only triggers the exact check."""
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A `\\uD800`-`\\uDFFF` escape: cheap to search the raw text for (a plain prefix, no
+lookaround). Most are halves of a proper pair (an escaped emoji), so a hit only triggers the
+exact check over the parsed strings."""
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -47,10 +45,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise _too_deep("") from None
     if not isinstance(body, dict):
         raise APIError(400, "request body must be a JSON object", code="invalid_json")
-    too_deep = _deeper_than(body, MAX_DEPTH)
-    if too_deep is not None:
-        raise _too_deep(too_deep)
-    if _LONE_SURROGATE.search(text):
+    if _nested_past(body, MAX_DEPTH):
+        raise _too_deep(_deep_path(body, MAX_DEPTH))
+    if _SURROGATE_ESCAPE.search(text):
         where = _lone_surrogate_at(body)
         if where is not None:
             raise APIError(
@@ -103,18 +100,33 @@ def _too_deep(where: str) -> APIError:
     )
 
 
-def _deeper_than(body: object, limit: int) -> str | None:
-    """The path of the first value nested past `limit` levels, or None. No recursion."""
-    stack: list[tuple[object, int, tuple[str | int, ...]]] = [(body, 1, ())]
+def _nested_past(body: object, limit: int) -> bool:
+    """Whether any object or array sits deeper than `limit` levels. No recursion, no paths:
+    this runs on every request, and a big agent request holds thousands of containers."""
+    stack: list[tuple[object, int]] = [(body, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        value, depth, path = stack.pop()
-        if depth > limit:
-            return _path(path)
-        items = value.items() if type(value) is dict else enumerate(value)  # type: ignore[arg-type]
-        for key, child in items:
+        value, depth = pop()
+        for child in value.values() if type(value) is dict else value:  # type: ignore[attr-defined]
             if type(child) is dict or type(child) is list:
-                stack.append((child, depth + 1, (*path, key)))
-    return None
+                if depth >= limit:
+                    return True
+                push((child, depth + 1))
+    return False
+
+
+def _deep_path(body: object, limit: int) -> str:
+    """The path to the first container nested past `limit` (after `_nested_past` said so)."""
+    stack: list[tuple[object, tuple[str | int, ...]]] = [(body, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) >= limit:
+            return _path(path)
+        items = value.items() if isinstance(value, dict) else enumerate(value)  # type: ignore[arg-type]
+        stack.extend(
+            (child, (*path, key)) for key, child in items if isinstance(child, dict | list)
+        )
+    return ""
 
 
 def _lone_surrogate_at(body: object) -> str | None:
@@ -137,6 +149,8 @@ def _lone_surrogate_at(body: object) -> str | None:
 
 
 def _encodable(text: str) -> bool:
+    if text.isascii():  # a flag on the string: no scan
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
