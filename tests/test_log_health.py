@@ -71,7 +71,7 @@ async def test_a_failing_log_shows_in_the_state_and_the_event_log_and_loses_no_r
         await eventually(lambda: not gateway.request_log.health().failing)  # the writer retries
         log = (await state_json(session, gateway))["log"]
     assert log == log | {"failing": False, "pending": 0, "written": 3, "dropped": 0}
-    assert events[-1].text == "request log writing"
+    assert events[-1].text == "request log writing again"
     assert len(await gateway.request_log.recent(10)) == 3
 
 

@@ -357,7 +357,7 @@ class GatewayState(LearningFromAttempts):
         if health.failing:
             text = f"request log cannot write ({health.last_error}); {health.pending} rows kept"
         else:
-            text = "request log writing"
+            text = "request log writing again"
         if health.dropped:
             text += f"; {health.dropped} oldest rows dropped (backlog full)"
         if health.repaired:

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ..domain.text import clean_text
 from .errors import APIError
 
 MAX_DEPTH = 64
@@ -84,9 +85,11 @@ def _no_constant(name: str) -> Any:
 
 
 def _reason(exc: BaseException) -> str:
-    cause = exc.__cause__ or exc.__context__
-    text = str(cause or exc).strip() or type(exc).__name__
-    return text.encode("utf-8", "replace").decode("utf-8")
+    """The innermost cause (zlib's own words), not aiohttp's wrappers around it."""
+    while (inner := exc.__cause__ or exc.__context__) is not None:
+        exc = inner
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return clean_text(" ".join(str(text).split()))
 
 
 def _too_deep(where: str) -> APIError:
