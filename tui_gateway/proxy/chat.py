@@ -54,7 +54,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         session=key, requested_model=call.model, stream=call.stream, body=call.body
     )
     trace = CallTrace(active)
-    relay = Relay(request, call, state, app[UPSTREAMS], settings, trace)
+    relay = Relay(request, call, state, app[UPSTREAMS], settings, trace, target.pool)
     in_flight = app[IN_FLIGHT]
     in_flight.add(relay)
     try:

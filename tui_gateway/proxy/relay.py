@@ -11,7 +11,6 @@ from aiohttp import web
 from ..asyncio_utils import spawn
 from ..config import ModelSettings, Settings
 from ..domain.attempts import AttemptPlan
-from ..domain.catalog import UnknownModel
 from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
 from ..domain.routing import Candidate
 from ..domain.state import GatewayState
@@ -56,6 +55,8 @@ class Relay:
     upstreams: dict[str, Upstream]
     settings: Settings
     trace: CallTrace
+    pool: str
+    """The pool the request routes through (named in errors about what it left out)."""
     stopping: bool = False
     """Set by `cut()`: the gateway is shutting down and this request must end now."""
     client_gone: bool = False
@@ -326,11 +327,7 @@ class Relay:
 
     def _exhausted(self) -> APIError:
         """All candidates failed; the error also names providers left out for their keys."""
-        try:
-            pool = self.state.catalog.resolve(self.call.model).pool
-        except UnknownModel:
-            return exhausted(self.trace)
-        return exhausted(self.trace, skipped=self.state.keys_rejected_notes(pool))
+        return exhausted(self.trace, skipped=self.state.keys_rejected_notes(self.pool))
 
     async def _end_with(self, error: APIError) -> web.StreamResponse:
         """Headers already went out: the error becomes the stream's last event."""
