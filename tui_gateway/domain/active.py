@@ -20,6 +20,8 @@ class ActiveRequest:
     requested_model: str
     stream: bool
     started: float
+    dialect: str = "chat"
+    """The client's API: chat (OpenAI chat completions), messages (Anthropic), responses."""
     provider: str | None = None
     model: str | None = None
     attempt: int = 0
@@ -51,6 +53,7 @@ class ActiveRequest:
             "attempt": self.attempt,
             "state": self.phase,
             "stream": self.stream,
+            "dialect": self.dialect,
             "started": self.started,
             "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 1),
             "chunks": self.chunks,

@@ -39,6 +39,8 @@ class RequestRecord:
     tokens_in: int | None = None
     tokens_out: int | None = None
     attempts: tuple[AttemptRecord, ...] = ()
+    dialect: str = "chat"
+    """The API the client spoke: chat, messages (Anthropic) or responses (OpenAI Responses)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,6 +129,7 @@ class GatewayState(LearningFromAttempts):
         requested_model: str,
         stream: bool,
         body: dict[str, Any] | None = None,
+        dialect: str = "chat",
     ) -> ActiveRequest:
         request = ActiveRequest(
             id=self.new_id(),
@@ -137,6 +138,7 @@ class GatewayState(LearningFromAttempts):
             stream=stream,
             started=self.clock(),
             body=body,
+            dialect=dialect,
         )
         self.active[request.id] = request
         self._publish("requests")

@@ -18,10 +18,11 @@ from ..store.saved import Saver, load_saved
 from ..store.stats import load_buckets
 from .admin import add_admin_routes
 from .auth import auth_middleware
-from .chat import chat_completions, list_models
-from .errors import error_middleware
+from .dialects import CHAT
 from .inflight import InFlight
 from .keys import API_KEY, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
+from .middleware import error_middleware
+from .serve import door, list_models
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # long agent contexts run to megabytes; aiohttp's default is 1
 POSTERIOR_REFRESH_S = 60.0  # decay over a 7-day window barely moves in a minute
@@ -47,7 +48,7 @@ def make_app(
     app[IN_FLIGHT] = InFlight()
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_drain)
-    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/chat/completions", door(CHAT))
     app.router.add_get("/v1/models", list_models)
     add_admin_routes(app.router)
     return app

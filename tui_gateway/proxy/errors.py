@@ -1,17 +1,13 @@
-"""OpenAI-style error bodies, and the middleware that makes every failure one."""
+"""Errors a client should see: `APIError`, OpenAI-shaped unless a dialect reshapes it."""
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from ..domain.text import clean_text
-
-log = logging.getLogger("tui_gateway.proxy")
 
 
 class APIError(Exception):
@@ -71,21 +67,3 @@ def http_exception_error(exc: web.HTTPException, request: web.BaseRequest) -> AP
     else:
         message = exc.reason
     return APIError(exc.status, message, code=_CODES.get(exc.status))
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """No client ever gets an HTML error page or a bare 500 traceback."""
-    try:
-        return await handler(request)
-    except APIError as exc:
-        return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return http_exception_error(exc, request).response()
-    except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return APIError(
-            500, "internal gateway error (see the gateway's log)", type="server_error"
-        ).response()

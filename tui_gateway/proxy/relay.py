@@ -23,6 +23,8 @@ from .chunks import (
     owes_usage,
     usage_event,
 )
+from .dialects import Dialect, StreamEncoder
+from .dialects.chat import CHAT_STREAM
 from .errors import APIError
 from .outcomes import exhausted, mid_stream_error, refused, shut_down
 from .trace import CallTrace
@@ -57,6 +59,10 @@ class Relay:
     trace: CallTrace
     pool: str
     """The pool the request routes through (named in errors about what it left out)."""
+    dialect: Dialect
+    """The client's API: what the reply and the stream's events are translated into."""
+    out: StreamEncoder = CHAT_STREAM
+    """This request's stream encoder, made when the stream starts."""
     stopping: bool = False
     """Set by `cut()`: the gateway is shutting down and this request must end now."""
     client_gone: bool = False
@@ -186,9 +192,8 @@ class Relay:
                 self._succeeded(attempt)
                 if _client_gone(self.request):
                     self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
-                return web.Response(
-                    body=reply.body, content_type="application/json", headers=headers
-                )
+                body = self.dialect.reply(self.call, reply.body)
+                return web.Response(body=body, content_type="application/json", headers=headers)
             finally:
                 self._dog = None
             self._failed(plan, attempt, exc, after_first_byte=False)
@@ -210,6 +215,7 @@ class Relay:
         """
         streaming = self.settings.streaming
         plan = self._plan(candidates)
+        out = self.out = self.dialect.encoder(self.call, self.trace.active.id)
         loop = asyncio.get_running_loop()
         beats = Heartbeat(streaming.heartbeat_interval_s, loop.time())
         delivered: list[bytes] = []
@@ -245,7 +251,7 @@ class Relay:
                                 self.trace.first_byte_seen()
                             dog.feed(limit_s=streaming.stall_timeout_s)
                             self.state.record_chunks(self.trace.active, batch.count)
-                            await response.write(batch.framed)
+                            await response.write(out.events(batch.framed))
                             beats.last = loop.time()
                             delivered.append(batch.framed)
                 self._dog = None
@@ -259,7 +265,7 @@ class Relay:
                 if self.stopping:
                     if self._response is None:
                         raise shut_down(self.trace) from None
-                    await _write_quietly(self._response, shut_down(self.trace).sse_event())
+                    await _write_quietly(self._response, out.failed(shut_down(self.trace)))
                     return self._response
                 limit = streaming.stall_timeout_s if dog.fed else streaming.first_byte_timeout_s
                 where = "between chunks" if dog.fed else "before the first chunk"
@@ -287,7 +293,7 @@ class Relay:
                         self.call.body, attempt.model.id, scan, self.trace.active.id
                     )
                     tail = usage + tail
-                await _write_quietly(self._response, tail)
+                await _write_quietly(self._response, out.events(tail))
                 return self._response
             if not delivered:
                 self._failed(plan, attempt, exc, after_first_byte=False)
@@ -319,7 +325,7 @@ class Relay:
             # The answer broke off and nothing could continue it: say why, never `stop`.
             self.trace.fail(200, broke.kind, broke.message)
             error = mid_stream_error(broke, broke_model)
-            await _write_quietly(self._response, error.sse_event())
+            await _write_quietly(self._response, out.failed(error))
             return self._response
         if self._response is not None:  # committed by a heartbeat: the error goes in-stream
             return await self._end_with(self._exhausted())
@@ -332,7 +338,7 @@ class Relay:
     async def _end_with(self, error: APIError) -> web.StreamResponse:
         """Headers already went out: the error becomes the stream's last event."""
         assert self._response is not None
-        await _write_quietly(self._response, error.sse_event())
+        await _write_quietly(self._response, self.out.failed(error))
         return self._response
 
     def _client_left(self) -> web.StreamResponse:
@@ -348,7 +354,7 @@ class Relay:
         try:
             assert self._beat_model is not None
             response = await self._commit(self._beat_model)
-            await response.write(b": keep-alive\n\n")
+            await response.write(self.out.keepalive())
         except (ConnectionResetError, RuntimeError):
             # The client is gone (or the stream just ended): stop waiting for the upstream.
             self.client_gone = self._response is not None and _client_gone(self.request)

@@ -101,6 +101,7 @@ class CallTrace:
             session=self.active.session,
             requested_model=self.active.requested_model,
             streamed=self.active.stream,
+            dialect=self.active.dialect,
             status=self.status,
             latency_ms=round((now - self.started) * 1000, 2),
             provider=self.provider,

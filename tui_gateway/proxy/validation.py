@@ -27,9 +27,13 @@ class ChatCall:
     """A validated request: the body as the client sent it, plus the fields routing reads."""
 
     body: dict[str, Any]
+    """The OpenAI chat-completions body sent upstream (a dialect's translation of its own)."""
     model: str
     stream: bool
     messages: list[dict[str, Any]]
+    dialect: str = "chat"
+    context: Any = None
+    """What a dialect carries from `parse` to its reply (the model name the client used, ...)."""
 
 
 def validate_chat(body: dict[str, Any]) -> ChatCall:

@@ -235,7 +235,7 @@ class RequestLog:
         requests: list[Row] = [
             (r.id, r.started, r.session, r.requested_model, int(r.streamed), r.status,
              r.latency_ms, r.provider, r.model, r.error_kind, r.error, r.ttfb_ms, r.tokens_in,
-             r.tokens_out)
+             r.tokens_out, r.dialect)
             for r in batch
         ]  # fmt: skip
         attempts: list[Row] = [

@@ -29,7 +29,7 @@ REQUEST_COLUMNS = (
     Column("latency_ms", "real"), Column("provider", "text", True), Column("model", "text", True),
     Column("error_kind", "text", True), Column("error", "text", True),
     Column("ttfb_ms", "real", True), Column("tokens_in", "int", True),
-    Column("tokens_out", "int", True),
+    Column("tokens_out", "int", True), Column("dialect", "text"),
 )  # fmt: skip
 ATTEMPT_COLUMNS = (
     Column("request_id", "text"), Column("attempt", "int"), Column("provider", "text"),

@@ -46,6 +46,10 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 3: which API the client spoke (chat, messages, responses)
+    """
+    ALTER TABLE requests ADD COLUMN dialect TEXT NOT NULL DEFAULT 'chat';
+    """,
 )
 
 

@@ -1,32 +1,47 @@
-"""`POST /v1/chat/completions` and `GET /v1/models`."""
+"""Serving one client request through whichever front door it came in by, and `GET /v1/models`.
+
+`door(dialect)` is the handler of a dialect's endpoint: the dialect parses the body into a chat
+call, and from there every door shares the routing, the relay, the log and the screen.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
 from ..domain.errors import ErrorKind
 from ..domain.records import RequestRecord
 from ..domain.routing import plan_lazily
 from ..domain.sessions import session_key, session_preview
+from .dialects import Dialect
 from .errors import APIError
 from .headers import session_header
 from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .relay import Relay
 from .trace import CallTrace
-from .validation import read_json, validate_chat
+from .validation import read_json
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
+def door(dialect: Dialect) -> Handler:
+    """The aiohttp handler for `dialect`'s endpoint."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await serve(request, dialect)
+
+    return handle
+
+
+async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     app = request.app
     state, settings, log = app[STATE], app[SETTINGS], app[REQUEST_LOG]
     try:
-        call = validate_chat(await read_json(request))
+        call = dialect.parse(await read_json(request))
         target = state.catalog.resolve(call.model)
     except UnknownModel as exc:
-        _log_rejected(request, 404, str(exc))
+        _log_rejected(request, dialect, 404, str(exc))
         raise APIError(
             404,
             f"model '{exc}' is not configured; GET /v1/models lists the models you can use",
@@ -34,7 +49,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             code="model_not_found",
         ) from None
     except APIError as exc:
-        _log_rejected(request, exc.status, exc.message)
+        _log_rejected(request, dialect, exc.status, exc.message)
         raise
 
     key = session_header(request) or session_key(target.mode, call.messages)
@@ -51,10 +66,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         max_attempts=settings.routing.max_attempts,
     )
     active = state.begin_request(
-        session=key, requested_model=call.model, stream=call.stream, body=call.body
+        session=key,
+        requested_model=call.model,
+        stream=call.stream,
+        body=call.body,
+        dialect=dialect.name,
     )
     trace = CallTrace(active)
-    relay = Relay(request, call, state, app[UPSTREAMS], settings, trace, target.pool)
+    relay = Relay(request, call, state, app[UPSTREAMS], settings, trace, target.pool, dialect)
     in_flight = app[IN_FLIGHT]
     in_flight.add(relay)
     try:
@@ -80,7 +99,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         log.append(record)
 
 
-def _log_rejected(request: web.Request, status: int, message: str) -> None:
+def _log_rejected(request: web.Request, dialect: Dialect, status: int, message: str) -> None:
     """A request refused before routing still gets its row, so a misbehaving client shows."""
     state = request.app[STATE]
     started = state.clock()
@@ -95,6 +114,7 @@ def _log_rejected(request: web.Request, status: int, message: str) -> None:
             latency_ms=0.0,
             error_kind=str(ErrorKind.INVALID_REQUEST),
             error=message,
+            dialect=dialect.name,
         )
     )
 
