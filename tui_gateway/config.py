@@ -80,6 +80,32 @@ class StreamingSettings:
     """Keep-alive comment cadence while the upstream is quiet (must stay below 20 s)."""
 
 
+VIRTUAL_MODEL_NAMES: tuple[str, ...] = ("auto", "auto-fast", "auto-smart")
+DEFAULT_ANTHROPIC_MODELS: dict[str, str] = {"claude-haiku*": "auto-fast", "*": "auto"}
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicDialectSettings:
+    models: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ANTHROPIC_MODELS))
+    """Model names a Messages client sends (Claude Code's `claude-sonnet-...`) -> the gateway's
+    (`auto`, `auto-fast`, `auto-smart` or a configured model): glob keys, first match wins. A name
+    the gateway knows itself is used as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesDialectSettings:
+    store_ttl_s: float = 3600.0
+    """How long a Responses conversation can be continued by `previous_response_id`."""
+    store_cap: int = 1000
+    """At most this many stored responses (the oldest go first)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DialectSettings:
+    anthropic: AnthropicDialectSettings = field(default_factory=AnthropicDialectSettings)
+    responses: ResponsesDialectSettings = field(default_factory=ResponsesDialectSettings)
+
+
 @dataclass(frozen=True, slots=True)
 class SimulatedBehaviour:
     """How one model of the in-process `simulated` provider behaves."""
@@ -137,6 +163,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     streaming: StreamingSettings = field(default_factory=StreamingSettings)
+    dialects: DialectSettings = field(default_factory=DialectSettings)
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
     source: str = field(default="", metadata=_INTERNAL)
@@ -282,6 +309,7 @@ def _check(settings: Settings, source: str) -> None:
                     raise ConfigError(
                         source, f"{where}.api_keys[{n}]", "expected account_id:api_token"
                     )
+    _check_dialects(settings, source)
     seen: set[str] = set()
     for i, model in enumerate(settings.models):
         where = f"models[{i}]"
@@ -306,4 +334,24 @@ def _check(settings: Settings, source: str) -> None:
                 source,
                 f"{where}.simulate",
                 "tokens_per_s above 0, reply_tokens of at least 1, first_token_ms of 0 or more",
+            )
+
+
+def _check_dialects(settings: Settings, source: str) -> None:
+    responses = settings.dialects.responses
+    if responses.store_ttl_s <= 0:
+        raise ConfigError(source, "dialects.responses.store_ttl_s", "a number of seconds above 0")
+    if responses.store_cap < 1:
+        raise ConfigError(source, "dialects.responses.store_cap", "a whole number of at least 1")
+    known = {
+        *VIRTUAL_MODEL_NAMES,
+        *(m.key for m in settings.models),
+        *(m.id for m in settings.models),
+    }
+    for pattern, target in settings.dialects.anthropic.models.items():
+        if target not in known:
+            raise ConfigError(
+                source,
+                f"dialects.anthropic.models.{pattern}",
+                f"auto, auto-fast, auto-smart or a configured model, got {target!r}",
             )

@@ -58,6 +58,11 @@ def _convert(hint: Any, value: Any, source: str, key: str) -> Any:
         if value not in choices:
             raise ConfigError(source, key, f"one of {', '.join(map(repr, choices))}, got {value!r}")
         return value
+    if origin is dict:
+        _, item = get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(source, key, f"a table, got {_type_name(value)}")
+        return {str(k): _convert(item, v, source, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         (item,) = get_args(hint)[:1]
         if not isinstance(value, list):

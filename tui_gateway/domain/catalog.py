@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..config import ModelSettings, ProviderSettings
+from ..config import VIRTUAL_MODEL_NAMES, ModelSettings, ProviderSettings
 
-VIRTUAL_MODELS: dict[str, str] = {"auto": "balanced", "auto-fast": "fast", "auto-smart": "smart"}
+VIRTUAL_MODELS: dict[str, str] = dict(
+    zip(VIRTUAL_MODEL_NAMES, ("balanced", "fast", "smart"), strict=True)
+)
 """Virtual model name -> the pool whose chain it routes through."""
 
 
