@@ -243,6 +243,7 @@ def test_as_json_shows_seconds_left_for_session_and_bans() -> None:
         "mode": "auto-smart",
         "preview": "hello k",
         "model": "p/m",
+        "source": "history",
         "api_key_id": "key1",
         "turns": 1,
         "banned": {"q": 20.0},

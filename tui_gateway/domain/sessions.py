@@ -1,8 +1,7 @@
-"""Session keys: which conversation a request belongs to."""
+"""The text of a conversation's messages: for session keys (`conversations.py`) and display."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,14 +13,6 @@ def flatten_content(content: Any) -> str:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, Mapping))
     return ""
-
-
-def session_key(mode: str, messages: Sequence[Mapping[str, Any]]) -> str:
-    """Hash of the routing mode and the first user message: stable across a conversation's turns."""
-    first_user = next((m for m in messages if m.get("role") == "user"), None)
-    text = flatten_content(first_user.get("content")) if first_user else ""
-    digest = hashlib.blake2b(f"{mode}\x00{text}".encode(), digest_size=8)
-    return digest.hexdigest()
 
 
 def session_preview(messages: Sequence[Mapping[str, Any]], *, words: int = 8) -> str:

@@ -17,6 +17,7 @@ from ..config import Settings
 from .active import TIMELINE_LIMIT, ActiveRequest
 from .catalog import Catalog
 from .controls import Controls
+from .conversations import ConversationIndex
 from .cooldowns import Cooldowns
 from .keys import KeyRing
 from .learning import LearningFromAttempts
@@ -66,6 +67,8 @@ class GatewayState(LearningFromAttempts):
         self.sessions = StickySessions(
             ttl_s=routing.sticky_ttl_s, cap=routing.sticky_cap, ban_ttl_s=routing.provider_ban_ttl_s
         )
+        self.conversations = ConversationIndex(ttl_s=routing.sticky_ttl_s, cap=routing.sticky_cap)
+        """Which conversation a request without a session header continues (by its history)."""
         self.book = PosteriorBook(window_s=routing.recency_window_days * 86400, prior=routing.prior)
         self.clock = clock
         self.rng = rng or random.Random(routing.seed)

@@ -1,6 +1,7 @@
 """Sticky sessions: a conversation stays on the model that last served it.
 
-A session is keyed by a hash of the routing mode and the first user message (see `sessions.py`).
+A session is keyed by the id a client sends (`X-Session-Id`, Claude Code's and Codex's own
+headers) or else by its history (see `conversations.py`).
 It lives `ttl_s` after its last use; at most `cap` are kept, the least recently used going first.
 Each session also remembers the providers banned for it (`provider-ban` protection), each ban
 lasting `ban_ttl_s`.
@@ -39,6 +40,8 @@ class SessionEntry:
     """Which of the provider's keys served it last."""
     turns: int = 0
     """Successful answers given in this session."""
+    source: str = "history"
+    """Where the key came from: the header the client named it in, or `history`."""
     banned: dict[str, float] = field(default_factory=dict)
     """Provider -> time it was banned for this session."""
 
@@ -59,6 +62,7 @@ class SessionEntry:
             "model": self.model,
             "api_key_id": self.api_key_id,
             "turns": self.turns,
+            "source": self.source,
             "banned": {p: round(s, 1) for p, s in self.active_bans(now, ban_ttl_s).items()},
             "expires_in": round(max(0.0, self.expires(ttl_s) - now), 1),
         }
@@ -108,7 +112,13 @@ class StickySessions:
         return entry
 
     def open(
-        self, key: str, *, mode: str, preview: str | Callable[[], str], now: float
+        self,
+        key: str,
+        *,
+        mode: str,
+        preview: str | Callable[[], str],
+        now: float,
+        source: str = "history",
     ) -> SessionEntry:
         """Get or create the session for a new request, and mark it used now.
 
@@ -119,7 +129,9 @@ class StickySessions:
         entry = self.get(key, now)
         if entry is None:
             text = preview if isinstance(preview, str) else preview()
-            entry = SessionEntry(key=key, mode=mode, preview=text, created=now, last_used=now)
+            entry = SessionEntry(
+                key=key, mode=mode, preview=text, created=now, last_used=now, source=source
+            )
             self._sessions[key] = entry
         else:
             entry.last_used = now

@@ -26,12 +26,26 @@ def header_bytes(value: str) -> bytes:
         return value.encode("utf-8", "surrogatepass")
 
 
-def session_header(request: web.Request) -> str | None:
-    """The client's own conversation id (`X-Session-Id`), if it sent one."""
-    value = request.headers.get("X-Session-Id", "").strip()
-    if not value:
+SESSION_HEADERS: tuple[str, ...] = (
+    "X-Session-Id",
+    "X-Claude-Code-Session-Id",  # Claude Code
+    "Session-Id",  # Codex CLI
+    "Thread-Id",  # Codex CLI, when it sends no session-id
+    "X-Session-Affinity",  # opencode
+)
+"""Headers in which clients name their conversation, the first one present wins."""
+
+
+def session_header(request: web.Request) -> tuple[str, str] | None:
+    """(the client's own conversation id, the header it came in), if it sent one."""
+    headers = request.headers
+    for name in SESSION_HEADERS:
+        value = headers.get(name, "").strip()
+        if value:
+            break
+    else:
         return None
     value = clean_text(value)
     if len(value) > MAX_SESSION_ID:
         value = "h-" + hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
-    return value
+    return value, name.lower()

@@ -15,7 +15,7 @@ from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
 from ..domain.errors import ErrorKind
 from ..domain.records import RequestRecord
 from ..domain.routing import plan_lazily
-from ..domain.sessions import session_key, session_preview
+from ..domain.sessions import session_preview
 from .dialects import Dialect
 from .errors import APIError
 from .headers import session_header
@@ -52,10 +52,17 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         _log_rejected(request, dialect, exc.status, exc.message)
         raise
 
-    key = session_header(request) or session_key(target.mode, call.messages)
     now = state.clock()
+    key, source = session_header(request) or (
+        state.conversations.session_for(target.mode, call.messages, now),
+        "history",
+    )
     session = state.sessions.open(
-        key, mode=target.mode, preview=lambda: session_preview(call.messages), now=now
+        key,
+        mode=target.mode,
+        preview=lambda: session_preview(call.messages),
+        now=now,
+        source=source,
     )
     plan = plan_lazily(
         state,

@@ -73,9 +73,11 @@ class ConfirmScreen(ModalScreen[bool]):
 class SessionsPane(KeyedTable):
     """Sticky sessions, most recently used first.
 
-    `session` is the first 8 characters of the session key and the first words of the
-    conversation; `exp` the time until it is forgotten; `bans` the providers banned for it
-    (provider-ban protection) with the time their ban has left; `n` the answers given in it.
+    `session` is the first 8 characters of the session key (or, when the client named its
+    conversation in a header, the client's tag, `cc` Claude Code, `cx` Codex, `oc` opencode, `id`
+    X-Session-Id, and the first 5) and the first words of the conversation; `exp` the time until
+    it is forgotten; `bans` the providers banned for it (provider-ban protection) with the time
+    their ban has left; `n` the answers given in it.
 
     | Key | Binding id | Action |
     | :- | :- | :- |
@@ -125,8 +127,23 @@ class SessionsPane(KeyedTable):
         self.app.push_screen(ConfirmScreen(question), answered)
 
 
+SOURCE_TAGS = {
+    "x-session-id": "id",
+    "x-claude-code-session-id": "cc",
+    "session-id": "cx",
+    "thread-id": "cx",
+    "x-session-affinity": "oc",
+}
+"""The header a client named its session in, shortened: Claude Code, Codex, opencode."""
+
+
 def _cells(session: dict[str, Any]) -> tuple[Text, ...]:
-    label = Text(session["key"][:8], style="dim")
+    tag = SOURCE_TAGS.get(session.get("source", "history"))
+    if tag is None:
+        label = Text(session["key"][:8], style="dim")
+    else:
+        label = Text(tag, style="bold")
+        label.append(f":{session['key'][:5]}", style="dim")
     label.append(" " + fit(" ".join(session["preview"].split()), 7))
     model = session["model"]
     bans = Text(" ".join(f"{p} {seconds(s)}" for p, s in session["banned"].items()), "red")
