@@ -23,6 +23,7 @@ from .keys import KeyRing
 from .learning import LearningFromAttempts
 from .posteriors import PosteriorBook
 from .records import LogHealth, RequestRecord
+from .rejections import Rejections
 from .scoring import ScoreBases
 from .snapshot import pools_json, snapshot
 from .sticky import StickySessions
@@ -67,6 +68,8 @@ class GatewayState(LearningFromAttempts):
         self.sessions = StickySessions(
             ttl_s=routing.sticky_ttl_s, cap=routing.sticky_cap, ban_ttl_s=routing.provider_ban_ttl_s
         )
+        self.rejections = Rejections()
+        """Requests refused before routing (bad key, path or body), by cause."""
         self.conversations = ConversationIndex(ttl_s=routing.sticky_ttl_s, cap=routing.sticky_cap)
         """Which conversation a request without a session header continues (by its history)."""
         self.book = PosteriorBook(window_s=routing.recency_window_days * 86400, prior=routing.prior)
@@ -368,6 +371,12 @@ class GatewayState(LearningFromAttempts):
         if health.repaired:
             text += f"; {health.repaired} rows stored with unstorable text replaced"
         self._publish("log", text)
+
+    def client_rejected(self, cause: str) -> None:
+        """A request was refused before routing: count it; say so unless said just now."""
+        line = self.rejections.count(cause, self.clock())
+        if line is not None:
+            self._publish("requests", line)
 
     def note(self, text: str) -> None:
         """A line for the event log that changes nothing else."""

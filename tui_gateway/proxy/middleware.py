@@ -9,6 +9,7 @@ from aiohttp.typedefs import Handler
 
 from .dialects import dialect_for_path
 from .errors import APIError, http_exception_error
+from .rejected import record_rejected
 
 log = logging.getLogger("tui_gateway.proxy")
 
@@ -27,4 +28,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         error = APIError(500, "internal gateway error (see the gateway's log)", type="server_error")
-    return dialect_for_path(request.path).error_response(error)
+    dialect = dialect_for_path(request.path)
+    record_rejected(request, error, dialect.name)
+    return dialect.error_response(error)

@@ -13,13 +13,13 @@ from aiohttp.typedefs import Handler
 
 from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
 from ..domain.errors import ErrorKind
-from ..domain.records import RequestRecord
 from ..domain.routing import plan_lazily
 from ..domain.sessions import session_preview
 from .dialects import Dialect
 from .errors import APIError
 from .headers import session_header
 from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
+from .rejected import ROUTED
 from .relay import Relay
 from .trace import CallTrace
 from .validation import read_json
@@ -41,16 +41,12 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         call = dialect.parse(await read_json(request))
         target = state.catalog.resolve(call.model)
     except UnknownModel as exc:
-        _log_rejected(request, dialect, 404, str(exc))
         raise APIError(
             404,
             f"model '{exc}' is not configured; GET /v1/models lists the models you can use",
             param="model",
             code="model_not_found",
         ) from None
-    except APIError as exc:
-        _log_rejected(request, dialect, exc.status, exc.message)
-        raise
 
     now = state.clock()
     key, source = session_header(request) or (
@@ -79,6 +75,7 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         body=call.body,
         dialect=dialect.name,
     )
+    request[ROUTED] = True  # from here on, this request's own record is its log row
     trace = CallTrace(active)
     relay = Relay(request, call, state, app[UPSTREAMS], settings, trace, target.pool, dialect)
     in_flight = app[IN_FLIGHT]
@@ -104,26 +101,6 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         record = trace.record()
         state.finish_request(active, record)
         log.append(record)
-
-
-def _log_rejected(request: web.Request, dialect: Dialect, status: int, message: str) -> None:
-    """A request refused before routing still gets its row, so a misbehaving client shows."""
-    state = request.app[STATE]
-    started = state.clock()
-    request.app[REQUEST_LOG].append(
-        RequestRecord(
-            id=state.new_id(),
-            started=started,
-            session="",
-            requested_model="",
-            streamed=False,
-            status=status,
-            latency_ms=0.0,
-            error_kind=str(ErrorKind.INVALID_REQUEST),
-            error=message,
-            dialect=dialect.name,
-        )
-    )
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -1,0 +1,58 @@
+"""Every request leaves a trace (issue 9): a refused one is counted, logged and shown once."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.conftest import GatewayFactory
+from tests.factories import API_KEY, FakeClock, make_settings, model
+from tui_gateway.domain.rejections import Rejections
+from tui_gateway.domain.state import StateEvent
+
+
+def test_a_cause_gets_a_line_then_one_per_window_with_the_count() -> None:
+    clock = FakeClock()
+    rejections = Rejections(window_s=10.0)
+    assert rejections.count("401 wrong key", clock()) == "401 wrong key"
+    for _ in range(4):
+        clock.advance(1.0)
+        assert rejections.count("401 wrong key", clock()) is None
+    assert rejections.count("404 /v1/nope", clock()) == "404 /v1/nope"  # causes are apart
+    clock.advance(10.0)
+    assert rejections.count("401 wrong key", clock()) == "401 wrong key (x5)"
+    assert rejections.totals() == {"401 wrong key": 6, "404 /v1/nope": 1}
+
+
+async def test_refused_requests_are_logged_counted_and_shown_once(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
+    lines: list[StateEvent] = []
+    gateway.state.subscribe(lines.append)
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    url = gateway.base_url + "/chat/completions"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(5):
+            async with http.post(url, json=body, headers={"Authorization": "Bearer wrong"}) as resp:
+                assert resp.status == 401
+        async with http.get(
+            gateway.base_url + "/nowhere", headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as resp:
+            assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+        async with http.post(
+            url, json={"model": 3}, headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as resp:
+            assert resp.status == 400
+    texts = [e.text for e in lines if e.text.startswith("client got")]
+    assert len(texts) == 3, texts  # the five 401s are one line
+    assert (
+        "401 on POST /v1/chat/completions" in texts[0] and "wrong" not in texts[0].split(":", 1)[0]
+    )
+    assert "404 on GET /v1/nowhere" in texts[1] and "400 on POST" in texts[2]
+    totals = gateway.state.snapshot()["rejected"]
+    assert sorted(totals.values()) == [1, 1, 5]
+    await gateway.request_log.flush()
+    rows = await gateway.request_log.recent(20)
+    assert sorted(r.status for r in rows) == [400, 401, 401, 401, 401, 401, 404]
+    assert {r.error_kind for r in rows} == {"unauthorized", "not_found", "invalid_request"}
+    assert all("wrong" not in (r.error or "") for r in rows)  # a wrong key is never written down
