@@ -20,6 +20,15 @@ Scenarios (unknown names behave like `ok`):
     cut                 stream that ends cleanly at HTTP level with no finish_reason and no [DONE]
     html-200            HTTP 200 with an HTML page instead of the API's reply
     malformed           stream with one event that is not JSON after `after`=1 chunks
+    tool-call           an assistant turn of tool calls (finish_reason `tool_calls`, content
+                        null), streamed in OpenAI's fragments or whole in `message.tool_calls`.
+                        name=<first offered tool, else get_weather>, calls=1 (parallel calls,
+                        one after another), fragments=3 (argument pieces per call),
+                        args={"path": "README.md"}, text=<none> (content before the calls),
+                        delay_ms=0, ttft_ms=0. `args` is percent-decoded, so write its
+                        commas as %2C (or encode it whole):
+                        `tool-call:args={"path":"a.md"%2C"limit":5}`. When the last message
+                        is a `tool` result it answers with text instead: "tool result received"
 
 Keys: a request whose `Authorization: Bearer KEY` names a rejected key gets a 401
 `invalid_api_key` (`--reject-key KEY`, repeatable), a forbidden key a 403 `permission_denied`
@@ -39,6 +48,7 @@ import json
 import signal
 import sys
 import time
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -57,11 +67,14 @@ _WORDS = (
 _SCENARIOS = (
     "ok", "slow-first-token", "long", "error-500", "error-502", "error-503", "error-429",
     "context-length", "wrapped-error", "stall-before-first", "stall-after-first",
-    "drop-mid-stream", "no-done", "cut", "html-200", "malformed",
+    "drop-mid-stream", "no-done", "cut", "html-200", "malformed", "tool-call",
 )  # fmt: skip
 _DONE = b"data: [DONE]\n\n"
 _CHUNK_TAIL = b'},"logprobs":null,"finish_reason":null}]}\n\n'
 _STOP = b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\n'
+_TOOL_STOP = b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}\n\n'
+_DEFAULT_TOOL_ARGS = '{"path": "README.md"}'
+_TOOL_RESULT_WORDS = ["ok,", "tool", "result", "received"]
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
@@ -152,12 +165,12 @@ class _Reply:
     def stop(self) -> bytes:
         return self.head + _STOP
 
-    def usage_chunk(self, prompt_tokens: int) -> bytes:
-        usage = json.dumps(self.usage(prompt_tokens), separators=(",", ":")).encode()
-        return self.head + b'],"usage":' + usage + b"}\n\n"
+    def usage_chunk(self, prompt_tokens: int, completion_tokens: int | None = None) -> bytes:
+        usage = json.dumps(self.usage(prompt_tokens, completion_tokens), separators=(",", ":"))
+        return self.head + b'],"usage":' + usage.encode() + b"}\n\n"
 
-    def usage(self, prompt_tokens: int) -> dict[str, int]:
-        n = len(self.words)
+    def usage(self, prompt_tokens: int, completion_tokens: int | None = None) -> dict[str, int]:
+        n = len(self.words) if completion_tokens is None else completion_tokens
         return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": n,
@@ -288,8 +301,12 @@ class _Call:
         return asked and self.params.get("usage") != "0"
 
 
-async def _ok(call: _Call, *, ttft_ms: int = 0, chunks: int = 8) -> web.StreamResponse:
+async def _ok(
+    call: _Call, *, ttft_ms: int = 0, chunks: int = 8, words: list[str] | None = None
+) -> web.StreamResponse:
     reply = call.make_reply(_int(call.params, "chunks", chunks))
+    if words is not None:
+        reply.words = words
     ttft_s = _int(call.params, "ttft_ms", ttft_ms) / 1000
     delay_s = _int(call.params, "delay_ms", 0) / 1000
     prompt = _prompt_tokens(call.body)
@@ -406,6 +423,113 @@ async def _malformed(call: _Call) -> web.StreamResponse:
     return await _finish(resp, call.record)
 
 
+def _after_tool_result(body: dict[str, Any]) -> bool:
+    messages = body.get("messages")
+    return (
+        isinstance(messages, list)
+        and bool(messages)
+        and isinstance(messages[-1], dict)
+        and messages[-1].get("role") == "tool"
+    )
+
+
+def _tool_name(call: _Call) -> str:
+    """`name=`, else the first offered function tool's name, else `get_weather`."""
+    if call.params.get("name"):
+        return call.params["name"]
+    tools = call.body.get("tools")
+    first = tools[0] if isinstance(tools, list) and tools else None
+    function = first.get("function") if isinstance(first, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) and name else "get_weather"
+
+
+def _tool_args(params: dict[str, str]) -> str:
+    """The arguments JSON exactly as given (percent-decoded), checked to be an object."""
+    raw = params.get("args")
+    if raw is None:
+        return _DEFAULT_TOOL_ARGS
+    text = urllib.parse.unquote(raw)
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise _BadParam(
+            f"mock: parameter args={raw!r} is not a JSON object (write its commas as %2C)"
+        )
+    return text
+
+
+def _fragments(text: str, n: int) -> list[str]:
+    """`text` cut into `n` non-empty pieces of near-equal length (fewer if it is shorter)."""
+    n = max(1, min(n, len(text)))
+    bounds = [len(text) * k // n for k in range(n + 1)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def _delta_chunk(reply: _Reply, delta: dict[str, Any]) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}
+    return reply.head + json.dumps(choice, separators=(",", ":")).encode() + b"]}\n\n"
+
+
+async def _tool_call(call: _Call) -> web.StreamResponse:
+    """Tool calls, or a text answer once the conversation ends with a tool result."""
+    if _after_tool_result(call.body):
+        return await _ok(call, words=_TOOL_RESULT_WORDS)
+    name, args = _tool_name(call), _tool_args(call.params)
+    text = call.params.get("text") or None
+    ids = call.request.app[_IDS]
+    seq = next(ids)
+    reply = _Reply(f"chatcmpl-mock{seq:012d}", call.record.model, 0, None)
+    call_ids = [f"call_{seq}_{i}" for i in range(max(_int(call.params, "calls", 1), 1))]
+    # A rough count, as for text: about four characters of arguments to a token.
+    completion_tokens = len(call_ids) * max(len(args) // 4, 1) + len((text or "").split())
+    prompt = _prompt_tokens(call.body)
+    ttft_s = _int(call.params, "ttft_ms", 0) / 1000
+    delay_s = _int(call.params, "delay_ms", 0) / 1000
+    if not call.record.stream:
+        if ttft_s > 0 and await _hold(call.request, call.record, ttft_s):
+            return web.Response()
+        calls = [
+            {"id": cid, "type": "function", "function": {"name": name, "arguments": args}}
+            for cid in call_ids
+        ]
+        message = {"role": "assistant", "content": text, "tool_calls": calls}
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "tool_calls"}
+        return web.json_response({
+            "id": reply.cid, "object": "chat.completion", "created": reply.created,
+            "model": reply.model, "choices": [choice],
+            "usage": reply.usage(prompt, completion_tokens),
+        })  # fmt: skip
+    parts: list[bytes] = []
+    if text:
+        parts.append(_delta_chunk(reply, {"role": "assistant", "content": text}))
+    fragments = _fragments(args, _int(call.params, "fragments", 3))
+    for i, cid in enumerate(call_ids):
+        function = {"name": name, "arguments": ""}
+        delta: dict[str, Any] = {
+            "tool_calls": [{"index": i, "id": cid, "type": "function", "function": function}]
+        }
+        if not parts:
+            delta = {"role": "assistant", "content": None} | delta
+        parts.append(_delta_chunk(reply, delta))
+        parts += [
+            _delta_chunk(reply, {"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+            for piece in fragments
+        ]
+    parts.append(reply.head + _TOOL_STOP)
+    if call.include_usage:
+        parts.append(reply.usage_chunk(prompt, completion_tokens))
+    parts.append(_DONE)
+    if ttft_s > 0 and await _hold(call.request, call.record, ttft_s):
+        return web.Response()
+    resp = await _start_stream(call.request)
+    if not await _write_paced(call.request, resp, call.record, parts, delay_s):
+        return resp
+    return await _finish(resp, call.record)
+
+
 async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
     match scenario:
         case "slow-first-token":
@@ -428,6 +552,8 @@ async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
             return await _truncated(call, with_stop=False)
         case "malformed":
             return await _malformed(call)
+        case "tool-call":
+            return await _tool_call(call)
         case "html-200":
             # A proxy or captive portal answering for the provider: 200, but not the API.
             return web.Response(text="<html><body>Service temporarily unavailable</body></html>",

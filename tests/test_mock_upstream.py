@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import openai
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 from pytest_aiohttp import AiohttpClient
 
 from scripts.mock_upstream import RECEIVED, make_app, parse_model
@@ -163,3 +163,169 @@ async def test_stats_count_requests_per_model(client: Client) -> None:
     stats = await (await client.get("/mock/stats")).json()
     assert stats["requests"] == {"ok": 2, "error-503": 1}
     assert stats["total"] == 3
+
+
+READ_TOOL: ChatCompletionToolParam = {
+    "type": "function",
+    "function": {
+        "name": "read_file",
+        "parameters": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
+    },
+}
+
+
+async def _events(client: Client, body: dict[str, Any]) -> list[Any]:
+    """The JSON of each `data:` event of a streamed reply, `[DONE]` kept as the string."""
+    resp = await client.post("/v1/chat/completions", json={"stream": True, **body})
+    assert resp.status == 200
+    events: list[Any] = []
+    for block in (await resp.text()).split("\n\n"):
+        if block.startswith("data: "):
+            data = block.removeprefix("data: ")
+            events.append(data if data == "[DONE]" else json.loads(data))
+    return events
+
+
+def _tool_deltas(events: list[Any]) -> list[dict[str, Any]]:
+    return [
+        call
+        for event in events
+        if isinstance(event, dict) and event["choices"]
+        for call in event["choices"][0]["delta"].get("tool_calls") or ()
+    ]
+
+
+async def test_tool_call_stream_fragments_concatenate_to_the_args(client: Client) -> None:
+    args = {"path": "docs/a.md", "limit": 5}
+    encoded = json.dumps(args).replace(",", "%2C")
+    events = await _events(
+        client,
+        {
+            "model": f"tool-call:fragments=4,args={encoded}",
+            "messages": MESSAGES,
+            "tools": [READ_TOOL],
+        },
+    )
+    assert events[-1] == "[DONE]"
+    first = events[0]["choices"][0]["delta"]
+    assert first["role"] == "assistant" and first["content"] is None
+    head, *fragments = _tool_deltas(events)
+    assert head["index"] == 0 and head["type"] == "function"
+    assert head["id"].startswith("call_")
+    assert head["function"] == {"name": "read_file", "arguments": ""}
+    assert len(fragments) == 4
+    assert all(set(f) == {"index", "function"} and f["index"] == 0 for f in fragments)
+    assert json.loads("".join(f["function"]["arguments"] for f in fragments)) == args
+    assert events[-2]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+async def test_tool_call_streams_parallel_calls_one_after_another(
+    client: Client, sdk: openai.AsyncOpenAI
+) -> None:
+    events = await _events(client, {"model": "tool-call:calls=2,fragments=2", "messages": MESSAGES})
+    assert [d["index"] for d in _tool_deltas(events)] == [0, 0, 0, 1, 1, 1]
+    # The SDK's own accumulation sees two whole calls with distinct ids.
+    stream = await sdk.chat.completions.create(
+        model="tool-call:calls=2", messages=MESSAGES, stream=True
+    )
+    calls: dict[int, dict[str, str]] = {}
+    async for chunk in stream:
+        deltas = (chunk.choices[0].delta.tool_calls if chunk.choices else None) or []
+        for delta in deltas:
+            call = calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            assert delta.function is not None
+            call["id"] += delta.id or ""
+            call["name"] += delta.function.name or ""
+            call["arguments"] += delta.function.arguments or ""
+    assert sorted(calls) == [0, 1]
+    assert calls[0]["id"] != calls[1]["id"]
+    for call in calls.values():
+        assert call["name"] == "get_weather"
+        assert json.loads(call["arguments"]) == {"path": "README.md"}
+
+
+async def test_tool_call_non_stream_returns_whole_calls(sdk: openai.AsyncOpenAI) -> None:
+    reply = await sdk.chat.completions.create(
+        model="tool-call:calls=2,text=let me look", messages=MESSAGES, tools=[READ_TOOL]
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content == "let me look"
+    calls = choice.message.tool_calls or []
+    assert len(calls) == 2 and calls[0].id != calls[1].id
+    for call in calls:
+        assert call.type == "function"
+        assert call.function.name == "read_file"
+        assert json.loads(call.function.arguments) == {"path": "README.md"}
+
+
+async def test_tool_call_content_is_null_without_text(client: Client) -> None:
+    resp = await client.post("/v1/chat/completions", json={"model": "tool-call:name=grep"})
+    message = (await resp.json())["choices"][0]["message"]
+    assert message["content"] is None
+    assert message["tool_calls"][0]["function"]["name"] == "grep"
+
+
+async def test_tool_call_answers_with_text_after_a_tool_result(sdk: openai.AsyncOpenAI) -> None:
+    messages: list[ChatCompletionMessageParam] = [
+        *MESSAGES,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_0_0",
+                    "type": "function",
+                    "function": {"name": "read_file", "arguments": '{"path": "README.md"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_0_0", "content": "# tui-gateway"},
+    ]
+    reply = await sdk.chat.completions.create(
+        model="tool-call", messages=messages, tools=[READ_TOOL]
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.choices[0].message.tool_calls is None
+    assert "tool result received" in (reply.choices[0].message.content or "")
+    stream = await sdk.chat.completions.create(model="tool-call", messages=messages, stream=True)
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "tool result received" in text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+async def test_tool_call_stream_ends_with_usage_when_asked(client: Client) -> None:
+    events = await _events(
+        client,
+        {
+            "model": "tool-call",
+            "messages": MESSAGES,
+            "stream_options": {"include_usage": True},
+        },
+    )
+    *_, stop, usage, done = events
+    assert stop["choices"][0]["finish_reason"] == "tool_calls"
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] > 0
+    assert usage["usage"]["total_tokens"] == (
+        usage["usage"]["prompt_tokens"] + usage["usage"]["completion_tokens"]
+    )
+    assert done == "[DONE]"
+
+
+async def test_tool_call_ids_differ_between_requests(client: Client) -> None:
+    ids = []
+    for _ in range(2):
+        resp = await client.post("/v1/chat/completions", json={"model": "tool-call"})
+        ids.append((await resp.json())["choices"][0]["message"]["tool_calls"][0]["id"])
+    assert ids[0] != ids[1]
+
+
+async def test_tool_call_args_that_are_not_an_object_are_a_400(client: Client) -> None:
+    resp = await client.post("/v1/chat/completions", json={"model": "tool-call:args=[1]"})
+    assert resp.status == 400
+    assert "%2C" in (await resp.json())["error"]["message"]

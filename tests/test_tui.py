@@ -56,11 +56,11 @@ async def test_screen_shows_a_streaming_request_while_it_runs_and_logs_it_after(
             table = app.query_one(RequestsPane)
             await until(pilot, lambda: len(table.request_ids) == 1)
             row = table.get_row_at(0)
-            assert [str(cell) for cell in row[2:6]] == ["sim/steady", "sim", "1", "streaming"]
+            assert [str(cell) for cell in row[2:7]] == ["chat", "sim/steady", "sim", "1", "streaming"]
             text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
             assert text
         # Finished: it lingers with its status, then leaves the pane.
-        await until(pilot, lambda: str(table.get_row_at(0)[5]) == "200")
+        await until(pilot, lambda: str(table.get_row_at(0)[6]) == "200")
         await until(pilot, lambda: table.request_ids == [], seconds=LINGER_S + 2)
         assert all(str(cell) == "" for cell in table.get_row_at(0))  # a blank slot for the next
         assert "done 1" in str(app.query_one(StatusBar).render())

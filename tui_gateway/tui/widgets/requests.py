@@ -29,7 +29,8 @@ MAX_ROWS = 60
 COLUMNS: dict[str, int] = {  # 84 columns with padding: fits a 100-column terminal
     "id": 6,
     "session": 6,
-    "model": 24,
+    "api": 4,
+    "model": 18,
     "provider": 8,
     "try": 3,
     "state": 9,
@@ -39,6 +40,8 @@ COLUMNS: dict[str, int] = {  # 84 columns with padding: fits a 100-column termin
     "quiet": 5,
 }
 BLANK: tuple[Text | str, ...] = ("",) * len(COLUMNS)
+DIALECT_LABELS = {"chat": "chat", "messages": "anth", "responses": "resp"}
+"""The API a request came in on: OpenAI chat, Anthropic Messages, OpenAI Responses."""
 
 
 class RequestsPane(DataTable[Text | str]):
@@ -48,7 +51,10 @@ class RequestsPane(DataTable[Text | str]):
         Binding("enter", "open", "Details", id="requests.open"),
         Binding("f", "toggle_follow", "Follow newest", id="requests.follow"),
     ]
-    HELP = "Requests in flight. `quiet` is the time since the upstream last sent a byte."
+    HELP = (
+        "Requests in flight. `api` is the client's API (chat, anth: Anthropic Messages, resp:"
+        " OpenAI Responses); `quiet` is the time since the upstream last sent a byte."
+    )
     DEFAULT_CSS = """
     RequestsPane {
         height: 1fr;
@@ -160,6 +166,7 @@ class RequestsPane(DataTable[Text | str]):
         return (
             r["id"][:6],
             r["session"][:6],
+            Text(DIALECT_LABELS.get(r["dialect"], r["dialect"][:4]), style="dim"),
             model,
             r["provider"] or "",
             str(r["attempt"]),
