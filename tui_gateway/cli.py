@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import sys
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -112,6 +113,75 @@ def init(
         "edit the providers and models, then run: tui-gateway"
         + ("" if path is None else f" --config {target}")
     )
+
+
+@app.command("setup")
+def setup_command(
+    ctx: typer.Context,
+    client: Annotated[
+        str | None,
+        typer.Argument(metavar="CLIENT", help="The client to set up; leave out to list them."),
+    ] = None,
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write", help="Merge the settings into the client's config file (backed up)."
+        ),
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The gateway's config (default: as `tui-gateway` finds it)."),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="The gateway's host, if not the config's.")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="The gateway's port, if not the config's.")
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Point the client at `tui-gateway --demo`.")
+    ] = False,
+) -> None:
+    """Show what a coding assistant needs to use this gateway, or --write it into its config."""
+    from . import setup  # only here: the gateway itself never loads the TOML/YAML editors
+
+    where = setup.current_where()
+    if client is None:
+        for line in setup.list_lines(where):
+            typer.echo(line)
+        return
+    parent = ctx.parent.params if ctx.parent is not None else {}  # `tui-gateway --port N setup`
+    config = config or parent.get("config")
+    demo = demo or bool(parent.get("demo"))
+    try:
+        chosen = setup.get_client(client)
+        settings = _setup_settings(config, demo=demo)
+        target = setup.resolve_target(
+            settings.server,
+            host=host if host is not None else parent.get("host"),
+            port=port if port is not None else parent.get("port"),
+        )
+        if write:
+            lines = setup.write_lines(chosen, target, where, now=datetime.now())
+        else:
+            lines = setup.show_lines(chosen, target, where)
+    except (setup.SetupError, ConfigError) as exc:
+        _fail(str(exc))
+    for line in lines:
+        typer.echo(line)
+
+
+def _setup_settings(config: Path | None, *, demo: bool) -> Settings:
+    """The settings the gateway would run with; before any config exists, its defaults."""
+    path = paths.default_config_path()
+    if not demo and config is None and not path.exists():
+        typer.echo(
+            f"tui-gateway: no config at {path} yet, so this uses the default address and the "
+            "generated key (what `tui-gateway --demo` serves; `tui-gateway init` writes a config)",
+            err=True,
+        )
+        demo = True
+    return _settings(config, demo=demo)
 
 
 def _settings(config: Path | None, *, demo: bool) -> Settings:
