@@ -56,7 +56,13 @@ async def test_screen_shows_a_streaming_request_while_it_runs_and_logs_it_after(
             table = app.query_one(RequestsPane)
             await until(pilot, lambda: len(table.request_ids) == 1)
             row = table.get_row_at(0)
-            assert [str(cell) for cell in row[2:7]] == ["chat", "sim/steady", "sim", "1", "streaming"]
+            assert [str(cell) for cell in row[2:7]] == [
+                "chat",
+                "sim/steady",
+                "sim",
+                "1",
+                "streaming",
+            ]
             text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
             assert text
         # Finished: it lingers with its status, then leaves the pane.

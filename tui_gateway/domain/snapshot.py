@@ -60,6 +60,7 @@ def snapshot(state: GatewayState) -> dict[str, Any]:
         "totals": {"finished": state.finished_count, "failed": state.failed_count},
         "demo": {"paused": state.demo_paused},
         "log": state.log_health().as_json(),
+        "responses_store": state.responses_store().as_json(),
         "rejected": dict(state.rejections.totals().most_common(20)),
     }
 

@@ -24,6 +24,7 @@ from .learning import LearningFromAttempts
 from .posteriors import PosteriorBook
 from .records import LogHealth, RequestRecord
 from .rejections import Rejections
+from .response_store import StoreCounts
 from .scoring import ScoreBases
 from .snapshot import pools_json, snapshot
 from .sticky import StickySessions
@@ -94,6 +95,11 @@ class GatewayState(LearningFromAttempts):
         self.score_bases = ScoreBases()
         self.log_health: Callable[[], LogHealth] = LogHealth
         """How the request log's writer is doing (see `watch_log`); no log: all zero."""
+        store = settings.dialects.responses
+        self.responses_store: Callable[[], StoreCounts] = lambda: StoreCounts(
+            0, store.store_cap, store.store_ttl_s
+        )
+        """How full the Responses door's store is (see `watch_responses_store`)."""
 
     # --- events ---------------------------------------------------------------------------
 
@@ -359,6 +365,10 @@ class GatewayState(LearningFromAttempts):
     def watch_log(self, health: Callable[[], LogHealth]) -> None:
         """Where snapshots read the log's health from (the log itself, which keeps the counts)."""
         self.log_health = health
+
+    def watch_responses_store(self, counts: Callable[[], StoreCounts]) -> None:
+        """Where snapshots read how many Responses conversations are stored (the door's store)."""
+        self.responses_store = counts
 
     def log_health_changed(self, health: LogHealth) -> None:
         """The log's writer started or stopped failing, or repaired or dropped rows: say so."""

@@ -18,7 +18,8 @@ from ..store.saved import Saver, load_saved
 from ..store.stats import load_buckets
 from .admin import add_admin_routes
 from .auth import auth_middleware
-from .dialects import CHAT
+from .dialects import CHAT, MessagesDialect, ResponsesDialect
+from .dialects.messages import count_tokens
 from .inflight import InFlight
 from .keys import API_KEY, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .middleware import error_middleware
@@ -49,6 +50,11 @@ def make_app(
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_drain)
     app.router.add_post("/v1/chat/completions", door(CHAT))
+    app.router.add_post("/v1/messages", door(MessagesDialect.from_settings(settings)))
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    responses = ResponsesDialect(settings.dialects.responses, clock=state.clock)
+    state.watch_responses_store(responses.store_counts)
+    app.router.add_post("/v1/responses", door(responses))
     app.router.add_get("/v1/models", list_models)
     add_admin_routes(app.router)
     return app

@@ -1,4 +1,8 @@
-"""Bearer-key auth: one key for every client, compared in constant time."""
+"""API-key auth: one key for every client, compared in constant time.
+
+The key comes as `Authorization: Bearer KEY` (OpenAI clients, and Claude Code's auth token) or
+as `x-api-key: KEY` (Anthropic's SDKs); either one that matches lets the request in.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +19,19 @@ from .keys import API_KEY
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     expected = request.app[API_KEY].encode()
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    # Compared as the bytes sent: a key with a byte that is not UTF-8 is simply wrong.
-    given = header_bytes(token.strip())
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
+    header = request.headers.get("Authorization")
+    api_key = request.headers.get("x-api-key")
+    scheme, _, token = (header or "").partition(" ")
+    # Compared as the bytes sent: a key with a byte that is not UTF-8 is simply wrong. Both are
+    # compared whenever both are sent, so the time taken says nothing about which one matched.
+    bearer_ok = hmac.compare_digest(header_bytes(token.strip()), expected)
+    bearer_ok = bearer_ok and header is not None and scheme.lower() == "bearer"
+    key_ok = hmac.compare_digest(header_bytes((api_key or "").strip()), expected)
+    key_ok = key_ok and api_key is not None
+    if not (bearer_ok or key_ok):
         message = (
-            "missing Authorization header: send 'Authorization: Bearer <key>'"
-            if not header
+            "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+            if header is None and api_key is None
             else "incorrect API key; use the key tui-gateway printed at start"
         )
         raise APIError(401, message, code="invalid_api_key")
