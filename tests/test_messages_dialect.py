@@ -8,19 +8,25 @@ from typing import Any
 import pytest
 
 from tui_gateway.config import AnthropicDialectSettings
+from tui_gateway.domain.active import ActiveRequest
+from tui_gateway.domain.errors import ErrorKind, Unavailable
 from tui_gateway.proxy.dialects import dialect_for_path
 from tui_gateway.proxy.dialects.messages import MessagesDialect
+from tui_gateway.proxy.dialects.messages_reply import (
+    error_type,
+    to_message,
+)
 from tui_gateway.proxy.dialects.messages_stream import PING, MessagesStream
 from tui_gateway.proxy.dialects.messages_translate import (
     IMAGE_TOKENS,
     MessagesContext,
-    error_type,
     estimate_tokens,
     gateway_model,
     input_estimate,
-    to_message,
 )
 from tui_gateway.proxy.errors import APIError
+from tui_gateway.proxy.outcomes import exhausted
+from tui_gateway.proxy.trace import CallTrace
 
 DIALECT = MessagesDialect(AnthropicDialectSettings(), known=("auto", "auto-fast", "mock/m1"))
 CONTEXT = MessagesContext(client_model="claude-sonnet-4-5", input_tokens=7)
@@ -462,14 +468,15 @@ def _error(dialect: MessagesDialect, error: APIError) -> tuple[int, dict[str, An
     return response.status, json.loads(response.body)
 
 
-def _exhausted(*failures: str) -> APIError:
-    tried = "; ".join(failures)
-    return APIError(
-        502,
-        f"all {len(failures)} candidates failed: {tried}",
-        type="upstream_error",
-        code="all_candidates_failed",
+def _exhausted(*statuses: int | None) -> APIError:
+    """The gateway's own all-candidates-failed error, after attempts that failed so."""
+    trace = CallTrace(
+        ActiveRequest(id="r", session="s", requested_model="auto", stream=False, started=0.0)
     )
+    for n, status in enumerate(statuses):
+        kind = ErrorKind.CONNECTION if status is None else ErrorKind.SERVER
+        trace.failures.append((f"m/{n}", Unavailable("busy", status=status, kind=kind)))
+    return exhausted(trace)
 
 
 @pytest.mark.parametrize(
@@ -485,9 +492,9 @@ def _exhausted(*failures: str) -> APIError:
         (APIError(500, "oops", type="server_error"), (500, "api_error")),
         (APIError(503, "no model", code="no_candidate"), (503, "api_error")),
         (APIError(504, "late", code="upstream_timeout"), (504, "api_error")),
-        (_exhausted("m/a (503 5xx: busy)", "m/b (529 5xx: overloaded)"), (529, "overloaded_error")),
-        (_exhausted("m/a (503 5xx: busy)", "m/b (500 5xx: broken)"), (502, "api_error")),
-        (_exhausted("m/a (connection: refused)"), (502, "api_error")),
+        (_exhausted(503, 529), (529, "overloaded_error")),
+        (_exhausted(503, 500), (502, "api_error")),
+        (_exhausted(None), (502, "api_error")),
     ],
 )
 def test_errors_map_to_anthropic_types(error: APIError, expected: tuple[int, str]) -> None:

@@ -22,6 +22,7 @@ class APIError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        overloaded: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -30,6 +31,8 @@ class APIError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+        self.overloaded = overloaded
+        """Every upstream tried was overloaded (503/529): worth a retry with back-off later."""
 
     def body(self) -> dict[str, Any]:
         return {

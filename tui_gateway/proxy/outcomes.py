@@ -38,7 +38,10 @@ def exhausted(trace: CallTrace, *, skipped: Sequence[str] = ()) -> APIError:
     waits = [e.retry_after_s for _, e in failures if e.retry_after_s is not None]
     if status == 429 and waits:
         headers["Retry-After"] = str(max(1, round(min(waits))))
-    return APIError(status, message, type="upstream_error", code=code, headers=headers)
+    overloaded = bool(failures) and all(e.status in (503, 529) for _, e in failures)
+    return APIError(
+        status, message, type="upstream_error", code=code, headers=headers, overloaded=overloaded
+    )
 
 
 def shut_down(trace: CallTrace) -> APIError:

@@ -19,14 +19,16 @@ from aiohttp import web
 from ...config import VIRTUAL_MODEL_NAMES, AnthropicDialectSettings, Settings
 from ..errors import APIError
 from ..validation import ChatCall, read_json, validate_chat
+from .messages_reply import (
+    error_body,
+    to_message,
+)
 from .messages_stream import MessagesStream
 from .messages_translate import (
     MessagesContext,
-    error_body,
     gateway_model,
     input_estimate,
     to_chat_body,
-    to_message,
 )
 
 __all__ = ["MESSAGES_ERRORS", "MessagesDialect", "count_tokens"]

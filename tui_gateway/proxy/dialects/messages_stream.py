@@ -17,12 +17,14 @@ from typing import Any
 
 from ...providers.sse import DONE, SSEBatch
 from ..errors import APIError
-from .messages_translate import (
-    MessagesContext,
+from .messages_reply import (
     error_body,
     new_tool_id,
     stop_reason,
     usage_block,
+)
+from .messages_translate import (
+    MessagesContext,
 )
 
 __all__ = ["PING", "MessagesStream", "sse"]
