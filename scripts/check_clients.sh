@@ -97,6 +97,7 @@ run_client() {  # name version endpoint check-regex command...
 
 if wanted codex; then
   home=$(fresh_home codex)
+  mkdir -p "$home/.codex"
   version=$("$npm_bin/codex" --version 2>/dev/null | tail -1)
   run_client codex "$version" "/v1/responses" '"type":"item.completed".*"agent_message"' \
     env HOME="$home" CODEX_HOME="$home/.codex" TG_KEY="$key" "${quiet_env[@]}" \

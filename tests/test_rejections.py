@@ -56,3 +56,52 @@ async def test_refused_requests_are_logged_counted_and_shown_once(
     assert sorted(r.status for r in rows) == [400, 401, 401, 401, 401, 401, 404]
     assert {r.error_kind for r in rows} == {"unauthorized", "not_found", "invalid_request"}
     assert all("wrong" not in (r.error or "") for r in rows)  # a wrong key is never written down
+
+
+async def test_the_root_answers_without_a_key_so_a_client_probe_is_no_401(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    """Claude Code sends `HEAD /` before it starts; that probe is not a refused request."""
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
+    root = gateway.base_url.removesuffix("/v1") + "/"
+    async with aiohttp.ClientSession() as http:
+        async with http.head(root) as resp:
+            assert resp.status == 200
+        async with http.get(root) as resp:
+            assert (await resp.json())["status"] == "ok"
+    assert gateway.state.snapshot()["rejected"] == {}
+
+
+async def test_a_401_says_which_header_was_seen_but_never_the_key(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
+    url = gateway.base_url + "/models"
+    cases = {
+        "missing API key": {},
+        "the Authorization header is not 'Bearer <key>'": {"Authorization": "Basic abc"},
+        "incorrect API key in the Authorization header": {"Authorization": "Bearer sk-wrong-1"},
+        "incorrect API key in the x-api-key header": {"x-api-key": "sk-wrong-2"},
+    }
+    async with aiohttp.ClientSession() as http:
+        for expected, headers in cases.items():
+            async with http.get(url, headers=headers) as resp:
+                message = (await resp.json())["error"]["message"]
+            assert resp.status == 401 and message.startswith(expected), message
+            assert "sk-wrong" not in message
+
+
+async def test_when_every_model_refuses_the_length_the_client_gets_context_length_exceeded(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    """A 400 the client can act on (shorten or compact), not a 502 to retry."""
+    settings = make_settings(
+        mock_url, [model("mock", "context-length"), model("mock", "context-length:x=1")]
+    )
+    gateway = await gateway_factory(settings)
+    body = {"model": "auto", "messages": [{"role": "user", "content": "a very long story"}]}
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        async with http.post(gateway.base_url + "/chat/completions", json=body) as resp:
+            error = (await resp.json())["error"]
+    assert resp.status == 400 and error["code"] == "context_length_exceeded"
+    assert "2 candidates failed" in error["message"]

@@ -23,7 +23,7 @@ from .dialects.messages import count_tokens
 from .inflight import InFlight
 from .keys import API_KEY, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .middleware import error_middleware
-from .serve import door, list_models
+from .serve import door, hello, list_models
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # long agent contexts run to megabytes; aiohttp's default is 1
 POSTERIOR_REFRESH_S = 60.0  # decay over a 7-day window barely moves in a minute
@@ -56,6 +56,7 @@ def make_app(
     state.watch_responses_store(responses.store_counts)
     app.router.add_post("/v1/responses", door(responses))
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/", hello)
     add_admin_routes(app.router)
     return app
 

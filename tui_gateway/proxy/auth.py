@@ -15,9 +15,14 @@ from .errors import APIError
 from .headers import header_bytes
 from .keys import API_KEY
 
+OPEN_PATHS = frozenset({"/"})
+"""Answered without a key: `/` says the gateway is up (Claude Code probes it with HEAD)."""
+
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS:
+        return await handler(request)
     expected = request.app[API_KEY].encode()
     header = request.headers.get("Authorization")
     api_key = request.headers.get("x-api-key")
@@ -29,10 +34,17 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     key_ok = hmac.compare_digest(header_bytes((api_key or "").strip()), expected)
     key_ok = key_ok and api_key is not None
     if not (bearer_ok or key_ok):
-        message = (
-            "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
-            if header is None and api_key is None
-            else "incorrect API key; use the key tui-gateway printed at start"
-        )
-        raise APIError(401, message, code="invalid_api_key")
+        raise APIError(401, _refusal(header, scheme, api_key), code="invalid_api_key")
     return await handler(request)
+
+
+def _refusal(header: str | None, scheme: str, api_key: str | None) -> str:
+    """Which header was seen and what was wrong with it; never the key itself."""
+    if header is None and api_key is None:
+        return "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
+    if header is not None and scheme.lower() != "bearer" and api_key is None:
+        return "the Authorization header is not 'Bearer <key>'"
+    seen = " and ".join(
+        name for name, value in (("Authorization", header), ("x-api-key", api_key)) if value
+    )
+    return f"incorrect API key in the {seen} header; use the key tui-gateway printed at start"

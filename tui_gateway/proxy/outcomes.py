@@ -26,6 +26,10 @@ def exhausted(trace: CallTrace, *, skipped: Sequence[str] = ()) -> APIError:
         status, code = 429, "rate_limit_exceeded"
     elif kinds and kinds <= STALL_KINDS:
         status, code = 504, "upstream_timeout"
+    elif failures and all(e.code == "context_length_exceeded" for _, e in failures):
+        # Every model said the conversation is too long for it: the client should shorten it
+        # (Codex compacts on this code), not wait and retry.
+        status, code = 400, "context_length_exceeded"
     elif kinds == {ErrorKind.KEY_REJECTED}:
         # Our keys, not the client's: never the upstream's 401, which would blame the client.
         status, code = 502, "upstream_keys_rejected"

@@ -116,3 +116,14 @@ async def list_models(request: web.Request) -> web.Response:
         if state.is_usable(key)
     ]
     return web.json_response({"object": "list", "data": data})
+
+
+async def hello(request: web.Request) -> web.Response:
+    """`GET /` (and HEAD), without a key: the gateway is up, and where its doors are."""
+    return web.json_response(
+        {
+            "name": "tui-gateway",
+            "status": "ok",
+            "endpoints": ["/v1/chat/completions", "/v1/messages", "/v1/responses", "/v1/models"],
+        }
+    )
