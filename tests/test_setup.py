@@ -83,7 +83,7 @@ def test_setup_alone_lists_every_client_with_its_file(home: Path) -> None:
         "llm",
         "env",
     ]
-    assert "~/.codex/config.toml" in result.output
+    assert "~/.codex/tui-gateway.config.toml" in result.output
     assert "~/.claude/settings.json" in result.output
     assert str(xdg_config() / "opencode" / "opencode.json") in result.output
 
@@ -114,14 +114,13 @@ def test_unknown_client_names_the_known_ones_and_exits_2(home: Path, gateway_con
         (
             "codex",
             [
-                "~/.codex/config.toml",
+                "~/.codex/tui-gateway.config.toml",
+                'model_provider = "tui-gateway"',
+                'model = "auto"',
                 "[model_providers.tui-gateway]",
                 f'base_url = "{V1}"',
                 'wire_api = "responses"',
                 'env_key = "TUI_GATEWAY_API_KEY"',
-                "[profiles.tui-gateway]",
-                'model_provider = "tui-gateway"',
-                'model = "auto"',
                 f"export TUI_GATEWAY_API_KEY={KEY}",
                 "then run: codex --profile tui-gateway",
             ],
@@ -303,14 +302,13 @@ def _check_codex(data: Any) -> None:
         "wire_api": "responses",
         "env_key": "TUI_GATEWAY_API_KEY",
     }
-    assert data["profiles"]["tui-gateway"] == {"model_provider": "tui-gateway", "model": "auto"}
-    assert "profile" not in data  # the user's default stays theirs
+    assert (data["model_provider"], data["model"]) == ("tui-gateway", "auto")
+    assert "profiles" not in data  # Codex 0.171 refuses --profile with a [profiles.*] table
 
 
 def _check_codex_kept(data: Any) -> None:
-    assert data["model"] == "o3"
+    assert data["approval_policy"] == "never"
     assert data["model_providers"]["other"] == {"name": "other", "base_url": "http://other/v1"}
-    assert data["profiles"]["fast"] == {"model": "gpt-5-mini"}
 
 
 def _check_opencode(data: Any) -> None:
@@ -397,11 +395,10 @@ CASES = [
     ),
     Case(
         "codex",
-        lambda home: home / ".codex" / "config.toml",
-        '# my codex settings\nmodel = "o3"  # the one I like\n\n'
-        '[model_providers.other]\nname = "other"\nbase_url = "http://other/v1"  # keep me\n\n'
-        '[profiles.fast]\nmodel = "gpt-5-mini"\n',
-        ["# my codex settings", 'model = "o3"  # the one I like', "# keep me"],
+        lambda home: home / ".codex" / "tui-gateway.config.toml",
+        '# my codex profile\napproval_policy = "never"  # the one I like\n\n'
+        '[model_providers.other]\nname = "other"\nbase_url = "http://other/v1"  # keep me\n',
+        ["# my codex profile", 'approval_policy = "never"  # the one I like', "# keep me"],
         _toml,
         _check_codex,
         _check_codex_kept,
@@ -518,17 +515,17 @@ def test_codex_write_goes_to_codex_home(
     codex_home = tmp_path / "codex-home"
     monkeypatch.setenv("CODEX_HOME", str(codex_home))
     shown = setup(gateway_config, "codex")
-    assert str(codex_home / "config.toml") in shown.output
+    assert str(codex_home / "tui-gateway.config.toml") in shown.output
     result = setup(gateway_config, "codex", "--write")
     assert result.exit_code == 0, result.output
-    _check_codex(_toml(codex_home / "config.toml"))
+    _check_codex(_toml(codex_home / "tui-gateway.config.toml"))
     assert not (home / ".codex").exists()
 
 
 def test_codex_write_updates_our_table_and_keeps_keys_the_user_added_to_it(
     home: Path, gateway_config: Path
 ) -> None:
-    path = home / ".codex" / "config.toml"
+    path = home / ".codex" / "tui-gateway.config.toml"
     path.parent.mkdir()
     path.write_text(
         '[model_providers.tui-gateway]\nname = "tui-gateway"\nbase_url = "http://127.0.0.1:9/v1"\n'
@@ -626,7 +623,7 @@ def test_write_for_a_client_without_a_file_says_so_and_exits_2(
 @pytest.mark.parametrize(
     ("client", "variable", "file"),
     [
-        ("codex", "CODEX_HOME", "config.toml"),
+        ("codex", "CODEX_HOME", "tui-gateway.config.toml"),
         ("claude", "CLAUDE_CONFIG_DIR", "settings.json"),
         ("continue", "CONTINUE_GLOBAL_DIR", "config.yaml"),
         ("llm", "LLM_USER_PATH", "extra-openai-models.yaml"),

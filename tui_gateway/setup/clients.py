@@ -140,12 +140,16 @@ def _claude(target: Target, where: Where) -> Plan:
 
 
 def _codex_path(where: Where) -> Path:
-    return where.dir_from("CODEX_HOME", where.home / ".codex") / "config.toml"
+    # A profile file of its own: Codex 0.171 refuses `--profile` while config.toml holds a
+    # `[profiles.NAME]` table, and reads the profile (provider table included) from here.
+    return where.dir_from("CODEX_HOME", where.home / ".codex") / f"{NAME}.config.toml"
 
 
 def _codex(target: Target, where: Where) -> Plan:
     merge = MergeKeys(
         {
+            "model_provider": NAME,
+            "model": "auto",
             "model_providers": {
                 NAME: {
                     "name": NAME,
@@ -154,7 +158,6 @@ def _codex(target: Target, where: Where) -> Plan:
                     "env_key": KEY_ENV,
                 }
             },
-            "profiles": {NAME: {"model_provider": NAME, "model": "auto"}},
         }
     )
     return Plan(
