@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .body import read_json
-from .errors import APIError
+from .fields import bad, is_int, optional_field
 
 __all__ = ["ChatCall", "read_json", "validate_chat"]
 
@@ -39,69 +39,69 @@ class ChatCall:
 def validate_chat(body: dict[str, Any]) -> ChatCall:
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _bad("model", "you must provide a model (a string such as 'auto')", "missing_model")
+        raise bad("model", "you must provide a model (a string such as 'auto')", "missing_model")
     if len(model) > MAX_MODEL_NAME:
-        raise _bad("model", f"'model' is longer than {MAX_MODEL_NAME} characters")
+        raise bad("model", f"'model' is longer than {MAX_MODEL_NAME} characters")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _bad("messages", "'messages' must be a non-empty array of message objects")
+        raise bad("messages", "'messages' must be a non-empty array of message objects")
     for i, message in enumerate(messages):
         _check_message(message, f"messages[{i}]")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise _bad("stream", "'stream' must be true or false")
+        raise bad("stream", "'stream' must be true or false")
     options = body.get("stream_options")
     if options is not None:
         if not isinstance(options, dict):
-            raise _bad("stream_options", "'stream_options' must be an object")
-        _optional(options, "include_usage", bool, "true or false", "stream_options.")
+            raise bad("stream_options", "'stream_options' must be an object")
+        optional_field(options, "include_usage", bool, "true or false", "stream_options.")
     _check_number(body, "temperature", 0, 2)
     _check_number(body, "top_p", 0, 1)
     _check_number(body, "presence_penalty", -2, 2)
     _check_number(body, "frequency_penalty", -2, 2)
     for name in ("max_tokens", "max_completion_tokens", "n"):
         value = body.get(name)
-        if value is not None and (not _is_int(value) or value < 1):
-            raise _bad(name, f"'{name}' must be a whole number of at least 1")
-    if _is_int(body.get("n")) and body["n"] > MAX_CHOICES:
-        raise _bad("n", f"'n' must be at most {MAX_CHOICES}")
+        if value is not None and (not is_int(value) or value < 1):
+            raise bad(name, f"'{name}' must be a whole number of at least 1")
+    if is_int(body.get("n")) and body["n"] > MAX_CHOICES:
+        raise bad("n", f"'n' must be at most {MAX_CHOICES}")
     for name in ("seed", "top_k"):
-        if body.get(name) is not None and not _is_int(body[name]):
-            raise _bad(name, f"'{name}' must be a whole number")
+        if body.get(name) is not None and not is_int(body[name]):
+            raise bad(name, f"'{name}' must be a whole number")
     _check_stop(body.get("stop"))
     _check_tools(body.get("tools"))
     choice = body.get("tool_choice")
     if choice is not None and not isinstance(choice, str | dict):
-        raise _bad("tool_choice", "'tool_choice' must be a string ('auto', 'none', 'required')"
+        raise bad("tool_choice", "'tool_choice' must be a string ('auto', 'none', 'required')"
                    " or an object naming a function")  # fmt: skip
     for name in ("response_format", "metadata"):
         if body.get(name) is not None and not isinstance(body[name], dict):
-            raise _bad(name, f"'{name}' must be an object")
+            raise bad(name, f"'{name}' must be an object")
     if body.get("user") is not None and not isinstance(body["user"], str):
-        raise _bad("user", "'user' must be a string")
+        raise bad("user", "'user' must be a string")
     return ChatCall(body=body, model=model, stream=stream, messages=messages)
 
 
 def _check_message(message: object, where: str) -> None:
     if not isinstance(message, dict):
-        raise _bad(where, f"{where} must be an object")
+        raise bad(where, f"{where} must be an object")
     role = message.get("role")
     if not isinstance(role, str) or role not in _ROLES:
-        raise _bad(f"{where}.role", f"{where}.role must be one of {_ROLE_LIST}")
+        raise bad(f"{where}.role", f"{where}.role must be one of {_ROLE_LIST}")
     _check_content(message.get("content"), f"{where}.content")
-    _optional(message, "name", str, "a string", f"{where}.")
-    _optional(message, "tool_call_id", str, "a string", f"{where}.")
+    optional_field(message, "name", str, "a string", f"{where}.")
+    optional_field(message, "tool_call_id", str, "a string", f"{where}.")
     calls = message.get("tool_calls")
     if calls is None:
         return
     if not isinstance(calls, list):
-        raise _bad(f"{where}.tool_calls", f"{where}.tool_calls must be an array")
+        raise bad(f"{where}.tool_calls", f"{where}.tool_calls must be an array")
     for n, call in enumerate(calls):
         at = f"{where}.tool_calls[{n}]"
         if not isinstance(call, dict):
-            raise _bad(at, f"{at} must be an object")
-        _optional(call, "id", str, "a string", f"{at}.")
-        _optional(call, "type", str, "a string", f"{at}.")
+            raise bad(at, f"{at} must be an object")
+        optional_field(call, "id", str, "a string", f"{at}.")
+        optional_field(call, "type", str, "a string", f"{at}.")
         _check_function(call.get("function"), f"{at}.function", arguments=True)
 
 
@@ -110,66 +110,56 @@ def _check_content(content: object, where: str) -> None:
     if content is None or isinstance(content, str):
         return
     if not isinstance(content, list):
-        raise _bad(where, f"{where} must be a string, an array of content parts, or null")
+        raise bad(where, f"{where} must be a string, an array of content parts, or null")
     for n, part in enumerate(content):
         at = f"{where}[{n}]"
         if not isinstance(part, dict):
-            raise _bad(at, f'{at} must be an object such as {{"type": "text", "text": ...}}')
+            raise bad(at, f'{at} must be an object such as {{"type": "text", "text": ...}}')
         kind = part.get("type")
         if not isinstance(kind, str):
-            raise _bad(f"{at}.type", f"{at}.type must be a string such as 'text'")
+            raise bad(f"{at}.type", f"{at}.type must be a string such as 'text'")
         if kind == "text" or "text" in part:
             text = part.get("text")
             if not isinstance(text, str):
-                raise _bad(f"{at}.text", f"{at}.text must be a string")
+                raise bad(f"{at}.text", f"{at}.text must be a string")
         if kind == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
             if not isinstance(url, str):
-                raise _bad(f"{at}.image_url", f"{at}.image_url must be an object with a 'url'")
+                raise bad(f"{at}.image_url", f"{at}.image_url must be an object with a 'url'")
 
 
 def _check_tools(tools: object) -> None:
     if tools is None:
         return
     if not isinstance(tools, list):
-        raise _bad("tools", "'tools' must be an array of tool objects")
+        raise bad("tools", "'tools' must be an array of tool objects")
     for n, tool in enumerate(tools):
         at = f"tools[{n}]"
         if not isinstance(tool, dict):
-            raise _bad(at, f"{at} must be an object")
-        _optional(tool, "type", str, "a string", f"{at}.")
+            raise bad(at, f"{at} must be an object")
+        optional_field(tool, "type", str, "a string", f"{at}.")
         if tool.get("function") is not None or tool.get("type", "function") == "function":
             _check_function(tool.get("function"), f"{at}.function", arguments=False)
 
 
 def _check_function(function: object, where: str, *, arguments: bool) -> None:
     if not isinstance(function, dict):
-        raise _bad(where, f"{where} must be an object with a 'name'")
+        raise bad(where, f"{where} must be an object with a 'name'")
     if not isinstance(function.get("name"), str):
-        raise _bad(f"{where}.name", f"{where}.name must be a string")
+        raise bad(f"{where}.name", f"{where}.name must be a string")
     if arguments:
-        _optional(function, "arguments", str, "a string of JSON", f"{where}.")
+        optional_field(function, "arguments", str, "a string of JSON", f"{where}.")
     else:
-        _optional(function, "description", str, "a string", f"{where}.")
-        _optional(function, "parameters", dict, "an object (a JSON schema)", f"{where}.")
+        optional_field(function, "description", str, "a string", f"{where}.")
+        optional_field(function, "parameters", dict, "an object (a JSON schema)", f"{where}.")
 
 
 def _check_stop(stop: object) -> None:
     if stop is None or isinstance(stop, str):
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        raise _bad("stop", "'stop' must be a string or an array of strings")
-
-
-def _optional(obj: dict[str, Any], name: str, kind: type, expected: str, prefix: str) -> None:
-    value = obj.get(name)
-    if value is not None and not isinstance(value, kind):
-        raise _bad(f"{prefix}{name}", f"{prefix}{name} must be {expected}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+        raise bad("stop", "'stop' must be a string or an array of strings")
 
 
 def _check_number(body: dict[str, Any], name: str, low: float, high: float) -> None:
@@ -177,8 +167,4 @@ def _check_number(body: dict[str, Any], name: str, low: float, high: float) -> N
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise _bad(name, f"'{name}' must be a number from {low} to {high}")
-
-
-def _bad(param: str, message: str, code: str = "invalid_value") -> APIError:
-    return APIError(400, message, param=param, code=code)
+        raise bad(name, f"'{name}' must be a number from {low} to {high}")

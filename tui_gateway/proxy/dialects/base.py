@@ -12,14 +12,38 @@ format and nothing about routing.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from ...providers.sse import DONE, SSEBatch
 from ..errors import APIError
 from ..validation import ChatCall
 
-__all__ = ["ChatCall", "Dialect", "StreamEncoder"]
+__all__ = ["END", "ChatCall", "Dialect", "StreamEncoder", "relayed_chunks"]
+
+END = None
+"""What `relayed_chunks` yields for the closing `[DONE]`."""
+
+
+def relayed_chunks(framed: bytes) -> Iterator[dict[str, Any] | None]:
+    """The OpenAI chunks in relayed bytes, parsed, then `END` if `[DONE]` closes them.
+
+    For the encoders of dialects that must read each chunk to say it in their own events;
+    anything that is not a JSON object is skipped (the relay drops such events already).
+    """
+    for payload in SSEBatch(framed, 0).payloads():
+        if payload == DONE:
+            yield END
+            return
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            continue
+        if isinstance(chunk, dict):
+            yield chunk
 
 
 class StreamEncoder(Protocol):

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ...providers.sse import DONE, SSEBatch
 from ..errors import APIError
+from .base import END, relayed_chunks
 from .messages_reply import (
     error_body,
     new_tool_id,
@@ -99,15 +99,10 @@ class MessagesStream:
             return b""
         out: list[bytes] = []
         self._start(out)
-        for payload in SSEBatch(framed, 0).payloads():
-            if payload == DONE:
+        for chunk in relayed_chunks(framed):
+            if chunk is END:
                 self._stop(out)
-                break
-            try:
-                chunk = json.loads(payload)
-            except ValueError:
-                continue
-            if isinstance(chunk, dict):
+            else:
                 self._chunk(chunk, out)
         return b"".join(out)
 

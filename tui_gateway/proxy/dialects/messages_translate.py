@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import APIError
+from ..fields import bad, is_int
 from ..validation import MAX_MODEL_NAME
 
 __all__ = [
@@ -83,20 +83,20 @@ def to_chat_body(
     """
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _bad("model", "model: a model name is required (such as 'claude-sonnet-4-5')")
+        raise bad("model", "model: a model name is required (such as 'claude-sonnet-4-5')")
     if len(model) > MAX_MODEL_NAME:
-        raise _bad("model", f"model: longer than {MAX_MODEL_NAME} characters")
+        raise bad("model", f"model: longer than {MAX_MODEL_NAME} characters")
     messages = [*_system(body.get("system")), *_messages(body.get("messages"))]
     tools = _tools(body.get("tools"))
     chat: dict[str, Any] = {"model": resolve(model), "messages": messages}
     max_tokens = body.get("max_tokens")
     if max_tokens is not None:
-        if not _is_int(max_tokens) or max_tokens < 1:
-            raise _bad("max_tokens", "max_tokens: must be a whole number of at least 1")
+        if not is_int(max_tokens) or max_tokens < 1:
+            raise bad("max_tokens", "max_tokens: must be a whole number of at least 1")
         chat["max_tokens"] = max_tokens
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
-        raise _bad("stream", "stream: must be true or false")
+        raise bad("stream", "stream: must be true or false")
     if stream:
         chat["stream"] = True
         # Anthropic streams always end with usage; ask for it (the relay estimates it if absent).
@@ -105,12 +105,12 @@ def to_chat_body(
         value = body.get(name)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _bad(name, f"{name}: must be a number")
+                raise bad(name, f"{name}: must be a number")
             chat[name] = value
     top_k = body.get("top_k")
     if top_k is not None:
-        if not _is_int(top_k):
-            raise _bad("top_k", "top_k: must be a whole number")
+        if not is_int(top_k):
+            raise bad("top_k", "top_k: must be a whole number")
         chat["top_k"] = top_k
     stops = _stop_sequences(body.get("stop_sequences"))
     if stops:
@@ -122,7 +122,7 @@ def to_chat_body(
         _tool_choice(body.get("tool_choice"), set())  # still checked: a wrong type is a 400
     for name in ("metadata", "thinking"):  # read (so checked), then dropped
         if body.get(name) is not None and not isinstance(body[name], dict):
-            raise _bad(name, f"{name}: must be an object")
+            raise bad(name, f"{name}: must be an object")
     context = MessagesContext(
         client_model=model,
         input_tokens=estimate_tokens(messages, tools),
@@ -174,7 +174,7 @@ def _system(system: object) -> list[dict[str, Any]]:
     if isinstance(system, str):
         return [{"role": "system", "content": system}] if system else []
     if not isinstance(system, list):
-        raise _bad("system", "system: must be a string or an array of text blocks")
+        raise bad("system", "system: must be a string or an array of text blocks")
     texts = []
     for n, block in enumerate(system):
         at = f"system[{n}]"
@@ -187,12 +187,12 @@ def _system(system: object) -> list[dict[str, Any]]:
 
 def _messages(raw: object) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or not raw:
-        raise _bad("messages", "messages: must be a non-empty array of message objects")
+        raise bad("messages", "messages: must be a non-empty array of message objects")
     out: list[dict[str, Any]] = []
     for i, message in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(message, dict):
-            raise _bad(where, f"{where}: must be an object with 'role' and 'content'")
+            raise bad(where, f"{where}: must be an object with 'role' and 'content'")
         role = message.get("role")
         blocks = _blocks(message.get("content"), f"{where}.content")
         if role == "user":
@@ -202,7 +202,7 @@ def _messages(raw: object) -> list[dict[str, Any]]:
         elif role == "system":
             out.append({"role": "system", "content": _plain_text(blocks, f"{where}.content")})
         else:
-            raise _bad(f"{where}.role", f"{where}.role: must be 'user' or 'assistant'")
+            raise bad(f"{where}.role", f"{where}.role: must be 'user' or 'assistant'")
     return out
 
 
@@ -211,7 +211,7 @@ def _blocks(content: object, where: str) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
-        raise _bad(where, f"{where}: must be a string or an array of content blocks")
+        raise bad(where, f"{where}: must be a string or an array of content blocks")
     for n, block in enumerate(content):
         _block_type(block, f"{where}[{n}]")
     return content
@@ -219,17 +219,17 @@ def _blocks(content: object, where: str) -> list[dict[str, Any]]:
 
 def _block_type(block: object, where: str) -> str:
     if not isinstance(block, dict):
-        raise _bad(where, f'{where}: must be an object such as {{"type": "text", "text": ...}}')
+        raise bad(where, f'{where}: must be an object such as {{"type": "text", "text": ...}}')
     kind = block.get("type")
     if not isinstance(kind, str):
-        raise _bad(f"{where}.type", f"{where}.type: must be a string such as 'text'")
+        raise bad(f"{where}.type", f"{where}.type: must be a string such as 'text'")
     return kind
 
 
 def _text(block: Mapping[str, Any], where: str) -> str:
     text = block.get("text")
     if not isinstance(text, str):
-        raise _bad(f"{where}.text", f"{where}.text: must be a string")
+        raise bad(f"{where}.text", f"{where}.text: must be a string")
     return text
 
 
@@ -265,7 +265,7 @@ def _part(block: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
         if isinstance(source, dict) and source.get("type") == "text":
             data = source.get("data")
             if not isinstance(data, str):
-                raise _bad(f"{where}.source.data", f"{where}.source.data: must be a string")
+                raise bad(f"{where}.source.data", f"{where}.source.data: must be a string")
             return [{"type": "text", "text": data}]
     return []  # thinking, redacted_thinking, PDFs, server tool blocks, ...: dropped
 
@@ -273,32 +273,32 @@ def _part(block: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
 def _image_url(block: Mapping[str, Any], where: str) -> str | None:
     source = block.get("source")
     if not isinstance(source, dict):
-        raise _bad(f"{where}.source", f"{where}.source: must be an object")
+        raise bad(f"{where}.source", f"{where}.source: must be an object")
     kind = source.get("type")
     if kind == "base64":
         media, data = source.get("media_type"), source.get("data")
         if not isinstance(media, str):
-            raise _bad(f"{where}.source.media_type", f"{where}.source.media_type: must be a string")
+            raise bad(f"{where}.source.media_type", f"{where}.source.media_type: must be a string")
         if not isinstance(data, str):
-            raise _bad(f"{where}.source.data", f"{where}.source.data: must be a string")
+            raise bad(f"{where}.source.data", f"{where}.source.data: must be a string")
         return f"data:{media};base64,{data}"
     if kind == "url":
         url = source.get("url")
         if not isinstance(url, str):
-            raise _bad(f"{where}.source.url", f"{where}.source.url: must be a string")
+            raise bad(f"{where}.source.url", f"{where}.source.url: must be a string")
         return url
     if not isinstance(kind, str):
-        raise _bad(f"{where}.source.type", f"{where}.source.type: must be 'base64' or 'url'")
+        raise bad(f"{where}.source.type", f"{where}.source.type: must be 'base64' or 'url'")
     return None  # a Files API `file` source: nothing upstream can fetch it
 
 
 def _tool_result(block: Mapping[str, Any], where: str) -> tuple[str, list[dict[str, Any]]]:
     """A tool result's text, and its images (which a `tool` message cannot carry)."""
     if not isinstance(block.get("tool_use_id"), str):
-        raise _bad(f"{where}.tool_use_id", f"{where}.tool_use_id: must be a string")
+        raise bad(f"{where}.tool_use_id", f"{where}.tool_use_id: must be a string")
     is_error = block.get("is_error")
     if is_error is not None and not isinstance(is_error, bool):
-        raise _bad(f"{where}.is_error", f"{where}.is_error: must be true or false")
+        raise bad(f"{where}.is_error", f"{where}.is_error: must be true or false")
     content = block.get("content")
     images: list[dict[str, Any]] = []
     if content is None:
@@ -316,7 +316,7 @@ def _tool_result(block: Mapping[str, Any], where: str) -> tuple[str, list[dict[s
                 images += _part(inner, at)
         text = "\n".join(texts)
     else:
-        raise _bad(f"{where}.content", f"{where}.content: must be a string or an array of blocks")
+        raise bad(f"{where}.content", f"{where}.content: must be a string or an array of blocks")
     # OpenAI has no error flag on a tool message: the model reads it in the text instead.
     return (f"Error: {text}" if is_error else text), images
 
@@ -341,12 +341,12 @@ def _assistant(blocks: list[dict[str, Any]], where: str) -> dict[str, Any]:
 def _tool_call(block: Mapping[str, Any], where: str) -> dict[str, Any]:
     call_id, name = block.get("id"), block.get("name")
     if not isinstance(call_id, str):
-        raise _bad(f"{where}.id", f"{where}.id: must be a string")
+        raise bad(f"{where}.id", f"{where}.id: must be a string")
     if not isinstance(name, str):
-        raise _bad(f"{where}.name", f"{where}.name: must be a string")
+        raise bad(f"{where}.name", f"{where}.name: must be a string")
     arguments = block.get("input", {})
     if not isinstance(arguments, dict):
-        raise _bad(f"{where}.input", f"{where}.input: must be an object")
+        raise bad(f"{where}.input", f"{where}.input: must be an object")
     return {
         "id": call_id,
         "type": "function",
@@ -364,25 +364,25 @@ def _tools(raw: object) -> list[dict[str, Any]] | None:
     if raw is None:
         return None
     if not isinstance(raw, list):
-        raise _bad("tools", "tools: must be an array of tool definitions")
+        raise bad("tools", "tools: must be an array of tool definitions")
     tools = []
     for n, tool in enumerate(raw):
         at = f"tools[{n}]"
         if not isinstance(tool, dict):
-            raise _bad(at, f"{at}: must be an object")
+            raise bad(at, f"{at}: must be an object")
         kind = tool.get("type")
         if kind is not None and not isinstance(kind, str):
-            raise _bad(f"{at}.type", f"{at}.type: must be a string")
+            raise bad(f"{at}.type", f"{at}.type: must be a string")
         if kind not in (None, "custom"):
             continue  # a server tool (web_search_..., code_execution_...): nobody here runs it
         name, description = tool.get("name"), tool.get("description")
         if not isinstance(name, str) or not name:
-            raise _bad(f"{at}.name", f"{at}.name: must be a non-empty string")
+            raise bad(f"{at}.name", f"{at}.name: must be a non-empty string")
         if description is not None and not isinstance(description, str):
-            raise _bad(f"{at}.description", f"{at}.description: must be a string")
+            raise bad(f"{at}.description", f"{at}.description: must be a string")
         schema = tool.get("input_schema", {"type": "object", "properties": {}})
         if not isinstance(schema, dict):
-            raise _bad(f"{at}.input_schema", f"{at}.input_schema: must be an object")
+            raise bad(f"{at}.input_schema", f"{at}.input_schema: must be an object")
         function: dict[str, Any] = {"name": name}
         if description:
             function["description"] = description
@@ -396,7 +396,7 @@ def _tool_choice(choice: object, names: set[str]) -> dict[str, Any]:
     if choice is None:
         return {}
     if not isinstance(choice, dict):
-        raise _bad("tool_choice", 'tool_choice: must be an object such as {"type": "auto"}')
+        raise bad("tool_choice", 'tool_choice: must be an object such as {"type": "auto"}')
     kind = choice.get("type")
     out: dict[str, Any]
     if kind == "auto":
@@ -408,15 +408,15 @@ def _tool_choice(choice: object, names: set[str]) -> dict[str, Any]:
     elif kind == "tool":
         name = choice.get("name")
         if not isinstance(name, str):
-            raise _bad("tool_choice.name", "tool_choice.name: must be a string")
+            raise bad("tool_choice.name", "tool_choice.name: must be a string")
         out = {"tool_choice": {"type": "function", "function": {"name": name}}}
         if name not in names:
             out = {}  # the tool was a server tool, dropped: let the model choose
     else:
-        raise _bad("tool_choice.type", "tool_choice.type: must be 'auto', 'any', 'tool' or 'none'")
+        raise bad("tool_choice.type", "tool_choice.type: must be 'auto', 'any', 'tool' or 'none'")
     parallel = choice.get("disable_parallel_tool_use")
     if parallel is not None and not isinstance(parallel, bool):
-        raise _bad(
+        raise bad(
             "tool_choice.disable_parallel_tool_use",
             "tool_choice.disable_parallel_tool_use: must be true or false",
         )
@@ -431,16 +431,5 @@ def _stop_sequences(raw: object) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or not all(isinstance(s, str) for s in raw):
-        raise _bad("stop_sequences", "stop_sequences: must be an array of strings")
+        raise bad("stop_sequences", "stop_sequences: must be an array of strings")
     return tuple(raw)
-
-
-# --- helpers ------------------------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _bad(param: str, message: str) -> APIError:
-    return APIError(400, message, param=param, code="invalid_value")

@@ -22,6 +22,7 @@ from aiohttp import web
 from ...config import ResponsesDialectSettings
 from ...domain.response_store import Messages, ResponseStore, StoreCounts
 from ..errors import APIError
+from ..fields import optional_field
 from ..validation import ChatCall, validate_chat
 from .responses_stream import (
     ResponsesContext,
@@ -32,7 +33,7 @@ from .responses_stream import (
     response_json,
     usage_json,
 )
-from .responses_translate import optional_field, to_chat
+from .responses_translate import to_chat
 
 __all__ = ["ResponsesDialect"]
 

@@ -28,8 +28,8 @@ from typing import Any
 
 from ...domain.response_store import Messages
 from ...providers.base import token_count
-from ...providers.sse import DONE, SSEBatch
 from ..errors import APIError
+from .base import END, relayed_chunks
 
 DEFAULT_RETRY_S = 5
 """What a rate-limited stream tells Codex to wait when no Retry-After said otherwise."""
@@ -262,15 +262,10 @@ class ResponsesStream:
             return b""
         out: list[bytes] = []
         self._start(out)
-        for payload in SSEBatch(framed, 0).payloads():
-            if payload == DONE:
+        for chunk in relayed_chunks(framed):
+            if chunk is END:
                 self._end(out)
-                break
-            try:
-                chunk = json.loads(payload)
-            except ValueError:
-                continue
-            if isinstance(chunk, dict):
+            else:
                 self._chunk(out, chunk)
         return b"".join(out)
 

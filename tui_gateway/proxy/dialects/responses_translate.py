@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from ...domain.response_store import Messages
-from ..errors import APIError
+from ..fields import bad, optional_field
 from .responses_stream import ResponsesContext
 
-__all__ = ["optional_field", "to_chat"]
+__all__ = ["to_chat"]
 
 _MESSAGE_ROLES = {"user": "user", "assistant": "assistant", "system": "system",
                   "developer": "system"}  # fmt: skip
@@ -41,13 +41,13 @@ def to_chat(
     """
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise _bad("model", "you must provide a model (a string such as 'auto')", "missing_model")
+        raise bad("model", "you must provide a model (a string such as 'auto')", "missing_model")
     previous = optional_field(body, "previous_response_id", str, "a string")
     instructions = optional_field(body, "instructions", str, "a string")
     tools, namespaced = _tools(body.get("tools"))
     conversation = (*history, *_input(body.get("input"), namespaced))
     if not conversation:
-        raise _bad("input", "'input' must be a non-empty string or array of input items")
+        raise bad("input", "'input' must be a non-empty string or array of input items")
     messages = list(conversation)
     if instructions:
         messages.insert(0, {"role": "system", "content": instructions})
@@ -59,14 +59,14 @@ def to_chat(
     limit = body.get("max_output_tokens")
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise _bad("max_output_tokens", "'max_output_tokens' must be a whole number of at"
+            raise bad("max_output_tokens", "'max_output_tokens' must be a whole number of at"
                        " least 1")  # fmt: skip
         chat["max_tokens"] = limit
     for name in ("temperature", "top_p"):
         value = body.get(name)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _bad(name, f"'{name}' must be a number")
+                raise bad(name, f"'{name}' must be a number")
             chat[name] = value
     parallel = optional_field(body, "parallel_tool_calls", bool, "true or false")
     choice = _tool_choice(body.get("tool_choice"), namespaced)
@@ -87,7 +87,7 @@ def to_chat(
     if include is not None and (
         not isinstance(include, list) or not all(isinstance(i, str) for i in include)
     ):
-        raise _bad("include", "'include' must be an array of strings")
+        raise bad("include", "'include' must be an array of strings")
     ctx = ResponsesContext(
         response_id=response_id,
         model=model,
@@ -111,13 +111,13 @@ def _input(raw: object, namespaced: dict[str, tuple[str, str]]) -> list[dict[str
     if isinstance(raw, str):
         return [{"role": "user", "content": raw}] if raw else []
     if not isinstance(raw, list):
-        raise _bad("input", "'input' must be a string or an array of input items")
+        raise bad("input", "'input' must be a string or an array of input items")
     flat_names = {pair: flat for flat, pair in namespaced.items()}
     messages: list[dict[str, Any]] = []
     for i, item in enumerate(raw):
         at = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _bad(at, f"{at} must be an object")
+            raise bad(at, f"{at} must be an object")
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
             message = _message(item, at)
@@ -128,7 +128,7 @@ def _input(raw: object, namespaced: dict[str, tuple[str, str]]) -> list[dict[str
         elif kind == "function_call_output":
             messages.append(_function_output(item, at))
         elif not isinstance(kind, str):
-            raise _bad(f"{at}.type", f"{at}.type must be a string such as 'message'")
+            raise bad(f"{at}.type", f"{at}.type must be a string such as 'message'")
         # Anything else (reasoning, hosted tools' calls, item references) the upstream cannot
         # take; reasoning is the model's own and is not replayed to another one.
     return messages
@@ -137,13 +137,13 @@ def _input(raw: object, namespaced: dict[str, tuple[str, str]]) -> list[dict[str
 def _message(item: dict[str, Any], at: str) -> dict[str, Any] | None:
     role = item.get("role")
     if not isinstance(role, str) or role not in _MESSAGE_ROLES:
-        raise _bad(f"{at}.role", f"{at}.role must be one of assistant, developer, system, user")
+        raise bad(f"{at}.role", f"{at}.role must be one of assistant, developer, system, user")
     role = _MESSAGE_ROLES[role]
     content = item.get("content")
     if isinstance(content, str):
         return {"role": role, "content": content}
     if not isinstance(content, list):
-        raise _bad(f"{at}.content", f"{at}.content must be a string or an array of parts")
+        raise bad(f"{at}.content", f"{at}.content must be a string or an array of parts")
     parts = [p for n, part in enumerate(content) if (p := _part(part, f"{at}.content[{n}]"))]
     if not parts:
         return None
@@ -156,19 +156,19 @@ def _message(item: dict[str, Any], at: str) -> dict[str, Any] | None:
 
 def _part(part: object, at: str) -> dict[str, Any] | None:
     if not isinstance(part, dict):
-        raise _bad(at, f'{at} must be an object such as {{"type": "input_text", "text": ...}}')
+        raise bad(at, f'{at} must be an object such as {{"type": "input_text", "text": ...}}')
     kind = part.get("type")
     if not isinstance(kind, str):
-        raise _bad(f"{at}.type", f"{at}.type must be a string such as 'input_text'")
+        raise bad(f"{at}.type", f"{at}.type must be a string such as 'input_text'")
     if kind in _TEXT_PARTS:
         text = part.get("refusal" if kind == "refusal" else "text")
         if not isinstance(text, str):
-            raise _bad(f"{at}.text", f"{at}.text must be a string")
+            raise bad(f"{at}.text", f"{at}.text must be a string")
         return {"type": "text", "text": text}
     if kind == "input_image":
         url = part.get("image_url")
         if not isinstance(url, str) or not url:
-            raise _bad(f"{at}.image_url", f"{at}.image_url must be a URL or a data: URL (file"
+            raise bad(f"{at}.image_url", f"{at}.image_url must be a URL or a data: URL (file"
                        " ids are not supported by this gateway)")  # fmt: skip
         image: dict[str, Any] = {"url": url}
         detail = part.get("detail")
@@ -188,7 +188,7 @@ def _function_call(
         name = flat_names.get((namespace, name), _flat_name(namespace, name))
     arguments = item.get("arguments", "")
     if not isinstance(arguments, str):
-        raise _bad(f"{at}.arguments", f"{at}.arguments must be a string of JSON")
+        raise bad(f"{at}.arguments", f"{at}.arguments must be a string of JSON")
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
@@ -214,7 +214,7 @@ def _function_output(item: dict[str, Any], at: str) -> dict[str, Any]:
                 texts.append(converted["text"])
         output = "\n".join(texts)
     elif not isinstance(output, str):
-        raise _bad(f"{at}.output", f"{at}.output must be a string or an array of parts")
+        raise bad(f"{at}.output", f"{at}.output must be a string or an array of parts")
     return {"role": "tool", "tool_call_id": call_id, "content": output}
 
 
@@ -226,7 +226,7 @@ def _tools(raw: object) -> tuple[list[dict[str, Any]], dict[str, tuple[str, str]
     if raw is None:
         return [], {}
     if not isinstance(raw, list):
-        raise _bad("tools", "'tools' must be an array of tool objects")
+        raise bad("tools", "'tools' must be an array of tool objects")
     tools: list[dict[str, Any]] = []
     namespaced: dict[str, tuple[str, str]] = {}
     for i, tool in enumerate(raw):
@@ -238,7 +238,7 @@ def _tools(raw: object) -> tuple[list[dict[str, Any]], dict[str, tuple[str, str]
             namespace = _required(tool, "name", at)
             inner = tool.get("tools")
             if not isinstance(inner, list):
-                raise _bad(f"{at}.tools", f"{at}.tools must be an array of tool objects")
+                raise bad(f"{at}.tools", f"{at}.tools must be an array of tool objects")
             for n, sub in enumerate(inner):
                 sub_at = f"{at}.tools[{n}]"
                 if _kind(sub, sub_at) != "function":
@@ -255,10 +255,10 @@ def _tools(raw: object) -> tuple[list[dict[str, Any]], dict[str, tuple[str, str]
 
 def _kind(tool: object, at: str) -> str:
     if not isinstance(tool, dict):
-        raise _bad(at, f"{at} must be an object")
+        raise bad(at, f"{at} must be an object")
     kind = tool.get("type")
     if not isinstance(kind, str):
-        raise _bad(f"{at}.type", f"{at}.type must be a string such as 'function'")
+        raise bad(f"{at}.type", f"{at}.type must be a string such as 'function'")
     return kind
 
 
@@ -292,11 +292,11 @@ def _tool_choice(
         return None
     if isinstance(raw, str):
         if raw not in _TOOL_CHOICES:
-            raise _bad("tool_choice", "'tool_choice' must be 'auto', 'none', 'required' or an"
+            raise bad("tool_choice", "'tool_choice' must be 'auto', 'none', 'required' or an"
                        " object naming a function")  # fmt: skip
         return raw
     if not isinstance(raw, dict):
-        raise _bad("tool_choice", "'tool_choice' must be a string or an object")
+        raise bad("tool_choice", "'tool_choice' must be a string or an object")
     kind = raw.get("type")
     if kind == "function":
         name = _required(raw, "name", "tool_choice")
@@ -314,18 +314,18 @@ def _response_format(raw: object) -> dict[str, Any] | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise _bad("text", "'text' must be an object")
+        raise bad("text", "'text' must be an object")
     fmt = raw.get("format")
     if fmt is None:
         return None
     if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
-        raise _bad("text.format", "'text.format' must be an object with a 'type'")
+        raise bad("text.format", "'text.format' must be an object with a 'type'")
     if fmt["type"] == "json_object":
         return {"type": "json_object"}
     if fmt["type"] == "json_schema":
         schema = fmt.get("schema")
         if not isinstance(schema, dict):
-            raise _bad("text.format.schema", "'text.format.schema' must be an object")
+            raise bad("text.format.schema", "'text.format.schema' must be an object")
         spec: dict[str, Any] = {"name": fmt.get("name") or "response", "schema": schema}
         if isinstance(fmt.get("strict"), bool):
             spec["strict"] = fmt["strict"]
@@ -336,21 +336,8 @@ def _response_format(raw: object) -> dict[str, Any] | None:
 # --- field checks ------------------------------------------------------------------------
 
 
-def optional_field(
-    obj: dict[str, Any], name: str, kind: type, expected: str, prefix: str = ""
-) -> Any:
-    value = obj.get(name)
-    if value is not None and not isinstance(value, kind):
-        raise _bad(f"{prefix}{name}", f"'{prefix}{name}' must be {expected}")
-    return value
-
-
 def _required(obj: dict[str, Any], name: str, at: str) -> str:
     value = obj.get(name)
     if not isinstance(value, str) or not value:
-        raise _bad(f"{at}.{name}", f"{at}.{name} must be a non-empty string")
+        raise bad(f"{at}.{name}", f"{at}.{name} must be a non-empty string")
     return value
-
-
-def _bad(param: str, message: str, code: str = "invalid_value") -> APIError:
-    return APIError(400, message, param=param, code=code)
