@@ -93,6 +93,22 @@ def test_session_preview_shows_the_first_words_of_the_first_user_message() -> No
     assert session_preview(messages, words=2) == "fix the …"
 
 
+def test_session_preview_skips_the_blocks_an_assistant_puts_before_the_users_words() -> None:
+    claude = [{"role": "user", "content": [
+        {"type": "text", "text": "<system-reminder>\nAs you answer, use these tools\n</system-reminder>"},
+        {"type": "text", "text": "Fix the flaky test"},
+    ]}]  # fmt: skip
+    codex = [
+        {
+            "role": "user",
+            "content": "<environment_context>\n<cwd>/src</cwd>\n</environment_context>",
+        },
+        {"role": "user", "content": "Rename the module"},
+    ]
+    assert session_preview(claude) == "Fix the flaky test"
+    assert session_preview(codex) == "Rename the module"
+
+
 def test_requests_enter_and_leave_the_active_set_exactly_once() -> None:
     clock = FakeClock()
     state = make_state(model("a", "1"), clock=clock)

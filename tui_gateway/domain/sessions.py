@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+_TAGGED = re.compile(r"<(system-reminder|environment_context|user_instructions)>.*?</\1>", re.S)
+"""Blocks assistants put in front of what the user typed (Claude Code, Codex): not the topic."""
 
 
 def flatten_content(content: Any) -> str:
@@ -16,8 +20,13 @@ def flatten_content(content: Any) -> str:
 
 
 def session_preview(messages: Sequence[Mapping[str, Any]], *, words: int = 8) -> str:
-    """The first words of the first user message, for display."""
-    first_user = next((m for m in messages if m.get("role") == "user"), None)
-    text = flatten_content(first_user.get("content")) if first_user else ""
-    parts = text.split()
+    """The first words the user wrote, for display: the first user message, without the tagged
+    blocks an assistant puts before them (Claude Code's `<system-reminder>`, Codex's
+    `<environment_context>`), and the next user message when nothing else is left."""
+    parts: list[str] = []
+    for message in messages:
+        if message.get("role") == "user":
+            parts = _TAGGED.sub(" ", flatten_content(message.get("content"))).split()
+            if parts:
+                break
     return " ".join(parts[:words]) + (" …" if len(parts) > words else "")
