@@ -169,6 +169,12 @@ class Settings:
     source: str = field(default="", metadata=_INTERNAL)
     """Where these settings came from (a path, or `built-in demo`); for messages only."""
 
+    def model_names(self) -> frozenset[str]:
+        """Every model name a request may use as it is: the virtual ones, keys and upstream ids."""
+        return frozenset(
+            {*VIRTUAL_MODEL_NAMES, *(m.key for m in self.models), *(m.id for m in self.models)}
+        )
+
     def provider(self, name: str) -> ProviderSettings:
         for provider in self.providers:
             if provider.name == name:
@@ -343,11 +349,7 @@ def _check_dialects(settings: Settings, source: str) -> None:
         raise ConfigError(source, "dialects.responses.store_ttl_s", "a number of seconds above 0")
     if responses.store_cap < 1:
         raise ConfigError(source, "dialects.responses.store_cap", "a whole number of at least 1")
-    known = {
-        *VIRTUAL_MODEL_NAMES,
-        *(m.key for m in settings.models),
-        *(m.id for m in settings.models),
-    }
+    known = settings.model_names()
     for pattern, target in settings.dialects.anthropic.models.items():
         if target not in known:
             raise ConfigError(

@@ -216,7 +216,8 @@ def _prompt(body: dict[str, Any]) -> str:
 def _last_message(body: dict[str, Any], role: str | None = None) -> dict[str, Any] | None:
     """The last message (of `role`, if given), or None."""
     messages = body.get("messages")
-    for message in reversed(messages if isinstance(messages, list) else ()):
+    turns: list[Any] = messages if isinstance(messages, list) else []
+    for message in reversed(turns):
         if isinstance(message, dict) and (role is None or message.get("role") == role):
             return message
     return None

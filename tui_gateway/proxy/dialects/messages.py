@@ -56,10 +56,7 @@ class MessagesDialect:
     @classmethod
     def from_settings(cls, settings: Settings) -> MessagesDialect:
         """The door for an app: virtual names and every configured model key and id are known."""
-        known = {*VIRTUAL_MODEL_NAMES}
-        for model in settings.models:
-            known.update((model.key, model.id))
-        return cls(settings.dialects.anthropic, known=known)
+        return cls(settings.dialects.anthropic, known=settings.model_names())
 
     def parse(self, body: dict[str, Any]) -> ChatCall:
         chat, context = to_chat_body(body, resolve=self._resolve)
