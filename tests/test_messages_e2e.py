@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -453,3 +454,33 @@ async def test_parallel_tool_calls_stream_as_consecutive_blocks(
     calls = [b for b in use.content if b.type == "tool_use"]
     assert len(calls) == 2 and len({c.id for c in calls}) == 2
     assert all(c.input == {"path": "README.md"} for c in calls)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages", {"model": "auto", "max_tokens": 64, "stream": True,
+                          "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/responses", {"model": "auto", "stream": True, "input": "hi"}),
+    ],
+    ids=["messages", "responses"],
+)  # fmt: skip
+async def test_a_client_gone_mid_stream_through_any_door_leaves_one_row_and_nothing_in_flight(
+    gateway_factory: GatewayFactory, mock_url: str, path: str, body: dict[str, Any]
+) -> None:
+    """The invariant of every request (one log row, no active entry) holds behind each door."""
+    gateway = await gateway_factory(
+        make_settings(mock_url, [model("mock", "ok:chunks=400,delay_ms=20")])
+    )
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        resp = await http.post(root(gateway) + path, json=body)
+        assert resp.status == 200
+        await resp.content.readline()  # the stream has started
+        resp.close()
+    for _ in range(200):
+        if not gateway.state.active:
+            break
+        await asyncio.sleep(0.02)
+    assert gateway.state.active == {}
+    rows = await gateway.request_log.recent()
+    assert [(r.error_kind, r.dialect) for r in rows] == [("client_closed", path.rsplit("/", 1)[1])]
