@@ -22,19 +22,15 @@ from tui_gateway.domain.errors import (
     WrappedError,
 )
 from tui_gateway.providers.gemini import DEFAULT_BASE_URL, GeminiUpstream, gemini_error, retry_delay
-from tui_gateway.providers.gemini_translate import (
-    FOREIGN_SIGNATURE,
+from tui_gateway.providers.gemini_reply import (
     StreamTranslator,
-    clean_schema,
-    encode_call_id,
     finish_reason,
     from_gemini,
-    split_call_id,
-    strip_signature_ids,
-    to_gemini,
     usage_of,
 )
+from tui_gateway.providers.gemini_translate import FOREIGN_SIGNATURE, clean_schema, to_gemini
 from tui_gateway.providers.sse import DONE
+from tui_gateway.providers.tool_ids import encode_call_id, split_call_id, strip_signature_ids
 
 KEY = "gemini-test-key"
 USER = [{"role": "user", "content": "hi"}]
@@ -470,7 +466,7 @@ def test_retry_delay_is_read_from_retry_info() -> None:
             ],
         }
     }
-    assert retry_delay(json.dumps(body).encode()) == "27"
+    assert retry_delay(json.dumps(body).encode()) == 27.0
     assert retry_delay(b'{"error": {"details": "RetryInfo"}}') is None
 
 

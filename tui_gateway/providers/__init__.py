@@ -1,27 +1,51 @@
-"""Upstream adapters, one per provider family."""
+"""Upstream adapters, one per provider family, found by kind in a lazy registry.
+
+`make_upstream` imports a family's module the first time a provider of that kind is made, so a
+gateway that uses no Gemini provider never loads the Gemini translation code.
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Protocol, cast
+
 import aiohttp
 
-from ..config import ProviderSettings
-from .base import ChunkStream, Upstream, wrapped_error
-from .cloudflare import CloudflareUpstream
-from .cohere import CohereUpstream
-from .gemini import GeminiUpstream
-from .openai import OpenAIUpstream
-from .simulated import SimulatedUpstream
+from ..config import ProviderKind, ProviderSettings
+from .base import Upstream
 
-__all__ = ["ChunkStream", "Upstream", "make_upstream", "wrapped_error"]
+__all__ = ["KINDS", "Upstream", "UpstreamFactory", "make_upstream"]
+
+
+class UpstreamFactory(Protocol):
+    """What a registry entry names: an adapter class, called with the provider's settings."""
+
+    def __call__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> Upstream: ...
+
+
+KINDS: Mapping[ProviderKind, str] = MappingProxyType(
+    {
+        "openai": "tui_gateway.providers.openai:OpenAIUpstream",
+        "cohere": "tui_gateway.providers.cohere:CohereUpstream",
+        "cloudflare": "tui_gateway.providers.cloudflare:CloudflareUpstream",
+        "gemini": "tui_gateway.providers.gemini:GeminiUpstream",
+        "simulated": "tui_gateway.providers.simulated:SimulatedUpstream",
+    }
+)
+"""Provider kind -> `module:Class` of its adapter, imported on first use."""
 
 
 def make_upstream(settings: ProviderSettings, session: aiohttp.ClientSession) -> Upstream:
-    if settings.kind == "simulated":
-        return SimulatedUpstream(settings)
-    if settings.kind == "cohere":
-        return CohereUpstream(settings, session)
-    if settings.kind == "cloudflare":
-        return CloudflareUpstream(settings, session)
-    if settings.kind == "gemini":
-        return GeminiUpstream(settings, session)
-    return OpenAIUpstream(settings, session)
+    """The adapter for one configured provider; its module is imported now if it was not yet.
+
+    Raises:
+        ValueError: `settings.kind` is not a kind in `KINDS`.
+    """
+    target = KINDS.get(settings.kind)
+    if target is None:
+        raise ValueError(f"unknown provider kind {settings.kind!r} (known: {', '.join(KINDS)})")
+    module, _, name = target.partition(":")
+    factory = cast(UpstreamFactory, getattr(importlib.import_module(module), name))
+    return factory(settings, session)

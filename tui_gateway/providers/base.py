@@ -4,14 +4,22 @@ An adapter turns an OpenAI-style request body into the upstream's call and the u
 back into OpenAI JSON (non-streaming) or OpenAI chunk payloads (streaming), raising the
 `UpstreamError` tree for every failure. The proxy never sees aiohttp client errors or foreign
 formats, and tests can swap in any object with these two methods.
+
+An error status is mapped into the tree here, once (`error_from_status`); an adapter only reads
+its family's error body into an `ErrorDetail`. The HTTP plumbing (client errors mapped, the SSE
+read loop) is in `transport`.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from ..config import ModelSettings
@@ -136,40 +144,83 @@ _KEY_INVALID = b'"API_KEY_INVALID"'
 """The `reason` of the `google.rpc.ErrorInfo` detail Google APIs send for a bad key."""
 
 
-def error_from_status(status: int, body: bytes, *, retry_after: str | None = None) -> UpstreamError:
-    """Map an upstream HTTP error status (and its body) into the UpstreamError tree."""
-    message, code = _describe_body(body)
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """What an upstream's error body says, read by the adapter that knows its shape."""
+
+    message: str
+    code: str | None = None
+    """The upstream's own error code (`context_length_exceeded`, `invalid_api_key`, ...)."""
+    key_rejected: bool = False
+    """The body names the API key as the fault even though the status does not (Google's 400)."""
+    retry_after_s: float | None = None
+    """A delay the body asks for; a `Retry-After` header wins over it."""
+
+
+def error_detail(body: bytes) -> ErrorDetail:
+    """Read an OpenAI-style error body (`{"error": {"message", "code"}}`), or whatever came."""
+    key_rejected = _KEY_INVALID in body
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return ErrorDetail(text or "no body", key_rejected=key_rejected)
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        message = str(error.get("message") or error)
+        return ErrorDetail(message, _code(error), key_rejected=key_rejected)
+    if isinstance(error, str):
+        return ErrorDetail(error, key_rejected=key_rejected)
+    return ErrorDetail(str(parsed)[:200], key_rejected=key_rejected)
+
+
+def error_from_status(
+    status: int,
+    detail: ErrorDetail,
+    *,
+    retry_after: str | None = None,
+    now: float | None = None,
+) -> UpstreamError:
+    """Map an upstream HTTP error status, and what its body says, into the UpstreamError tree.
+
+    Args:
+        status: the HTTP status, 400 or above.
+        detail: the body, as the adapter read it.
+        retry_after: the `Retry-After` header, if any (seconds or an HTTP date).
+        now: the Unix time an HTTP date is counted from; the wall clock if None.
+    """
+    message, code = detail.message, detail.code
     if status == 429:
-        return RateLimited(message, status=status, code=code, retry_after_s=_seconds(retry_after))
+        delay = retry_after_seconds(retry_after, now=now)
+        delay = detail.retry_after_s if delay is None else delay
+        return RateLimited(message, status=status, code=code, retry_after_s=delay)
     if status == 408:
         return Unavailable(message, status=status, code=code, kind=ErrorKind.TIMEOUT)
     if status >= 500:
         return Unavailable(message, status=status, code=code)
-    if status == 400 and _KEY_INVALID in body:
+    if status == 400 and detail.key_rejected:
         # Gemini answers a bad key with 400 INVALID_ARGUMENT; the reason names the key.
         return UpstreamClientError(message, status=status, code=code, kind=ErrorKind.KEY_REJECTED)
     # 401/403 are the key's fault (kind key_rejected): the relay tries the provider's next key.
     return UpstreamClientError(message, status=status, code=code)
 
 
-def _describe_body(body: bytes) -> tuple[str, str | None]:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        text = body[:200].decode("utf-8", "replace").strip()
-        return (text or "no body"), None
-    error = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("message") or error), _code(error)
-    if isinstance(error, str):
-        return error, None
-    return str(parsed)[:200], None
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """The delay a `Retry-After` header asks for, in seconds, never negative; None if unreadable.
 
-
-def _seconds(value: str | None) -> float | None:
+    RFC 9110 allows a number of seconds or an HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`); a
+    date is counted from `now` (Unix time, the wall clock if None).
+    """
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date; the default cooldown applies
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # `-0000`: UTC, says RFC 5322
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -13,14 +13,14 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
 from ..config import ModelSettings, ProviderSettings
-from ..domain.errors import UpstreamClientError, UpstreamError, WrappedError
-from .base import ChunkStream, Completion, error_from_status, parse_completion
+from ..domain.errors import UpstreamClientError, WrappedError
+from .base import ChunkStream, Completion, ErrorDetail, error_detail, parse_completion
 from .openai import OpenAIUpstream
 from .sse import SSEBatch
 
@@ -94,8 +94,6 @@ def fill_null_content(body: dict[str, Any]) -> dict[str, Any]:
 class CloudflareUpstream:
     """One Workers AI provider; each account id in its keys gets its own URL."""
 
-    kind: ClassVar[str] = "cloudflare"
-
     def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
         self.name = settings.name
         self._settings = settings
@@ -156,16 +154,15 @@ class _AccountUpstream(OpenAIUpstream):
     def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
         return super()._payload(fill_null_content(body), model, stream=stream)
 
-    def _error(self, status: int, raw: bytes, *, retry_after: str | None) -> UpstreamError:
-        """An HTTP error reply whose body may be the envelope (used once the hook exists)."""
+    def _error_detail(self, raw: bytes) -> ErrorDetail:
+        """What an error body says; it may be the API v4 envelope."""
         envelope = cloudflare_envelope_error(raw)
         if envelope is None:
-            return error_from_status(status, raw, retry_after=retry_after)
-        body = json.dumps({"error": {"message": envelope.message, "code": envelope.code}})
-        return error_from_status(status, body.encode(), retry_after=retry_after)
+            return error_detail(raw)
+        return ErrorDetail(envelope.message, envelope.code)
 
     def _completion(self, raw: bytes) -> Completion:
-        """An HTTP 200 body that may be the envelope (used once the hook exists)."""
+        """An HTTP 200 body, which may be the envelope instead of a completion."""
         error = cloudflare_envelope_error(raw)
         if error is not None:
             raise error

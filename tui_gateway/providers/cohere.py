@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 
 from ..config import ModelSettings, ProviderSettings
-from ..domain.errors import UpstreamError
-from .base import error_from_status
+from .base import ErrorDetail, error_detail
 from .openai import OpenAIUpstream
 
 COHERE_BASE_URL = "https://api.cohere.ai/compatibility/v1"
@@ -29,28 +28,21 @@ _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
 class CohereUpstream(OpenAIUpstream):
     """Posts to `{base_url}/chat/completions`; `base_url` defaults to Cohere's compatibility API."""
 
-    kind: ClassVar[str] = "cohere"
-
     def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
         super().__init__(replace(settings, base_url=settings.base_url or COHERE_BASE_URL), session)
 
     def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
         return super()._payload(cohere_body(body), model, stream=stream)
 
-    def _error(self, status: int, raw: bytes, *, retry_after: str | None) -> UpstreamError:
-        """An HTTP error reply whose body may be Cohere's `{"message": "..."}`.
-
-        Used once OpenAIUpstream routes its error replies through an `_error` hook; until then
-        the base mapping applies and the message reaches the error as part of the body's text.
-        """
+    def _error_detail(self, raw: bytes) -> ErrorDetail:
+        """What an error body says; it may be Cohere's `{"message": "..."}`."""
         message = cohere_message(raw)
         if message is None:
-            return error_from_status(status, raw, retry_after=retry_after)
+            return error_detail(raw)
         # Cohere says "too many tokens" where OpenAI says context_length_exceeded: a model with a
         # larger window may still take the request, so routing must not treat it as hopeless.
         code = "context_length_exceeded" if message.startswith("too many tokens") else None
-        body = json.dumps({"error": {"message": message, "code": code}}).encode()
-        return error_from_status(status, body, retry_after=retry_after)
+        return ErrorDetail(message, code)
 
 
 def cohere_body(body: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,14 @@
 """Google's Gemini API (`generateContent`), spoken natively and translated to OpenAI's shapes.
 
-Requests and replies are translated by `gemini_translate`; this module makes the HTTP calls and
-maps Gemini's failures into the UpstreamError tree:
+Requests are translated by `gemini_translate`, replies by `gemini_reply`; this module makes the
+HTTP calls (through `transport`) and maps Gemini's failures into the UpstreamError tree:
 
     HTTP 4xx/5xx                  error_from_status (429 RateLimited, 5xx Unavailable, 4xx client)
       429 without Retry-After     the delay from the body's `google.rpc.RetryInfo`, if any
       400 "input token count ..." UpstreamClientError with code context_length_exceeded
     {"error": ...} in a 200 body  WrappedError, status from `error.code` (or `error.status`)
       ... or in a stream event    the same, raised from the chunk iterator
-    no connection                 Unavailable(kind=CONNECTION)
+    no connection                 Unavailable(kind=CONNECTION)    (transport.map_client_errors)
     connection lost mid-stream    Unavailable(kind=TRUNCATED)
 """
 
@@ -18,20 +18,29 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 
 from ..config import ModelSettings, ProviderSettings
-from ..domain.errors import ErrorKind, Unavailable, UpstreamClientError, UpstreamError, WrappedError
-from .base import ChunkStream, Completion, error_from_status, token_count
-from .gemini_translate import StreamTranslator, from_gemini, to_gemini
-from .sse import DONE, SSEBatch, SSEDecoder
+from ..domain.errors import UpstreamClientError, UpstreamError, WrappedError
+from .base import (
+    ChunkStream,
+    Completion,
+    error_detail,
+    error_from_status,
+    retry_after_seconds,
+    token_count,
+)
+from .gemini_reply import StreamTranslator, from_gemini
+from .gemini_translate import to_gemini
+from .sse import DONE, SSEBatch
+from .transport import map_client_errors, post_stream, read_body, sse_batches
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
-_CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
 _CONTEXT_LENGTH = "exceeds the maximum number of tokens"
 # google.rpc.Code names, for an error object that has no numeric `code`.
 _STATUS = {
@@ -57,21 +66,21 @@ class GeminiUpstream:
         return f"{self._base}/{path}:{method}"
 
     @staticmethod
-    def _request(body: dict[str, Any], api_key: str) -> dict[str, Any]:
+    def _request(body: dict[str, Any], api_key: str) -> tuple[bytes, dict[str, str]]:
         headers = {"x-goog-api-key": api_key, "Content-Type": "application/json"}
-        return {"data": json.dumps(to_gemini(body)).encode(), "headers": headers}
+        return json.dumps(to_gemini(body)).encode(), headers
 
     async def complete(
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> Completion:
-        try:
-            request = self._request(body, api_key)
-            async with self._session.post(self.url(model, "generateContent"), **request) as resp:
+        data, headers = self._request(body, api_key)
+        with map_client_errors():
+            async with self._session.post(
+                self.url(model, "generateContent"), data=data, headers=headers
+            ) as resp:
                 raw = await resp.read()
-                if resp.status >= 400:
-                    raise http_error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
-        except _CONNECTION_ERRORS as exc:
-            raise _connection_error(exc) from exc
+        if resp.status >= 400:
+            raise http_error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
         reply = _json_object(raw)
         error = gemini_error(reply)
         if error is not None:
@@ -92,16 +101,10 @@ class GeminiUpstream:
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> AsyncIterator[ChunkStream]:
         url = self.url(model, "streamGenerateContent") + "?alt=sse"
-        try:
-            resp = await self._session.post(url, **self._request(body, api_key))
-        except _CONNECTION_ERRORS as exc:
-            raise _connection_error(exc) from exc
-        try:
+        data, headers = self._request(body, api_key)
+        async with post_stream(self._session, url, data=data, headers=headers) as resp:
             if resp.status >= 400 or "event-stream" not in resp.content_type:
-                try:
-                    raw = await resp.read()
-                except _CONNECTION_ERRORS as exc:
-                    raise _connection_error(exc) from exc
+                raw = await read_body(resp)
                 if resp.status >= 400:
                     raise http_error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
                 raise gemini_error(_json_object(raw)) or WrappedError(
@@ -115,35 +118,23 @@ class GeminiUpstream:
                 include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
                 choices=body["n"] if isinstance(body.get("n"), int) and body["n"] > 1 else 1,
             )
-            yield _chunks(resp, translator)
-        finally:
-            # Abort rather than drain: a stream we stopped reading must not keep the upstream busy.
-            resp.close()
+            yield _translated(resp, translator)
 
 
-async def _chunks(resp: aiohttp.ClientResponse, translator: StreamTranslator) -> ChunkStream:
-    decoder = SSEDecoder()
-    try:
-        async for data in resp.content.iter_any():
-            batch = _translate(decoder.feed(data), translator)
-            if batch is not None:
-                yield batch
+async def _translated(resp: aiohttp.ClientResponse, translator: StreamTranslator) -> ChunkStream:
+    """The response's Gemini events as OpenAI chunks, ending once every choice finished."""
+    async with aclosing(sse_batches(resp)) as batches:
+        async for batch in batches:
+            translated = _translate(batch, translator)
+            if translated is not None:
+                yield translated
             if translator.done:
                 return
-    except _CONNECTION_ERRORS as exc:
-        raise Unavailable(
-            f"connection dropped mid-stream ({type(exc).__name__})", kind=ErrorKind.TRUNCATED
-        ) from exc
-    batch = _translate(decoder.flush(), translator)
-    if batch is not None:
-        yield batch
     # A body that ends before any finishReason yields no [DONE]: the relay calls it truncated.
 
 
-def _translate(batch: SSEBatch | None, translator: StreamTranslator) -> SSEBatch | None:
+def _translate(batch: SSEBatch, translator: StreamTranslator) -> SSEBatch | None:
     """The OpenAI chunks for one read's Gemini events, with [DONE] once every choice finished."""
-    if batch is None:
-        return None
     payloads: list[bytes] = []
     for payload in batch.payloads():
         event = _json_object(payload)
@@ -184,13 +175,13 @@ def gemini_error(reply: dict[str, Any]) -> WrappedError | None:
 
 def http_error(status: int, raw: bytes, *, retry_after: str | None = None) -> UpstreamError:
     """An HTTP error reply as an UpstreamError (see the table in the module docstring)."""
-    error = error_from_status(status, raw, retry_after=retry_after or retry_delay(raw))
-    if status == 400 and _CONTEXT_LENGTH in error.message:
-        return UpstreamClientError(error.message, status=400, code="context_length_exceeded")
-    return error
+    detail = replace(error_detail(raw), retry_after_s=retry_delay(raw))
+    if status == 400 and _CONTEXT_LENGTH in detail.message:
+        return UpstreamClientError(detail.message, status=400, code="context_length_exceeded")
+    return error_from_status(status, detail, retry_after=retry_after)
 
 
-def retry_delay(raw: bytes) -> str | None:
+def retry_delay(raw: bytes) -> float | None:
     """Seconds from a `google.rpc.RetryInfo` detail (`"retryDelay": "27s"`), if the body has one."""
     if b"RetryInfo" not in raw:
         return None
@@ -199,9 +190,4 @@ def retry_delay(raw: bytes) -> str | None:
         delays = [d["retryDelay"] for d in details if str(d.get("@type")).endswith("RetryInfo")]
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    return str(delays[0]).removesuffix("s") if delays else None
-
-
-def _connection_error(exc: BaseException) -> Unavailable:
-    detail = str(exc) or type(exc).__name__
-    return Unavailable(f"connection failed: {detail}", kind=ErrorKind.CONNECTION)
+    return retry_after_seconds(str(delays[0]).removesuffix("s")) if delays else None

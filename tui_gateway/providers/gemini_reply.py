@@ -1,4 +1,8 @@
-"""Gemini replies and streamed events, translated to OpenAI chat completions and chunks."""
+"""Gemini replies and streamed events, translated to OpenAI chat completions and chunks. Pure.
+
+The request side, OpenAI -> Gemini, is `gemini_translate`; tool call ids carry thought
+signatures through `tool_ids`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,15 @@ import json
 from typing import Any
 
 from ..domain.errors import WrappedError
-from .gemini_translate import _FILTERED, encode_call_id
+from .tool_ids import encode_call_id
+
+__all__ = ["StreamTranslator", "finish_reason", "from_gemini", "read_parts", "usage_of"]
+
+_FILTERED = frozenset({
+    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR",
+})  # fmt: skip
+"""Gemini's `finishReason`s that mean a filter stopped the answer."""
 
 # --- Gemini reply -> OpenAI -------------------------------------------------------------------
 

@@ -1,18 +1,21 @@
-"""OpenAI chat.completions <-> Gemini `generateContent`, both ways. Pure: no I/O, no clock.
+"""OpenAI chat.completions -> Gemini `generateContent` requests. Pure: no I/O, no clock.
 
 Tool call ids and thought signatures. Gemini 2.5+ puts an opaque `thoughtSignature` on the first
 `functionCall` part of a step, and Gemini 3 answers 400 when a later request sends that call back
 without it. OpenAI messages have no place for it, so it rides in the tool call id, the one field
 every client echoes (it pairs tool results with calls): `<id>__thought__<signature>`, the shape
-LiteLLM uses. It is also put in `extra_content.google.thought_signature`, where Google's own
-OpenAI-compatible endpoint puts it; that field wins when a client sends both. The base id is the
-part's `functionCall.id` when Gemini sends one, else `call_<prefix>_<n>` (the caller's prefix keeps
-ids unique across a conversation). A call with no signature at all (history written by another
-model after a fallback) gets Google's documented placeholder `skip_thought_signature_validator`.
-Ids are never sent to Gemini: its API refuses `id` inside `functionCall`/`functionResponse` parts,
-so a tool result is paired by function name, found from the earlier call with the same id.
-Signatures on text parts are dropped (Gemini does not require them back). `strip_signature_ids`
-shortens such ids again for upstreams with id length limits (OpenAI allows 40 characters).
+LiteLLM uses (the codec is `tool_ids`). It is also put in `extra_content.google.thought_signature`,
+where Google's own OpenAI-compatible endpoint puts it; that field wins when a client sends both.
+The base id is the part's `functionCall.id` when Gemini sends one, else `call_<prefix>_<n>` (the
+caller's prefix keeps ids unique across a conversation). A call with no signature at all (history
+written by another model after a fallback) gets Google's documented placeholder
+`skip_thought_signature_validator`. Ids are never sent to Gemini: its API refuses `id` inside
+`functionCall`/`functionResponse` parts, so a tool result is paired by function name, found from
+the earlier call with the same id. Signatures on text parts are dropped (Gemini does not require
+them back). `tool_ids.strip_signature_ids` shortens such ids again for upstreams with id length
+limits (OpenAI allows 40 characters).
+
+The reply side, Gemini -> OpenAI, is `gemini_reply`.
 """
 
 from __future__ import annotations
@@ -21,15 +24,13 @@ import json
 from typing import Any
 
 from ..domain.sessions import flatten_content
+from .tool_ids import split_call_id
 
-SIGNATURE_SEPARATOR = "__thought__"
+__all__ = ["FOREIGN_SIGNATURE", "clean_schema", "to_gemini"]
+
 FOREIGN_SIGNATURE = "skip_thought_signature_validator"
 """Google's placeholder for a function call the model did not produce (thought-signatures FAQ)."""
 
-_FILTERED = frozenset({
-    "SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR",
-})  # fmt: skip
 _MODES = {"none": "NONE", "auto": "AUTO", "required": "ANY"}
 _CONFIG = (
     ("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("n", "candidateCount"),
@@ -266,60 +267,3 @@ def clean_schema(schema: Any, defs: dict[str, Any] | None = None, depth: int = 0
 
 def _is_str(value: object) -> bool:
     return isinstance(value, str)
-
-
-# --- tool call ids ----------------------------------------------------------------------------
-
-
-def encode_call_id(call_id: str, signature: str | None) -> str:
-    return f"{call_id}{SIGNATURE_SEPARATOR}{signature}" if signature else call_id
-
-
-def split_call_id(call_id: str) -> tuple[str, str | None]:
-    """`(base id, thought signature or None)` of an id made by `encode_call_id`."""
-    base, sep, signature = call_id.partition(SIGNATURE_SEPARATOR)
-    return base, (signature or None) if sep else None
-
-
-def strip_signature_ids(messages: list[Any]) -> list[Any]:
-    """`messages` with signatures cut out of tool call ids, for upstreams that limit id length."""
-    out = []
-    for message in messages:
-        if not isinstance(message, dict):
-            out.append(message)
-            continue
-        if isinstance(message.get("tool_call_id"), str):
-            message = {**message, "tool_call_id": split_call_id(message["tool_call_id"])[0]}
-        if isinstance(message.get("tool_calls"), list):
-            calls = [
-                {**c, "id": split_call_id(c["id"])[0]} if isinstance(c.get("id"), str) else c
-                for c in message["tool_calls"]
-                if isinstance(c, dict)
-            ]
-            message = {**message, "tool_calls": calls}
-        out.append(message)
-    return out
-
-
-from .gemini_reply import (  # noqa: E402  (the reply side, re-exported for callers)
-    StreamTranslator,
-    finish_reason,
-    from_gemini,
-    read_parts,
-    usage_of,
-)
-
-__all__ = [
-    "FOREIGN_SIGNATURE",
-    "SIGNATURE_SEPARATOR",
-    "StreamTranslator",
-    "clean_schema",
-    "encode_call_id",
-    "finish_reason",
-    "from_gemini",
-    "read_parts",
-    "split_call_id",
-    "strip_signature_ids",
-    "to_gemini",
-    "usage_of",
-]

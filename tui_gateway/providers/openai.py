@@ -1,4 +1,9 @@
-"""Any OpenAI-compatible upstream (Groq, OpenRouter, Mistral, a local llama.cpp, ...)."""
+"""Any OpenAI-compatible upstream (Groq, OpenRouter, Mistral, a local llama.cpp, ...).
+
+`OpenAIUpstream` has three hooks for families that speak OpenAI's wire format with accents of
+their own (`cohere`, `cloudflare`): `_payload` (the request bytes), `_error_detail` (what an
+error body says) and `_completion` (an HTTP 200 body, checked).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,20 @@ from typing import Any
 import aiohttp
 
 from ..config import ModelSettings, ProviderSettings
-from ..domain.errors import ErrorKind, Unavailable, UpstreamError, WrappedError
-from .base import ChunkStream, Completion, error_from_status, parse_completion, wrapped_error
-from .gemini_translate import SIGNATURE_SEPARATOR, strip_signature_ids
-from .sse import SSEDecoder
+from ..domain.errors import UpstreamError, WrappedError
+from .base import (
+    ChunkStream,
+    Completion,
+    ErrorDetail,
+    error_detail,
+    error_from_status,
+    parse_completion,
+    wrapped_error,
+)
+from .tool_ids import SIGNATURE_SEPARATOR, strip_signature_ids
+from .transport import map_client_errors, post_stream, read_body, sse_batches
 
 _SIGNATURE = SIGNATURE_SEPARATOR.encode()
-
-# aiohttp's client errors that mean "this upstream could not be reached or hung up".
-_CONNECTION_ERRORS = (aiohttp.ClientError, OSError)
 
 
 class OpenAIUpstream:
@@ -33,6 +43,7 @@ class OpenAIUpstream:
         return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
 
     def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
+        """The request bytes for `body`; a family with its own refusals overrides it."""
         data = json.dumps({**body, "model": model.id, "stream": stream}).encode()
         if _SIGNATURE in data:
             # A conversation that went through Gemini carries thought signatures in its tool
@@ -42,27 +53,30 @@ class OpenAIUpstream:
             return json.dumps(retry).encode()
         return data
 
-    def _error(self, status: int, raw: bytes, *, retry_after: str | None) -> UpstreamError:
-        """An HTTP error reply as an UpstreamError; families with own error bodies override it."""
-        return error_from_status(status, raw, retry_after=retry_after)
+    def _error_detail(self, raw: bytes) -> ErrorDetail:
+        """What an HTTP error body says; a family with its own error bodies overrides it."""
+        return error_detail(raw)
 
     def _completion(self, raw: bytes) -> Completion:
         """An HTTP 200 body, checked; a family with its own error envelope overrides it."""
         return parse_completion(raw)
 
+    def _http_error(self, resp: aiohttp.ClientResponse, raw: bytes) -> UpstreamError:
+        return error_from_status(
+            resp.status, self._error_detail(raw), retry_after=resp.headers.get("Retry-After")
+        )
+
     async def complete(
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> Completion:
         data = self._payload(body, model, stream=False)
-        try:
+        with map_client_errors():
             async with self._session.post(
                 self._url, data=data, headers=self._headers(api_key)
             ) as resp:
                 raw = await resp.read()
-                if resp.status >= 400:
-                    raise self._error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
-        except _CONNECTION_ERRORS as exc:
-            raise _connection_error(exc) from exc
+        if resp.status >= 400:
+            raise self._http_error(resp, raw)
         return self._completion(raw)
 
     @asynccontextmanager
@@ -70,44 +84,14 @@ class OpenAIUpstream:
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> AsyncIterator[ChunkStream]:
         data = self._payload(body, model, stream=True)
-        try:
-            resp = await self._session.post(self._url, data=data, headers=self._headers(api_key))
-        except _CONNECTION_ERRORS as exc:
-            raise _connection_error(exc) from exc
-        try:
+        headers = self._headers(api_key)
+        async with post_stream(self._session, self._url, data=data, headers=headers) as resp:
             if resp.status >= 400:
-                raw = await resp.read()
-                raise self._error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
+                raise self._http_error(resp, await read_body(resp))
             if "json" in resp.content_type or "html" in resp.content_type:
                 # A 200 that is not a stream: an error body, or a page from something in between.
-                raw = await resp.read()
+                raw = await read_body(resp)
                 raise wrapped_error(raw) or WrappedError(
                     f"200 with {resp.content_type} instead of an event stream", status=502
                 )
-            yield _chunks(resp)
-        finally:
-            # Abort rather than drain: a stream we stopped reading must not keep the upstream busy.
-            resp.close()
-
-
-async def _chunks(resp: aiohttp.ClientResponse) -> ChunkStream:
-    decoder = SSEDecoder()
-    try:
-        async for data in resp.content.iter_any():
-            batch = decoder.feed(data)
-            if batch is not None:
-                yield batch
-            if decoder.done:
-                return
-    except _CONNECTION_ERRORS as exc:
-        raise Unavailable(
-            f"connection dropped mid-stream ({type(exc).__name__})", kind=ErrorKind.TRUNCATED
-        ) from exc
-    rest = decoder.flush()
-    if rest is not None:
-        yield rest
-
-
-def _connection_error(exc: BaseException) -> Unavailable:
-    detail = str(exc) or type(exc).__name__
-    return Unavailable(f"connection failed: {detail}", kind=ErrorKind.CONNECTION)
+            yield sse_batches(resp)

@@ -49,7 +49,8 @@ _ARGUMENT_FRAGMENTS = 3
 class SimulatedUpstream:
     """Behaves per model as `[models.simulate]` says: speed, length and failure chances."""
 
-    def __init__(self, settings: ProviderSettings) -> None:
+    def __init__(self, settings: ProviderSettings, session: object = None) -> None:
+        """`session` is not used: the provider registry hands every adapter one."""
         self.name = settings.name
         self._fault_rngs: dict[str, random.Random] = {}
         self._ids = 0
@@ -97,7 +98,7 @@ class SimulatedUpstream:
         fault = self._draw_fault(model)
         sim = model.simulate
         await asyncio.sleep(sim.first_token_ms / 1000)
-        await _act_out(fault, before_data=True)
+        await _act_out(fault)
         tool = _tool_to_call(body, model)
         if fault == "wrapped":
             raw = _wrapped_body()
@@ -137,7 +138,7 @@ class SimulatedUpstream:
         await asyncio.sleep(sim.first_token_ms / 1000)
         # A stall splits evenly between "never starts" and "stops after a few tokens".
         stall_early = fault == "stall" and self._faults(model).random() < 0.5
-        await _act_out(fault if fault != "stall" or stall_early else None, before_data=True)
+        await _act_out(fault if fault != "stall" or stall_early else None)
         yield self._chunks(body, model, fault)
 
     async def _chunks(
@@ -312,12 +313,13 @@ def _argument_tokens(call: dict[str, Any]) -> int:
     return max(1, len(call["function"]["arguments"]) // 4)
 
 
-async def _act_out(fault: str | None, *, before_data: bool) -> None:
+async def _act_out(fault: str | None) -> None:
+    """Fail or hang as `fault` says, before any data."""
     if fault == "error":
         raise Unavailable("simulated upstream error", status=503)
     if fault == "rate_limit":
         raise RateLimited("simulated rate limit", status=429, retry_after_s=5.0)
-    if fault == "stall" and before_data:
+    if fault == "stall":
         await asyncio.Event().wait()
 
 

@@ -1,4 +1,12 @@
-"""Server-sent events in and out: upstream reads become batches of framed `data:` events."""
+"""Server-sent events in and out: upstream reads become batches of framed `data:` events.
+
+Reading follows the WHATWG HTML "event stream interpretation": CRLF, LF and a lone CR all end a
+line; a line starting with `:` is a comment; one space after the field's colon is dropped, and
+only one; an event's `data` lines are joined with `\\n`; an empty line ends the event. Two
+deliberate departures suit a relay of OpenAI chunks: an event with empty data is dropped rather
+than dispatched, and at the end of the body a pending event is still dispatched (an upstream that
+closes without the final empty line has said all it will say).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +15,17 @@ from dataclasses import dataclass
 DONE = b"[DONE]"
 _DONE_EVENT = b"data: [DONE]\n\n"
 _SEPARATOR = b"\n\ndata: "
+_CONTINUED = b"\ndata: "
+"""Within a framed event, the break between two `data:` lines of one multi-line payload."""
 
 
 @dataclass(frozen=True, slots=True)
 class SSEBatch:
     """The `data:` events of one upstream read, framed canonically for the client.
 
-    Canonical framing (`data: <payload>\\n\\n`, one line per event) lets the relay forward bytes
-    as they came and split them into payloads only when it must look inside one.
+    Canonical framing (`data: <payload>\\n\\n`) lets the relay forward bytes as they came and
+    split them into payloads only when it must look inside one. A payload with line breaks of
+    its own (a multi-line event) is framed as one `data:` line per line, as the spec writes it.
     """
 
     framed: bytes
@@ -26,6 +37,8 @@ class SSEBatch:
     @classmethod
     def of(cls, payloads: list[bytes]) -> SSEBatch:
         done = bool(payloads) and payloads[-1] == DONE
+        if b"\n" in b"".join(payloads):  # a join and a memchr: cheaper than a count
+            payloads = [p.replace(b"\n", _CONTINUED) for p in payloads]
         framed = b"data: " + _SEPARATOR.join(payloads) + b"\n\n"
         return cls(framed, len(payloads) - done, done)
 
@@ -40,55 +53,100 @@ class SSEBatch:
         )
 
     def payloads(self) -> list[bytes]:
-        return self.framed[6:-2].split(_SEPARATOR)
+        """The events' data, multi-line payloads joined with `\\n` again."""
+        parts = self.framed[6:-2].split(_SEPARATOR)
+        if b"\n" in b"".join(parts):
+            return [p.replace(_CONTINUED, b"\n") for p in parts]
+        return parts
 
 
 class SSEDecoder:
     """Incremental: feed raw reads, get batches of whole events back.
 
     A read that is already canonical (the usual case) passes through untouched. Anything else,
-    such as comments (`: keep-alive`), `event:`/`id:` fields, CRLF or an event split across
-    reads, is parsed line by line and re-framed; comments and empty events are dropped, so an
-    upstream's keep-alives never reach the client as data. `[DONE]` ends the batch it is in, and
-    nothing after it is read.
+    such as comments (`: keep-alive`), `event:`/`id:` fields, CR or CRLF line ends, multi-line
+    events or an event split across reads, is parsed and re-framed; comments and empty events
+    are dropped, so an upstream's keep-alives never reach the client as data. `[DONE]` ends the
+    batch it is in, and nothing after it is read.
     """
 
     def __init__(self) -> None:
         self._buffer = b""
+        """The lines (LF-terminated) of the event not yet ended, from the start of a line."""
+        self._after_cr = False
+        """The last read ended with CR: an LF starting the next one is the rest of a CRLF."""
         self.done = False
 
     def feed(self, data: bytes) -> SSEBatch | None:
         if self.done:
             return None
-        if not self._buffer:
+        if self._after_cr:
+            self._after_cr = False
+            if data[:1] == b"\n":
+                data = data[1:]
+        normalized = b"\r" in data
+        if normalized:
+            self._after_cr = data[-1:] == b"\r"
+            data = data.replace(b"\r\n", b"\n")
+            if b"\r" in data:
+                data = data.replace(b"\r", b"\n")
+        elif not self._buffer:
             batch = _canonical(data)
             if batch is not None:
                 self.done = batch.done
                 return batch
-        buffer = self._buffer + data
-        lines = buffer.split(b"\n")
-        self._buffer = lines.pop()  # the part after the last newline is not a whole line yet
-        payloads = [line[5:].strip() for line in lines if line[:5] == b"data:"]
-        if b"" in payloads:
-            payloads = [p for p in payloads if p]
+        text = self._buffer + data
+        events, boundary, self._buffer = text.rpartition(b"\n\n")
+        if not boundary:
+            return None
+        if normalized:  # with LF line ends a read is often canonical after all (Gemini's CRLF)
+            batch = _canonical(events + boundary if self._buffer else text)
+            if batch is not None:
+                self.done = batch.done
+                return batch
+        payloads = _payloads(events)
         if DONE in payloads:
             self.done = True
             del payloads[payloads.index(DONE) + 1 :]
         return SSEBatch.of(payloads) if payloads else None
 
     def flush(self) -> SSEBatch | None:
-        """Whatever whole event sits in the buffer when the body ends without a final newline."""
+        """The event still pending when the body ends without the empty line that ends it."""
         rest, self._buffer = self._buffer, b""
-        return self.feed(rest + b"\n") if rest else None
+        return self.feed(rest + b"\n\n") if rest else None
+
+
+def _payloads(events: bytes) -> list[bytes]:
+    """The data of each non-empty event in `events`: whole events, LF line ends only."""
+    if events[:6] == b"data: " and b"\n" not in events:  # one event, one line: the usual
+        return [events[6:]] if len(events) > 6 else []
+    payloads: list[bytes] = []
+    values: list[bytes] = []
+    for line in events.split(b"\n"):
+        if not line:  # an empty line ends the event
+            if values:
+                _dispatch(values, payloads)
+                values = []
+        elif line[:5] == b"data:" or line == b"data":  # a field without a colon is empty
+            values.append(line[6:] if line[5:6] == b" " else line[5:])
+    if values:
+        _dispatch(values, payloads)
+    return payloads
+
+
+def _dispatch(values: list[bytes], payloads: list[bytes]) -> None:
+    payload = values[0] if len(values) == 1 else b"\n".join(values)
+    if payload:
+        payloads.append(payload)
 
 
 def _canonical(data: bytes) -> SSEBatch | None:
-    """`data` as a batch if it is whole canonical events, else None.
+    """`data`, which has no CR, as a batch if it is whole canonical events, else None.
 
     Two C-level counts decide it: when every newline belongs to an event separator
     (`\\n\\ndata: `) or to the final `\\n\\n`, each event is exactly one `data:` line.
     """
-    if not (data.startswith(b"data: ") and data.endswith(b"\n\n")) or b"\r" in data:
+    if not (data.startswith(b"data: ") and data.endswith(b"\n\n")):
         return None
     separators = data.count(_SEPARATOR)
     if data.count(b"\n") != 2 * separators + 2:
