@@ -66,7 +66,7 @@ def test_unset_env_keys_warn_instead_of_failing(monkeypatch: pytest.MonkeyPatch)
         ("[routing]\nmax_attempts = 0", "routing.max_attempts: a whole number of at least 1"),
         (
             "[streaming]\nheartbeat_interval_s = 25",
-            "streaming.heartbeat_interval_s: below 20 seconds",
+            "streaming.heartbeat_interval_s: a number of seconds above 0 and below 20, got 25 (some assistants give up after 20 s of silence)",
         ),
         (
             '[[providers]]\nname = "a"\nkind = "grpc"',

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from typing import cast
 from urllib.parse import urlsplit
 
+import aiohttp
 import pytest
 
-from tui_gateway.config import PROVIDER_KINDS
+from tui_gateway.config import PROVIDER_KINDS, ProviderKind, ProviderSettings
 from tui_gateway.presets import PRESET_KINDS, PRESETS, Preset, detected_presets
-from tui_gateway.providers.cloudflare import CLOUDFLARE_BASE_URL, CloudflareUpstream
-from tui_gateway.providers.cohere import COHERE_BASE_URL, CohereUpstream
+from tui_gateway.providers import make_upstream
+from tui_gateway.providers.cloudflare import CLOUDFLARE_BASE_URL
+from tui_gateway.providers.cohere import COHERE_BASE_URL
 
 EXPECTED = {
     "groq", "cerebras", "sambanova", "nvidia", "mistral", "openrouter", "github", "zhipu",
     "ollama", "cohere", "cloudflare", "gemini", "deepseek", "together", "fireworks",
 }  # fmt: skip
-# `gemini` has its own adapter family; the other kinds are served by classes that exist today.
-KNOWN_KINDS = set(PROVIDER_KINDS) | {CohereUpstream.kind, CloudflareUpstream.kind, "gemini"}
 
 
 def test_every_expected_provider_has_a_preset() -> None:
@@ -26,12 +27,20 @@ def test_every_expected_provider_has_a_preset() -> None:
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_preset_has_a_known_kind_and_an_https_or_loopback_url(name: str) -> None:
     preset = PRESETS[name]
-    assert preset.kind in PRESET_KINDS and preset.kind in KNOWN_KINDS
+    assert preset.kind in PRESET_KINDS and preset.kind in PROVIDER_KINDS
     url = urlsplit(preset.base_url)
     assert url.scheme == "https" or (url.scheme == "http" and url.hostname == "127.0.0.1")
     assert url.hostname and not preset.base_url.endswith("/")
     assert not preset.base_url.endswith("/chat/completions")  # the adapter appends it
     assert preset.key_env == preset.key_env.strip().upper()
+
+
+async def test_every_preset_kind_has_an_adapter() -> None:
+    async with aiohttp.ClientSession() as session:
+        for name, preset in PRESETS.items():
+            kind = cast(ProviderKind, preset.kind)
+            settings = ProviderSettings(name, kind, preset.base_url, api_keys=("account:key",))
+            assert make_upstream(settings, session) is not None, name
 
 
 def test_only_the_local_preset_needs_no_key() -> None:

@@ -1,25 +1,31 @@
 """TOML config -> typed, validated settings.
 
+The dataclasses below are the schema, declared once: each field's type hint (with its range in
+`Annotated[..., msgspec.Meta(...)]`) is what `config_convert` checks the file against. Rules that
+span fields (unique names, references between tables) are `_check` at the bottom.
+
 Every mistake a user can make in the file becomes a `ConfigError` that names the file, the key and
 what was expected; nothing here raises a bare KeyError or TypeError at a user.
+
+The environment is read in one place: the loaders take `environ` (default `os.environ`, looked up
+only in `settings_from_dict`), which is where `env:NAME` values come from.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from .config_schema import ConfigError, build
+from msgspec import Meta
+
+from .config_convert import ConfigError, Converted, convert, did_you_mean
 from .presets import PRESETS
 
 __all__ = ["ConfigError"]  # re-exported: callers catch it from here
-
-POOLS: tuple[str, ...] = ("fast", "balanced", "smart")
-PROVIDER_KINDS: tuple[str, ...] = ("openai", "cohere", "cloudflare", "gemini", "simulated")
-PROTECTION_LEVELS: tuple[str, ...] = ("provider-ban", "model-skip", "off")
 
 _INTERNAL = {"internal": True}  # filled in by the loader, never read from the file
 
@@ -27,42 +33,57 @@ ProviderKind = Literal["openai", "cohere", "cloudflare", "gemini", "simulated"]
 Protection = Literal["provider-ban", "model-skip", "off"]
 PoolName = Literal["fast", "balanced", "smart"]
 
+POOLS: tuple[str, ...] = get_args(PoolName)
+PROVIDER_KINDS: tuple[str, ...] = get_args(ProviderKind)
+PROTECTION_LEVELS: tuple[str, ...] = get_args(Protection)
+
+AtLeastOne = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[float, Meta(gt=0, extra={"expected": "a number of seconds"})]
+NonNegative = Annotated[float, Meta(ge=0)]
+Fraction = Annotated[float, Meta(ge=0, le=1)]
+"""A chance, from 0 (never) to 1 (always)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     """Interface to listen on; loopback by default so nothing else on the network can use it."""
-    port: int = 4141
-    api_key: str | None = None
+    port: Annotated[int, Meta(ge=0, le=65535, extra={"expected": "a port number"})] = 4141
+    api_key: (
+        Annotated[
+            str, Meta(pattern=r"\S", extra={"expected": "a non-empty string (or leave it out)"})
+        ]
+        | None
+    ) = None
     """The one bearer key clients use. None: generated once and kept in the data dir."""
-    shutdown_grace_s: float = 5.0
+    shutdown_grace_s: NonNegative = 5.0
     """How long in-flight requests may run on after SIGINT/SIGTERM before they are cut."""
 
 
 @dataclass(frozen=True, slots=True)
 class RoutingSettings:
-    max_attempts: int = 5
+    max_attempts: AtLeastOne = 5
     """Upstream attempts per client request, across fallbacks."""
-    request_timeout_s: float = 120.0
+    request_timeout_s: Seconds = 120.0
     """Whole-reply limit for a non-streaming upstream call (headers arrive only at the end)."""
     strategy: Literal["thompson", "ordered"] = "thompson"
     """`thompson`: order candidates by sampled posteriors (the chain position is one term of the
     score); `ordered`: keep each pool's chain order."""
-    recency_window_days: float = 7.0
+    recency_window_days: Annotated[float, Meta(gt=0)] = 7.0
     """Outcomes older than this no longer count; younger ones weigh linearly more."""
-    prior: float = 2.0
+    prior: NonNegative = 2.0
     """Pseudo-counts added to both sides of every model's Beta posterior."""
-    sticky_ttl_s: float = 1800.0
+    sticky_ttl_s: Seconds = 1800.0
     """A conversation stays on its model this long after its last request."""
-    sticky_cap: int = 10_000
+    sticky_cap: AtLeastOne = 10_000
     """At most this many sessions are remembered (least recently used go first)."""
-    max_retry_after_wait_s: float = 3.0
+    max_retry_after_wait_s: NonNegative = 3.0
     """A 429 on the preferred model with a Retry-After up to this is waited out, not switched."""
-    provider_ban_ttl_s: float = 180.0
+    provider_ban_ttl_s: Seconds = 180.0
     """How long a `provider-ban` failure keeps a provider away from that conversation."""
-    transient_cooldown_s: float = 15.0
+    transient_cooldown_s: Seconds = 15.0
     """A 5xx, connection failure, timeout or stall takes the model out of rotation this long."""
-    rate_limit_cooldown_s: float = 60.0
+    rate_limit_cooldown_s: Seconds = 60.0
     """A 429 without Retry-After cools that key and model down this long."""
     concurrency_guard: bool = True
     """A new conversation avoids a `provider-ban` provider busy with another conversation."""
@@ -72,11 +93,21 @@ class RoutingSettings:
 
 @dataclass(frozen=True, slots=True)
 class StreamingSettings:
-    first_byte_timeout_s: float = 10.0
+    first_byte_timeout_s: Seconds = 10.0
     """No headers or first content chunk from the upstream within this time: a pre-stream stall."""
-    stall_timeout_s: float = 20.0
+    stall_timeout_s: Seconds = 20.0
     """No upstream data for this long after the first chunk: a mid-stream stall."""
-    heartbeat_interval_s: float = 10.0
+    heartbeat_interval_s: Annotated[
+        float,
+        Meta(
+            gt=0,
+            lt=20,
+            extra={
+                "expected": "a number of seconds",
+                "why": "some assistants give up after 20 s of silence",
+            },
+        ),
+    ] = 10.0
     """Keep-alive comment cadence while the upstream is quiet (must stay below 20 s)."""
 
 
@@ -94,9 +125,9 @@ class AnthropicDialectSettings:
 
 @dataclass(frozen=True, slots=True)
 class ResponsesDialectSettings:
-    store_ttl_s: float = 3600.0
+    store_ttl_s: Seconds = 3600.0
     """How long a Responses conversation can be continued by `previous_response_id`."""
-    store_cap: int = 1000
+    store_cap: AtLeastOne = 1000
     """At most this many stored responses (the oldest go first)."""
 
 
@@ -110,25 +141,29 @@ class DialectSettings:
 class SimulatedBehaviour:
     """How one model of the in-process `simulated` provider behaves."""
 
-    first_token_ms: float = 300.0
-    tokens_per_s: float = 60.0
-    reply_tokens: int = 60
-    error_rate: float = 0.0
+    first_token_ms: NonNegative = 300.0
+    tokens_per_s: Annotated[float, Meta(gt=0)] = 60.0
+    reply_tokens: AtLeastOne = 60
+    error_rate: Fraction = 0.0
     """Chance of an HTTP 5xx."""
-    rate_limit_rate: float = 0.0
+    rate_limit_rate: Fraction = 0.0
     """Chance of an HTTP 429."""
-    stall_rate: float = 0.0
+    stall_rate: Fraction = 0.0
     """Chance that the reply stops arriving (before or after the first token)."""
-    wrapped_error_rate: float = 0.0
+    wrapped_error_rate: Fraction = 0.0
     """Chance of an HTTP 200 whose body is really an error."""
     seed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ProviderSettings:
-    name: str
+    name: Annotated[
+        str, Meta(pattern="^[^/]+$", extra={"expected": "a non-empty name without '/'"})
+    ]
     kind: ProviderKind
-    base_url: str = ""
+    base_url: Annotated[
+        str, Meta(pattern="^(https?://.*)?$", extra={"expected": "an http:// or https:// URL"})
+    ] = ""
     api_keys: tuple[str, ...] = ()
     protection: Protection = "model-skip"
     continuation: Literal["prefill", "none"] = "none"
@@ -144,11 +179,11 @@ class ProviderSettings:
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
     provider: str
-    id: str
+    id: Annotated[str, Meta(min_length=1, extra={"expected": "a non-empty model id"})]
     """The id sent upstream."""
     pool: PoolName = "balanced"
     enabled: bool = True
-    intelligence: int = 5
+    intelligence: Annotated[int, Meta(ge=1, le=10)] = 5
     """Rank from 1 (weak) to 10 (strong); used by smart routing."""
     simulate: SimulatedBehaviour = field(default_factory=SimulatedBehaviour)
 
@@ -175,15 +210,9 @@ class Settings:
             {*VIRTUAL_MODEL_NAMES, *(m.key for m in self.models), *(m.id for m in self.models)}
         )
 
-    def provider(self, name: str) -> ProviderSettings:
-        for provider in self.providers:
-            if provider.name == name:
-                return provider
-        raise KeyError(name)
 
-
-def load_settings(path: Path) -> Settings:
-    """Read and validate a config file."""
+def load_settings(path: Path, *, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a config file; `env:NAME` values come from `environ`."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -191,28 +220,36 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(source, "(file)", "file not found") from None
     except OSError as exc:
         raise ConfigError(source, "(file)", f"cannot be read: {exc.strerror}") from None
-    return parse_settings(text, source=source)
+    return parse_settings(text, source=source, environ=environ)
 
 
-def parse_settings(text: str, *, source: str = "") -> Settings:
+def parse_settings(
+    text: str, *, source: str = "", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate a config file's text."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "(syntax)", f"valid TOML ({exc})") from None
-    return settings_from_dict(raw, source=source)
+    return settings_from_dict(raw, source=source, environ=environ)
 
 
-def settings_from_dict(raw: dict[str, Any], *, source: str = "") -> Settings:
+def settings_from_dict(
+    raw: dict[str, Any], *, source: str = "", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Validate a parsed config; `environ` defaults to the process environment."""
     raw = _with_presets(raw, source)
-    settings = replace(build(Settings, raw, source, ""), source=source)
-    settings = _with_missing_env(settings, raw)
+    converted = convert(
+        Settings, raw, source=source, environ=os.environ if environ is None else environ
+    )
+    settings = _with_missing_env(replace(converted.value, source=source), converted)
     _check(settings, source)
     return settings
 
 
 def _with_presets(raw: dict[str, Any], source: str) -> dict[str, Any]:
     """`preset = "groq"` fills in kind, base_url, name and the usual key variable."""
-    providers = raw.get("providers")
+    providers = raw.get("providers") if isinstance(raw, dict) else None
     if not isinstance(providers, list):
         return raw
     filled = []
@@ -222,7 +259,10 @@ def _with_presets(raw: dict[str, Any], source: str) -> dict[str, Any]:
             preset = PRESETS.get(name) if isinstance(name, str) else None
             if preset is None:
                 known = ", ".join(sorted(PRESETS))
-                raise ConfigError(source, f"providers[{i}].preset", f"one of {known}, got {name!r}")
+                close = did_you_mean(name, PRESETS) if isinstance(name, str) else ""
+                raise ConfigError(
+                    source, f"providers[{i}].preset", f"one of {known}, got {name!r}{close}"
+                )
             table = {k: v for k, v in table.items() if k != "preset"}
             table.setdefault("name", name)
             table.setdefault("kind", preset.kind)
@@ -233,17 +273,18 @@ def _with_presets(raw: dict[str, Any], source: str) -> dict[str, Any]:
     return {**raw, "providers": filled}
 
 
-def _with_missing_env(settings: Settings, raw: dict[str, Any]) -> Settings:
+def _with_missing_env(settings: Settings, converted: Converted[Settings]) -> Settings:
     """Note which `env:` keys were unset: such a provider is skipped with a warning, not fatal."""
-    providers = []
-    for provider, table in zip(settings.providers, raw.get("providers", ()), strict=True):
-        missing = tuple(
-            v[4:]
-            for v in table.get("api_keys", ())
-            if isinstance(v, str) and v.startswith("env:") and not os.environ.get(v[4:])
-        )
-        providers.append(replace(provider, missing_env=missing))
-    return replace(settings, providers=tuple(providers))
+    missing: dict[int, list[str]] = {}
+    for path, name in converted.unset_env.items():
+        if len(path) == 4 and path[0] == "providers" and path[2] == "api_keys":
+            missing.setdefault(int(path[1]), []).append(name)
+    if not missing:
+        return settings
+    providers = tuple(
+        replace(p, missing_env=tuple(missing.get(i, ()))) for i, p in enumerate(settings.providers)
+    )
+    return replace(settings, providers=providers)
 
 
 def warnings_for(settings: Settings) -> list[str]:
@@ -262,49 +303,18 @@ def warnings_for(settings: Settings) -> list[str]:
 
 
 def _check(settings: Settings, source: str) -> None:
-    """Rules that span fields: unique names, references, ranges."""
-    if settings.server.api_key is not None and not settings.server.api_key.strip():
-        raise ConfigError(source, "server.api_key", "a non-empty string (or leave it out)")
-    if not 0 <= settings.server.port <= 65535:
-        raise ConfigError(source, "server.port", "a port number from 0 to 65535")
-    routing = settings.routing
-    if routing.max_attempts < 1:
-        raise ConfigError(source, "routing.max_attempts", "a whole number of at least 1")
-    if routing.sticky_cap < 1:
-        raise ConfigError(source, "routing.sticky_cap", "a whole number of at least 1")
-    for name in (
-        "request_timeout_s",
-        "recency_window_days",
-        "sticky_ttl_s",
-        "provider_ban_ttl_s",
-        "transient_cooldown_s",
-        "rate_limit_cooldown_s",
-    ):
-        if getattr(routing, name) <= 0:
-            raise ConfigError(source, f"routing.{name}", "a number above 0")
-    for name in ("prior", "max_retry_after_wait_s"):
-        if getattr(routing, name) < 0:
-            raise ConfigError(source, f"routing.{name}", "a number of 0 or more")
-    for name in ("first_byte_timeout_s", "stall_timeout_s", "heartbeat_interval_s"):
-        if getattr(settings.streaming, name) <= 0:
-            raise ConfigError(source, f"streaming.{name}", "a number of seconds above 0")
-    if settings.streaming.heartbeat_interval_s >= 20:
-        raise ConfigError(
-            source,
-            "streaming.heartbeat_interval_s",
-            "below 20 seconds (some assistants give up after 20 s of silence)",
-        )
+    """Rules that span fields: unique names, references, what a provider's kind needs.
+
+    One field's own range or form is declared on the field, and msgspec checks it.
+    """
     names: set[str] = set()
     for i, provider in enumerate(settings.providers):
         where = f"providers[{i}]"
-        if not provider.name or "/" in provider.name:
-            raise ConfigError(source, f"{where}.name", "a non-empty name without '/'")
         if provider.name in names:
             raise ConfigError(source, f"{where}.name", f"a unique name ('{provider.name}' repeats)")
         names.add(provider.name)
-        if provider.kind == "openai" or provider.base_url:
-            if not provider.base_url.startswith(("http://", "https://")):
-                raise ConfigError(source, f"{where}.base_url", "an http:// or https:// URL")
+        if provider.kind == "openai" and not provider.base_url:
+            raise ConfigError(source, f"{where}.base_url", "an http:// or https:// URL")
         if provider.kind != "simulated":
             if not provider.api_keys and not provider.missing_env:
                 raise ConfigError(source, f"{where}.api_keys", "at least one key")
@@ -324,31 +334,12 @@ def _check(settings: Settings, source: str) -> None:
             raise ConfigError(
                 source, f"{where}.provider", f"the name of a [[providers]] entry ({known})"
             )
-        if not model.id:
-            raise ConfigError(source, f"{where}.id", "a non-empty model id")
         if model.key in seen:
             raise ConfigError(source, f"{where}.id", f"a unique model ('{model.key}' repeats)")
         seen.add(model.key)
-        if not 1 <= model.intelligence <= 10:
-            raise ConfigError(source, f"{where}.intelligence", "a whole number from 1 to 10")
-        sim = model.simulate
-        for rate in ("error_rate", "rate_limit_rate", "stall_rate", "wrapped_error_rate"):
-            if not 0.0 <= getattr(sim, rate) <= 1.0:
-                raise ConfigError(source, f"{where}.simulate.{rate}", "a number from 0 to 1")
-        if sim.tokens_per_s <= 0 or sim.reply_tokens < 1 or sim.first_token_ms < 0:
-            raise ConfigError(
-                source,
-                f"{where}.simulate",
-                "tokens_per_s above 0, reply_tokens of at least 1, first_token_ms of 0 or more",
-            )
 
 
 def _check_dialects(settings: Settings, source: str) -> None:
-    responses = settings.dialects.responses
-    if responses.store_ttl_s <= 0:
-        raise ConfigError(source, "dialects.responses.store_ttl_s", "a number of seconds above 0")
-    if responses.store_cap < 1:
-        raise ConfigError(source, "dialects.responses.store_cap", "a whole number of at least 1")
     known = settings.model_names()
     for pattern, target in settings.dialects.anthropic.models.items():
         if target not in known:
