@@ -11,6 +11,7 @@ from openai import OpenAI
 
 from tests.conftest import GatewayFactory, SdkFactory
 from tests.factories import API_KEY, make_settings, model
+from tests.logged import logged
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -94,7 +95,7 @@ async def test_connection_refused_falls_back(
     gateway = await gateway_factory(settings)
     reply = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO)
     assert reply.choices[0].message.content.startswith("alive")
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert [(a.model, a.error_kind) for a in row.attempts] == [
         ("dead/gone", "connection"),
         ("mock/ok:text=alive", None),
@@ -136,7 +137,7 @@ async def test_max_attempts_bounds_the_fallback_chain(
     with pytest.raises(openai.APIStatusError) as caught:
         await sdk(gateway).chat.completions.create(model="auto", messages=HELLO)
     assert caught.value.status_code == 502
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert len(row.attempts) == 2
 
 
@@ -147,7 +148,7 @@ async def test_client_error_from_upstream_is_returned_not_retried(
     gateway = await gateway_factory(settings)
     with pytest.raises(openai.BadRequestError):
         await sdk(gateway).chat.completions.create(model="auto", messages=HELLO)
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.status == 400 and len(row.attempts) == 1
 
 

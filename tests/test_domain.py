@@ -8,10 +8,10 @@ import pytest
 
 from tests.factories import FakeClock, make_settings, model
 from tui_gateway.domain.catalog import Target, UnknownModel
-from tui_gateway.domain.records import RequestRecord
+from tui_gateway.domain.events import AttemptBegan, Event, RequestBegan, RequestFinished
 from tui_gateway.domain.routing import plan_candidates
 from tui_gateway.domain.sessions import session_preview
-from tui_gateway.domain.state import GatewayState, StateEvent
+from tui_gateway.domain.state import GatewayState
 from tui_gateway.domain.sticky import SessionEntry
 
 SIM = [{"name": "a", "kind": "simulated"}, {"name": "b", "kind": "simulated"}]
@@ -28,7 +28,7 @@ def plan(
     state: GatewayState, target: Target, session: SessionEntry | None = None, n: int = 9
 ) -> list[str]:
     candidates = plan_candidates(
-        state, target, session=session, now=state.clock(), rng=state.rng, max_attempts=n
+        state.router, target, session=session, rng=state.rng, max_attempts=n
     )
     return [c.model for c in candidates]
 
@@ -112,32 +112,18 @@ def test_session_preview_skips_the_blocks_an_assistant_puts_before_the_users_wor
 def test_requests_enter_and_leave_the_active_set_exactly_once() -> None:
     clock = FakeClock()
     state = make_state(model("a", "1"), clock=clock)
-    events: list[StateEvent] = []
+    events: list[Event] = []
     state.subscribe(events.append)
     request = state.begin_request(session="s", requested_model="auto", stream=True)
     state.begin_attempt(request, model="a/1", provider="a")
     clock.advance(0.25)
-    state.record_chunks(request, 3)
-    snapshot = state.snapshot()["active"][0]
-    assert (
-        snapshot["ttfb_ms"] == 250.0
-        and snapshot["chunks"] == 3
-        and snapshot["state"] == "streaming"
-    )
-    record = RequestRecord(
-        id=request.id,
-        started=request.started,
-        session="s",
-        requested_model="auto",
-        streamed=True,
-        status=200,
-        latency_ms=1.0,
-        model="a/1",
-    )
-    state.finish_request(request, record)
-    state.finish_request(request, record)  # a second call changes nothing
+    request.chunks_relayed(3)
+    snapshot = state.snapshot().active[0]
+    assert snapshot.ttfb_ms == 250.0 and snapshot.chunks == 3 and snapshot.state == "streaming"
+    state.finish_request(request)
+    state.finish_request(request)  # a second call changes nothing
     assert state.active == {} and state.finished_count == 1
-    assert [e.topic for e in events] == ["requests", "requests", "requests"]
+    assert [type(e) for e in events] == [RequestBegan, AttemptBegan, RequestFinished]
 
 
 def test_unknown_model_in_a_verb_is_a_key_error() -> None:

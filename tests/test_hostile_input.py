@@ -22,6 +22,7 @@ from scripts.fuzz_gateway import CHAT_PATH, HostileRequest
 from scripts.fuzz_gateway import send as send_sync
 from tests.conftest import GatewayFactory
 from tests.factories import API_KEY, headless_gateway, make_settings, model
+from tests.logged import logged
 from tui_gateway.server import Gateway
 
 GOOD = json.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -73,7 +74,7 @@ async def assert_log_still_writes(gateway: Gateway) -> None:
     status, _ = await send(gateway, http_post(GOOD))
     assert status == 200
     await gateway.request_log.flush()
-    newest = await gateway.request_log.recent(1)
+    newest = await logged(gateway.request_log, 1)
     assert newest and newest[0].status == 200 and newest[0].error is None
     assert not gateway.request_log.health().failing
 
@@ -268,7 +269,7 @@ async def test_a_session_header_that_is_not_utf8_is_recorded_with_replacements(
     status, reply = await send(gateway, http_post(GOOD, extra=b"X-Session-Id: ab\xff\xfecd\r\n"))
     assert status == 200 and reply["object"] == "chat.completion"
     await gateway.request_log.flush()
-    (row,) = await gateway.request_log.recent(1)
+    (row,) = await logged(gateway.request_log, 1)
     assert row.session == "ab\ufffd\ufffdcd"
     await assert_log_still_writes(gateway)
 

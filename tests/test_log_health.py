@@ -21,10 +21,11 @@ from textual.widgets import RichLog
 
 from tests.conftest import GatewayFactory
 from tests.factories import API_KEY, headless_gateway, make_settings, model
+from tests.logged import logged
 from tests.test_tui import make_gateway, until
 from tui_gateway.cli import _report_unwritten
+from tui_gateway.domain.events import Event, LogHealthChanged
 from tui_gateway.domain.records import LogHealth
-from tui_gateway.domain.state import StateEvent
 from tui_gateway.server import Gateway
 from tui_gateway.tui.app import GatewayApp
 from tui_gateway.tui.widgets import StatusBar
@@ -55,8 +56,8 @@ async def test_a_failing_log_shows_in_the_state_and_the_event_log_and_loses_no_r
     gateway_factory: GatewayFactory, mock_url: str
 ) -> None:
     gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
-    events: list[StateEvent] = []
-    gateway.state.subscribe(events.append, topics=["log"])
+    events: list[Event] = []
+    gateway.state.subscribe(events.append, kinds=[LogHealthChanged])
     await set_read_only(gateway, True)
     async with aiohttp.ClientSession(headers=AUTH) as session:
         for _ in range(3):
@@ -72,7 +73,7 @@ async def test_a_failing_log_shows_in_the_state_and_the_event_log_and_loses_no_r
         log = (await state_json(session, gateway))["log"]
     assert log == log | {"failing": False, "pending": 0, "written": 3, "dropped": 0}
     assert events[-1].text == "request log writing again"
-    assert len(await gateway.request_log.recent(10)) == 3
+    assert len(await logged(gateway.request_log, 10)) == 3
 
 
 async def test_the_status_line_says_when_the_log_is_failing(tmp_path: Path) -> None:

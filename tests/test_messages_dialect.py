@@ -8,25 +8,20 @@ from typing import Any
 import pytest
 
 from tui_gateway.config import AnthropicDialectSettings
-from tui_gateway.domain.active import ActiveRequest
 from tui_gateway.domain.errors import ErrorKind, Unavailable
+from tui_gateway.domain.flow import Flow
 from tui_gateway.proxy.dialects import dialect_for_path
 from tui_gateway.proxy.dialects.messages import MessagesDialect
-from tui_gateway.proxy.dialects.messages_reply import (
-    error_type,
-    to_message,
-)
-from tui_gateway.proxy.dialects.messages_stream import PING, MessagesStream
-from tui_gateway.proxy.dialects.messages_translate import (
+from tui_gateway.proxy.dialects.messages_estimate import (
     IMAGE_TOKENS,
-    MessagesContext,
     estimate_tokens,
-    gateway_model,
     input_estimate,
 )
+from tui_gateway.proxy.dialects.messages_reply import error_type, to_message
+from tui_gateway.proxy.dialects.messages_stream import PING, MessagesStream
+from tui_gateway.proxy.dialects.messages_translate import MessagesContext, gateway_model
 from tui_gateway.proxy.errors import APIError
 from tui_gateway.proxy.outcomes import exhausted
-from tui_gateway.proxy.trace import CallTrace
 
 DIALECT = MessagesDialect(AnthropicDialectSettings(), known=("auto", "auto-fast", "mock/m1"))
 CONTEXT = MessagesContext(client_model="claude-sonnet-4-5", input_tokens=7)
@@ -470,13 +465,11 @@ def _error(dialect: MessagesDialect, error: APIError) -> tuple[int, dict[str, An
 
 def _exhausted(*statuses: int | None) -> APIError:
     """The gateway's own all-candidates-failed error, after attempts that failed so."""
-    trace = CallTrace(
-        ActiveRequest(id="r", session="s", requested_model="auto", stream=False, started=0.0)
-    )
+    flow = Flow(id="r", session="s", requested_model="auto", stream=False, started=0.0, clock=float)
     for n, status in enumerate(statuses):
         kind = ErrorKind.CONNECTION if status is None else ErrorKind.SERVER
-        trace.failures.append((f"m/{n}", Unavailable("busy", status=status, kind=kind)))
-    return exhausted(trace)
+        flow.failures.append((f"m/{n}", Unavailable("busy", status=status, kind=kind)))
+    return exhausted(flow)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import scripts.mock_upstream
 from scripts.mock_upstream import RECEIVED
 from tests.conftest import GatewayFactory
 from tests.factories import API_KEY, make_settings, model
+from tests.logged import logged
 from tests.test_streaming_faults import TIMERS, prefill_providers
 from tui_gateway.server import Gateway
 
@@ -225,7 +226,7 @@ async def test_a_model_name_without_a_mapping_is_an_anthropic_404(
         await claude(gateway).messages.create(model="gpt-4o", max_tokens=5, messages=HELLO)
     error = caught.value.body["error"]  # type: ignore[index]
     assert error["type"] == "not_found_error" and "gpt-4o" in error["message"]
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.status == 404 and row.dialect == "messages"
 
 
@@ -376,7 +377,7 @@ async def test_the_state_api_and_the_log_show_the_messages_dialect(
     [active] = during["active"]
     assert active["dialect"] == "messages" and active["stream"] is True
     assert after["active"] == [] and after["recent"][-1]["dialect"] == "messages"
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.dialect == "messages" and row.status == 200
 
 
@@ -482,5 +483,5 @@ async def test_a_client_gone_mid_stream_through_any_door_leaves_one_row_and_noth
             break
         await asyncio.sleep(0.02)
     assert gateway.state.active == {}
-    rows = await gateway.request_log.recent()
+    rows = await logged(gateway.request_log)
     assert [(r.error_kind, r.dialect) for r in rows] == [("client_closed", path.rsplit("/", 1)[1])]

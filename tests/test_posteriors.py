@@ -16,7 +16,7 @@ from tui_gateway.domain.posteriors import (
     Outcome,
     Posterior,
     PosteriorBook,
-    outcome_from_attempt,
+    attempt_outcome,
     weight,
 )
 from tui_gateway.domain.records import AttemptRecord
@@ -217,14 +217,51 @@ def test_a_failure_never_raises_the_mean_and_a_success_never_lowers_it(
     assert after >= before - 1e-12 if success else after <= before + 1e-12
 
 
-def test_outcome_from_attempt_skips_what_is_not_the_models_fault() -> None:
-    def attempt(kind: str | None) -> AttemptRecord:
-        return AttemptRecord(1, "p", M, NOW, 900.0, error_kind=kind, ttfb_ms=120.0)
+def logged(
+    kind: str | None = None, *, latency: float = 900.0, ttfb: float | None = 120.0
+) -> AttemptRecord:
+    return AttemptRecord(1, "p", M, NOW, latency, error_kind=kind, ttfb_ms=ttfb)
 
-    for kind in ("client_closed", "shutdown", "invalid_request", "no_candidate"):
-        assert outcome_from_attempt(attempt(kind)) is None
-    assert outcome_from_attempt(attempt(None)) == Outcome(M, NOW, True, ttfb_ms=120.0)
-    assert outcome_from_attempt(attempt("stall")) == Outcome(M, NOW, False)
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_attempt_that_is_not_the_models_fault_teaches_nothing(streamed: bool) -> None:
+    for kind in ("client_closed", "shutdown", "invalid_request", "no_candidate", "rejected",
+                 "key_rejected"):  # fmt: skip
+        assert attempt_outcome(logged(kind), streamed=streamed, tokens_out=50) is None
+
+
+@pytest.mark.parametrize("kind", ["stall", "5xx", "wrapped", "rate_limited", "teapot"])
+def test_a_failure_counts_without_latency_or_speed(kind: str) -> None:
+    """Unknown kinds (a newer version's, in an old log) count as failures too."""
+    outcome = attempt_outcome(logged(kind), streamed=True, tokens_out=50)
+    assert outcome == Outcome(M, NOW, False)
+
+
+def test_a_streamed_success_counts_its_ttfb_and_its_speed_after_the_first_byte() -> None:
+    outcome = attempt_outcome(logged(latency=1120.0, ttfb=120.0), streamed=True, tokens_out=50)
+    assert outcome == Outcome(M, NOW, True, ttfb_ms=120.0, tokens_per_s=50.0)  # 50 in 1 s
+
+
+def test_a_non_streamed_success_counts_no_ttfb_and_its_speed_over_the_whole_call() -> None:
+    """Issue 10: the reload used to count this ttfb (the whole answer's) while the live path did
+    not, so the latency term moved at every restart."""
+    outcome = attempt_outcome(logged(latency=2000.0, ttfb=1990.0), streamed=False, tokens_out=100)
+    assert outcome == Outcome(M, NOW, True, ttfb_ms=None, tokens_per_s=50.0)
+
+
+def test_a_burst_after_the_first_byte_counts_its_speed_over_the_whole_call() -> None:
+    outcome = attempt_outcome(logged(latency=1000.0, ttfb=960.0), streamed=True, tokens_out=100)
+    assert outcome is not None and outcome.tokens_per_s == 100.0  # not 100 / 40 ms
+    outcome = attempt_outcome(logged(latency=1000.0, ttfb=950.0), streamed=True, tokens_out=100)
+    assert outcome is not None and outcome.tokens_per_s == 2000.0  # 50 ms: a real stream
+
+
+@pytest.mark.parametrize("tokens", [None, 0])
+def test_a_success_without_tokens_or_time_has_no_speed(tokens: int | None) -> None:
+    outcome = attempt_outcome(logged(), streamed=True, tokens_out=tokens)
+    assert outcome == Outcome(M, NOW, True, ttfb_ms=120.0)
+    zero = attempt_outcome(logged(latency=0.0, ttfb=None), streamed=False, tokens_out=10)
+    assert zero == Outcome(M, NOW, True)
 
 
 # --- sampling ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import GatewayFactory, SdkFactory
 from tests.factories import API_KEY, make_settings, model
+from tests.logged import logged
 from tui_gateway.server import Gateway
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -130,7 +131,7 @@ async def test_every_request_writes_exactly_one_row_with_its_attempts(
     )
     [_ async for _ in stream]
     await post(gateway, {"model": "auto"})  # rejected: still one row
-    rows = await gateway.request_log.recent()
+    rows = await logged(gateway.request_log)
     assert len(rows) == 3
     rejected, streamed, plain = rows  # newest first
     assert rejected.status == 400 and rejected.error_kind == "invalid_request"
@@ -183,7 +184,7 @@ async def test_stall_before_first_chunk_falls_back_silently(
     stream = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO, stream=True)
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text.startswith("rescued")
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert [a.error_kind for a in row.attempts] == ["timeout", None]
 
 
@@ -229,7 +230,7 @@ async def test_failure_after_first_chunk_ends_stream_with_error_event(
     assert not any(
         c.get("choices") and c["choices"][0].get("finish_reason") == "stop" for c in events[:-2]
     ), "a cut answer must never look complete"
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.error_kind == kind and row.model == f"mock/{scenario}"
     assert gateway.state.active == {}
 
@@ -241,7 +242,7 @@ async def test_stream_without_done_but_with_final_chunk_is_complete(
     stream = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO, stream=True)
     chunks = [c async for c in stream]
     assert chunks[-1].choices[0].finish_reason == "stop"
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.error_kind is None
 
 
@@ -265,7 +266,7 @@ async def test_client_disconnect_mid_stream_leaves_one_row_and_no_active_entry(
             break
         await asyncio.sleep(0.02)
     assert gateway.state.active == {}
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.error_kind == "client_closed"
     [received] = mock_upstream.app[RECEIVED]
     for _ in range(100):  # the upstream request was aborted too, not left streaming
@@ -321,5 +322,5 @@ async def test_every_exit_path_leaves_one_row_and_nothing_in_flight(
         ) as resp:
             await resp.read()
     assert gateway.state.active == {}
-    assert all(not sessions for sessions in gateway.state.busy_sessions.values())
-    assert len(await gateway.request_log.recent()) == 1
+    assert gateway.state.flows.busy_providers() == []
+    assert len(await logged(gateway.request_log)) == 1

@@ -6,8 +6,9 @@ import aiohttp
 
 from tests.conftest import GatewayFactory
 from tests.factories import API_KEY, FakeClock, make_settings, model
+from tests.logged import logged
+from tui_gateway.domain.events import Event
 from tui_gateway.domain.rejections import Rejections
-from tui_gateway.domain.state import StateEvent
 
 
 def test_a_cause_gets_a_line_then_one_per_window_with_the_count() -> None:
@@ -27,7 +28,7 @@ async def test_refused_requests_are_logged_counted_and_shown_once(
     gateway_factory: GatewayFactory, mock_url: str
 ) -> None:
     gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
-    lines: list[StateEvent] = []
+    lines: list[Event] = []
     gateway.state.subscribe(lines.append)
     body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
     url = gateway.base_url + "/chat/completions"
@@ -49,10 +50,10 @@ async def test_refused_requests_are_logged_counted_and_shown_once(
         "401 on POST /v1/chat/completions" in texts[0] and "wrong" not in texts[0].split(":", 1)[0]
     )
     assert "404 on GET /v1/nowhere" in texts[1] and "400 on POST" in texts[2]
-    totals = gateway.state.snapshot()["rejected"]
+    totals = gateway.state.snapshot().rejected
     assert sorted(totals.values()) == [1, 1, 5]
     await gateway.request_log.flush()
-    rows = await gateway.request_log.recent(20)
+    rows = await logged(gateway.request_log, 20)
     assert sorted(r.status for r in rows) == [400, 401, 401, 401, 401, 401, 404]
     assert {r.error_kind for r in rows} == {"unauthorized", "not_found", "invalid_request"}
     assert all("wrong" not in (r.error or "") for r in rows)  # a wrong key is never written down
@@ -69,7 +70,7 @@ async def test_the_root_answers_without_a_key_so_a_client_probe_is_no_401(
             assert resp.status == 200
         async with http.get(root) as resp:
             assert (await resp.json())["status"] == "ok"
-    assert gateway.state.snapshot()["rejected"] == {}
+    assert gateway.state.snapshot().rejected == {}
 
 
 async def test_a_401_says_which_header_was_seen_but_never_the_key(

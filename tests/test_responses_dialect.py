@@ -14,11 +14,8 @@ from tests.factories import FakeClock
 from tui_gateway.config import ResponsesDialectSettings
 from tui_gateway.domain.response_store import ResponseStore
 from tui_gateway.proxy.dialects import ResponsesDialect
-from tui_gateway.proxy.dialects.responses_stream import (
-    ResponsesContext,
-    ResponsesStream,
-    failure_error,
-)
+from tui_gateway.proxy.dialects.responses_output import ResponsesContext, failure_error
+from tui_gateway.proxy.dialects.responses_stream import ResponsesStream
 from tui_gateway.proxy.dialects.responses_translate import to_chat
 from tui_gateway.proxy.errors import APIError
 

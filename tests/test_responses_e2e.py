@@ -14,6 +14,7 @@ from openai.types.responses import FunctionToolParam, Response, ResponseComplete
 from scripts.mock_upstream import RECEIVED
 from tests.conftest import GatewayFactory, SdkFactory
 from tests.factories import API_KEY, make_settings, model
+from tests.logged import logged
 from tests.test_streaming_faults import TIMERS, prefill_providers
 from tui_gateway.server import Gateway
 
@@ -226,7 +227,7 @@ async def test_a_stream_cut_mid_answer_continues_as_one_answer(
     assert events[-1].type == "response.completed"
     assert [e.type for e in events].count("response.output_item.added") == 1
     assert events[-1].response.output_text == "part partrest"
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.status == 200 and [a.error_kind for a in row.attempts] == ["truncated", None]
 
 
@@ -240,7 +241,7 @@ async def test_the_state_and_the_log_say_the_request_came_by_the_responses_door(
             state = await resp.json()
     assert state["recent"][-1]["dialect"] == "responses"
     assert state["responses_store"] == {"stored": 1, "cap": 1000, "ttl_s": 3600.0}
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.dialect == "responses" and row.status == 200
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tests.factories import FakeClock, make_settings, model
 from tui_gateway.domain.attempts import AttemptPlan
 from tui_gateway.domain.catalog import Target
-from tui_gateway.domain.errors import ErrorKind
+from tui_gateway.domain.errors import ErrorKind, UpstreamError
 from tui_gateway.domain.posteriors import Outcome
 from tui_gateway.domain.protection import decide
 from tui_gateway.domain.routing import Candidate, plan_candidates
@@ -41,10 +41,9 @@ def plan(
     n: int = 9,
 ) -> list[Candidate]:
     return plan_candidates(
-        state,
+        state.router,
         Target("balanced", preferred),
         session=session,
-        now=state.clock(),
         rng=state.rng,
         max_attempts=n,
     )
@@ -62,9 +61,10 @@ def fail(state: GatewayState, key: str, kind: ErrorKind, session: str = "s1", **
     request = state.begin_request(session=session, requested_model="auto", stream=False)
     state.begin_attempt(request, model=key, provider=key.split("/")[0])
     decision = state.decide(key, kind, after_first_byte=False)
+    attempt = request.attempt_failed(UpstreamError(str(kind), kind=kind))
     state.record_failure(
-        request, model=key, key_id=extra.pop("key_id", f"{key.split('/')[0]}#1"),
-        started=state.clock(), kind=kind, decision=decision, reason=str(kind), **extra,
+        request, attempt, key_id=extra.pop("key_id", f"{key.split('/')[0]}#1"),
+        kind=kind, decision=decision, reason=str(kind), **extra,
     )  # fmt: skip
 
 
@@ -311,3 +311,16 @@ def test_saved_controls_restore_and_keep_only_what_differs_from_the_config() -> 
     assert not fresh.is_usable("a/2") and not fresh.is_usable("b/3")
     assert fresh.controls.protection["c"] == "off"
     assert fresh.controls.banned_models == {"b/3"}
+
+
+def test_the_lazily_ranked_rest_sees_bans_and_cooldowns_since_the_plan_was_made() -> None:
+    state = make_state()
+    session = open_session(state)
+    state.sessions.pin("s1", "b/3", "b#1", state.clock())
+    head, rest = state.plan(Target("balanced"), session)
+    assert [c.model for c in head] == ["b/3"]
+    # While the sticky model is being tried, the user bans one model and another cools down.
+    state.ban_model("a/1")
+    fail(state, "c/4", ErrorKind.SERVER)
+    state.clock.advance(1.0)  # type: ignore[attr-defined]
+    assert [c.model for c in rest()] == ["a/2"]

@@ -17,9 +17,8 @@ from typing import Any
 import pytest
 
 from tests.factories import FakeClock, make_settings, model
-from tui_gateway.domain.errors import ErrorKind
+from tui_gateway.domain.errors import ErrorKind, Stalled
 from tui_gateway.domain.posteriors import Outcome
-from tui_gateway.domain.records import AttemptRecord, RequestRecord
 from tui_gateway.domain.state import GatewayState
 from tui_gateway.server import Gateway, bind_socket
 from tui_gateway.tui.app import GatewayApp
@@ -98,23 +97,29 @@ def populate(state: GatewayState, clock: FakeClock) -> dict[str, str]:
         return request
 
     done = begin("s-done", "flaky/70b", 20.0)
+    clock.now = NOW - 16
+    stalled = done.attempt_failed(Stalled("no data for 20 s", kind=ErrorKind.STALL))
     state.record_failure(
-        done, model="flaky/70b", key_id="flaky#1", started=NOW - 20, kind=ErrorKind.STALL,
+        done, stalled, key_id="flaky#1", kind=ErrorKind.STALL,
         decision=state.decide("flaky/70b", ErrorKind.STALL, after_first_byte=False),
         reason="no data for 20 s between chunks",
     )  # fmt: skip
     state.begin_attempt(done, model="swift/13b", provider="swift")
+    clock.now = NOW - 15.9
+    done.first_byte_seen()
     for step in range(6):
         clock.now = NOW - 16 + step * 0.4
-        state.record_chunks(done, 8)
+        done.chunks_relayed(8)
     clock.now = NOW - 12
-    state.finish_request(done, _record(done.id, "swift/13b"))
+    done.tokens_in, done.tokens_out = 12, 48
+    done.attempt_succeeded()
+    state.finish_request(done)
     state.sessions.pin("s-done", "swift/13b", "swift#1", NOW - 12)
 
     streaming = begin("s-live", "sage/large", 4.0)
     for step in range(5):
         clock.now = NOW - 2.8 + step * 0.5
-        state.record_chunks(streaming, 5)
+        streaming.chunks_relayed(5)
     stalling = begin("s-stall", "flaky/flash", 12.0)
     state.cooldowns.record_failure(
         model="flaky/70b", provider="flaky", kind="5xx", key_id="flaky#1", now=NOW - 5
@@ -122,18 +127,6 @@ def populate(state: GatewayState, clock: FakeClock) -> dict[str, str]:
     state.ban_model("flaky/flash")
     clock.now = NOW
     return {"done": done.id, "streaming": streaming.id, "stalling": stalling.id}
-
-
-def _record(request_id: str, served: str) -> RequestRecord:
-    return RequestRecord(
-        id=request_id, started=NOW - 20, session="s-done", requested_model="auto", streamed=True,
-        status=200, latency_ms=8000.0, provider=served.split("/")[0], model=served, ttfb_ms=4100.0,
-        tokens_in=12, tokens_out=48,
-        attempts=(
-            AttemptRecord(1, "flaky", "flaky/70b", NOW - 20, 4000.0, None, "stall", "no data for 20 s"),
-            AttemptRecord(2, "swift", "swift/13b", NOW - 16, 4000.0, 200, None, None, 100.0),
-        ),
-    )  # fmt: skip
 
 
 def test_main_screen(snap_compare: Any, tmp_path: Path, sockets: list[socket.socket]) -> None:

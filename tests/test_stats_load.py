@@ -24,15 +24,18 @@ def at(hours_ago: int, minutes: float = 30.0) -> float:
     return NOW - hours_ago * HOUR + minutes * 60
 
 
-def request(n: int, *attempts: AttemptRecord) -> RequestRecord:
+def request(
+    n: int, *attempts: AttemptRecord, streamed: bool = True, tokens_out: int | None = None
+) -> RequestRecord:
     return RequestRecord(
         id=f"r{n}",
         started=attempts[0].started,
         session="s",
         requested_model="auto",
-        streamed=True,
+        streamed=streamed,
         status=200,
         latency_ms=1000.0,
+        tokens_out=tokens_out,
         attempts=attempts,
     )
 
@@ -58,18 +61,22 @@ async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
     await write_log(
         path,
         [
-            # A, 2 hours ago: two successes (ttfb 200, 400), a 5xx failure with a ttfb, a stall
-            request(1, attempt(A, at(2, 10), ttfb=200.0)),
+            # A, 2 hours ago: two successes (ttfb 200, 400; 45 tokens over 700 ms after the first
+            # byte), a 5xx failure with a ttfb, a stall; and a non-streamed success, whose ttfb
+            # (its whole answer) is not a time to first byte: 90 tokens over 900 ms
+            request(1, attempt(A, at(2, 10), ttfb=200.0), tokens_out=45),
             request(
                 2, attempt(A, at(2, 20), "5xx", ttfb=50.0), attempt(A, at(2, 21), ttfb=400.0, n=2)
             ),
+            request(11, attempt(A, at(2, 30), ttfb=880.0), streamed=False, tokens_out=90),
             request(3, attempt(A, at(2, 40), "stall")),
-            # A, half a week ago: a 429 and a success without ttfb
+            # A, half a week ago: a 429 and a success without ttfb or tokens
             request(4, attempt(A, at(84), "rate_limited"), attempt(A, at(84, 31), n=2)),
             # neither success nor failure
             request(5, attempt(A, at(1), "client_closed")),
             request(6, attempt(A, at(1), "shutdown")),
             request(7, attempt(A, at(1), "invalid_request")),
+            request(12, attempt(A, at(1), "rejected"), attempt(A, at(1), "key_rejected", n=2)),
             request(8, attempt(B, at(3), "no_candidate")),
             # B: a wrapped error now, and a success outside the window
             request(9, attempt(B, at(0), "wrapped")),
@@ -87,9 +94,10 @@ async def test_buckets_count_successes_failures_and_skip_neutral_endings(
     got = {(r.model, r.bucket_start): r for r in rows}
     assert set(got) == {(A, NOW - 2 * HOUR), (A, NOW - 84 * HOUR), (B, NOW)}
     recent = got[A, NOW - 2 * HOUR]
-    assert (recent.successes, recent.failures) == (2, 2)
-    assert (recent.ttfb_sum, recent.ttfb_n) == (600.0, 2)  # a failure's ttfb is left out
-    assert (recent.tps_sum, recent.tps_n) == (0.0, 0)  # the log has no tokens per second
+    assert (recent.successes, recent.failures) == (3, 2)
+    # neither a failure's ttfb nor a non-streamed one's
+    assert (recent.ttfb_sum, recent.ttfb_n) == (600.0, 2)
+    assert recent.tps_sum == pytest.approx(45 / 0.7 + 90 / 0.9) and recent.tps_n == 2
     older = got[A, NOW - 84 * HOUR]
     assert (older.successes, older.failures, older.ttfb_n) == (1, 1, 0)
     wrapped = got[B, NOW]
@@ -104,12 +112,12 @@ async def test_loaded_book_weighs_buckets_by_age(db: aiosqlite.Connection) -> No
     w_recent = weight(1.5 * HOUR, WEEK)  # midpoint of the bucket two hours back
     w_older = weight(83.5 * HOUR, WEEK)
     a = book.posterior(A)
-    assert (a.successes, a.failures) == (3, 3)
-    assert a.weighted_successes == pytest.approx(2 * w_recent + w_older)
+    assert (a.successes, a.failures) == (4, 3)
+    assert a.weighted_successes == pytest.approx(3 * w_recent + w_older)
     assert a.weighted_failures == pytest.approx(2 * w_recent + w_older)
-    assert a.alpha == pytest.approx(2.0 + 2 * w_recent + w_older)
+    assert a.alpha == pytest.approx(2.0 + 3 * w_recent + w_older)
     assert a.ttfb_ms == pytest.approx(300.0)
-    assert a.tokens_per_s is None
+    assert a.tokens_per_s == pytest.approx((45 / 0.7 + 100.0) / 2)
     b = book.posterior(B)
     assert (b.successes, b.failures, b.weighted_failures, b.beta) == (0, 1, 1.0, 3.0)
 
@@ -117,17 +125,17 @@ async def test_loaded_book_weighs_buckets_by_age(db: aiosqlite.Connection) -> No
 async def test_window_and_bucket_size_come_from_the_caller(db: aiosqlite.Connection) -> None:
     rows = await load_buckets(db, now=NOW, window_s=10 * HOUR, bucket_s=86400.0)
     assert {r.model for r in rows} == {A, B}
-    assert sum(r.successes for r in rows) == 2  # only the recent bucket's two
+    assert sum(r.successes for r in rows) == 3  # only the recent bucket's three
     assert all(r.bucket_start % 86400.0 == 0 for r in rows)
 
 
 async def test_works_whatever_row_factory_the_connection_has(db: aiosqlite.Connection) -> None:
-    db.row_factory = aiosqlite.Row  # RequestLog.recent() leaves its connection like this
+    db.row_factory = aiosqlite.Row  # another user of a shared connection may set one
     rows = await load_buckets(db, now=NOW, window_s=WEEK, bucket_s=HOUR)
     assert len(rows) == 3
     async with db.execute("SELECT COUNT(*) AS n FROM attempts") as cursor:
         row = await cursor.fetchone()
-    assert row is not None and row["n"] == 12  # and the connection's own factory is untouched
+    assert row is not None and row["n"] == 15  # and the connection's own factory is untouched
 
 
 async def test_an_empty_log_loads_nothing(tmp_path: Path) -> None:

@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 
+from tests.logged import logged
 from tui_gateway.asyncio_utils import spawn
 from tui_gateway.domain.records import AttemptRecord, LogHealth, RequestRecord
 from tui_gateway.domain.text import clean_text
 from tui_gateway.store.log import RequestLog
-from tui_gateway.store.repair import INT64_MAX, Column, repair_value
+from tui_gateway.store.repair import INT64_MAX, repair_value
+from tui_gateway.store.rows import Column
 from tui_gateway.store.saved import Saver, load_saved
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +168,7 @@ async def test_rows_wait_while_another_connection_holds_the_lock_then_arrive_onc
             assert (health.pending, health.written, health.failing) == (5, 0, True)
             assert health.last_error == "database is locked"
             assert health.failing_since is not None and health.behind
-            assert await log.recent() == []  # reads go on while writes wait
+            assert await logged(log) == []  # reads go on while writes wait
             assert await log.get("r003") == record(3)  # from memory, still waiting
         log.append(record(5))  # newer than the batch that failed: written after it
         await log.flush()

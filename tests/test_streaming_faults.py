@@ -11,6 +11,7 @@ import aiohttp
 from scripts.mock_upstream import RECEIVED
 from tests.conftest import GatewayFactory, SdkFactory
 from tests.factories import API_KEY, make_settings, model
+from tests.logged import logged
 from tui_gateway.server import Gateway
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -84,7 +85,7 @@ async def test_a_stall_mid_answer_continues_on_a_model_that_takes_a_prefill(
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.role) == 1
     continued = mock_upstream.app[RECEIVED][-1]
     assert continued.body["messages"][-1] == {"role": "assistant", "content": "begun begun"}
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert (
         row.status == 200 and row.error_kind is None and row.model == "mock/ok:chunks=2,text=done"
     )
@@ -118,7 +119,7 @@ async def test_when_nothing_can_continue_the_error_names_the_original_failure(
     assert not any(
         '"finish_reason": "stop"' in line or '"finish_reason":"stop"' in line for line in lines
     )
-    assert "mock" in gateway.state.prefill_refused  # not asked to continue again this run
+    assert "mock" in gateway.state.learner.prefill_refused  # not asked to continue again this run
 
 
 async def test_a_committed_stream_that_never_got_content_ends_with_an_error_event(
@@ -154,7 +155,7 @@ async def test_a_client_gone_during_a_silent_upstream_aborts_it_at_once(
             break
         await asyncio.sleep(0.02)
     assert gateway.state.active == {}  # long before the 30 s first-byte timeout
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.error_kind == "client_closed"
     [received] = mock_upstream.app[RECEIVED]
     for _ in range(100):
@@ -173,7 +174,7 @@ async def test_a_malformed_event_is_dropped_and_the_stream_goes_on(
     stream = await sdk(gateway).chat.completions.create(model="auto", messages=HELLO, stream=True)
     chunks = [c async for c in stream]  # the SDK would raise on the broken event
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "w w w"
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.error_kind is None
 
 
@@ -202,6 +203,6 @@ async def test_a_streamed_html_page_is_named_for_what_it_is(
     )
     status, lines = await raw_stream(gateway)
     assert status == 200 and lines[-1] == "data: [DONE]"
-    [row] = await gateway.request_log.recent()
+    [row] = await logged(gateway.request_log)
     assert row.attempts[0].error_kind == "wrapped"
     assert "text/html instead of an event stream" in (row.attempts[0].error or "")

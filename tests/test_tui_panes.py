@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import msgspec
 import pytest
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -15,6 +16,7 @@ from tests.factories import FakeClock, make_settings, model
 from tui_gateway.domain.errors import ErrorKind
 from tui_gateway.domain.posteriors import Outcome
 from tui_gateway.domain.state import GatewayState
+from tui_gateway.domain.views import FlowView
 from tui_gateway.tui.widgets.bars import KeyedTable, countdown_bar, interval_bar, sparkline
 from tui_gateway.tui.widgets.cooldowns import CooldownsPane
 from tui_gateway.tui.widgets.pools import PoolsPane
@@ -350,13 +352,23 @@ async def test_posteriors_trend_follows_the_latency_of_finished_requests() -> No
     async with PaneApp(state, pane, tick=False).run_test() as pilot:
         await pilot.pause()
         snapshot = state.snapshot()
+
+        def finished(n: int, ttfb: float | None, error_kind: str | None = None) -> FlowView:
+            return FlowView(
+                id=f"r{n}", session="s", requested_model="auto", model="a/1", provider="a",
+                attempt=1, state="done", stream=True, dialect="chat", started=0.0,
+                ttfb_ms=ttfb, chunks=1, heartbeats=0, last_chunk_at=None, failures=(),
+                finished_at=1.0, status=200, error_kind=error_kind,
+            )  # fmt: skip
+
         for n, ttfb in enumerate([100.0, 200.0, 300.0, None]):
-            request = {"id": f"r{n}", "model": "a/1", "ttfb_ms": ttfb, "error_kind": None}
-            snapshot["recent"] = [*snapshot["recent"], request]
+            snapshot = msgspec.structs.replace(
+                snapshot, recent=(*snapshot.recent, finished(n, ttfb))
+            )
             pane.show(snapshot)
             pane.show(snapshot)  # the same requests again count once
-        failed = {"id": "r9", "model": "a/1", "ttfb_ms": 900.0, "error_kind": "5xx"}
-        pane.show({**snapshot, "recent": [*snapshot["recent"], failed]})
+        failed = finished(9, 900.0, "5xx")
+        pane.show(msgspec.structs.replace(snapshot, recent=(*snapshot.recent, failed)))
         assert str(pane.get_row("a/1")[5]) == "▁▅█"
 
 

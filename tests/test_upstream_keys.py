@@ -28,11 +28,12 @@ from tests.factories import API_KEY, FakeClock, make_settings, model, start_gate
 from tui_gateway.config import ProviderSettings
 from tui_gateway.domain.attempts import AttemptPlan
 from tui_gateway.domain.errors import ErrorKind, UpstreamClientError
+from tui_gateway.domain.events import Event, KeyRejected
 from tui_gateway.domain.keys import KeyRing, mask_secret
 from tui_gateway.domain.protection import decide
 from tui_gateway.domain.routing import Candidate
-from tui_gateway.domain.state import GatewayState, StateEvent
-from tui_gateway.providers.base import error_from_status
+from tui_gateway.domain.state import GatewayState
+from tui_gateway.providers.base import error_detail, error_from_status
 from tui_gateway.server import Gateway
 from tui_gateway.tui.widgets.pools import PoolsPane
 
@@ -137,7 +138,7 @@ def keyed_state() -> GatewayState:
 
 def test_rejecting_a_key_tells_the_event_log_and_the_last_one_takes_the_provider_out() -> None:
     state = keyed_state()
-    events: list[StateEvent] = []
+    events: list[Event] = []
     state.subscribe(events.append)
     assert state.usable_models() == {"mock/a", "mock/b", "other/c"}
     state.reject_key("mock#2", status=401, reason="Incorrect API key provided")
@@ -149,18 +150,18 @@ def test_rejecting_a_key_tells_the_event_log_and_the_last_one_takes_the_provider
     assert state.pick_key("mock/a") == ("mock#1", GOOD)
     assert not state.other_key_free("mock/a", "mock#1")
     state.reject_key("mock#1", status=403, reason="forbidden")
-    assert events[-1] == StateEvent(
-        "keys",
+    assert events[-1] == KeyRejected("mock#1", "sk-goo…ghij", "mock", 403, provider_out=True)
+    assert events[-1].text == (
         "mock#1 (sk-goo…ghij) rejected by mock (403): not used again until restart;"
-        " mock has no valid key left: its models are out",
+        " mock has no valid key left: its models are out"
     )
     assert state.usable_models() == {"other/c"}  # the cache was dropped
     assert not state.is_usable("mock/a") and not state.is_usable("mock/b")
     assert state.keys_rejected_notes("balanced") == [
         "provider mock skipped: all 2 API keys were rejected (401, 403)"
     ]
-    pools = state.snapshot()["pools"]["balanced"]
-    assert [m["usable"] for m in pools] == [False, False, True]
+    pools = state.snapshot().pools["balanced"]
+    assert [m.usable for m in pools] == [False, False, True]
 
 
 def test_a_rejected_key_teaches_the_posterior_nothing_and_cools_nothing() -> None:
@@ -168,8 +169,9 @@ def test_a_rejected_key_teaches_the_posterior_nothing_and_cools_nothing() -> Non
     request = state.begin_request(session="s1", requested_model="auto", stream=False)
     state.begin_attempt(request, model="mock/a", provider="mock")
     kind = ErrorKind.KEY_REJECTED
+    attempt = request.attempt_failed(UpstreamClientError("bad key", status=401))
     state.record_failure(
-        request, model="mock/a", key_id="mock#2", started=state.clock(), kind=kind,
+        request, attempt, key_id="mock#2", kind=kind,
         decision=state.decide("mock/a", kind, after_first_byte=False), reason="401",
     )  # fmt: skip
     assert not state.book.posterior("mock/a").seen
@@ -201,7 +203,7 @@ def test_a_rejected_key_retries_the_same_model_and_a_keyless_provider_is_passed_
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_401_or_403_is_the_keys_fault_and_another_upstream_may_serve(status: int) -> None:
     body = b'{"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}'
-    error = error_from_status(status, body)
+    error = error_from_status(status, error_detail(body))
     assert error.kind == ErrorKind.KEY_REJECTED and error.retryable
     assert isinstance(error, UpstreamClientError)  # still a 4xx in the tree
     # Adapters that raise the class themselves (cloudflare's malformed key) get the same kind.
@@ -215,9 +217,9 @@ def test_googles_400_for_a_bad_key_is_a_rejected_key_and_other_400s_are_not() ->
         "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
                      "reason": "API_KEY_INVALID", "domain": "googleapis.com"}],
     }}).encode()  # fmt: skip
-    assert error_from_status(400, gemini).kind == ErrorKind.KEY_REJECTED
+    assert error_from_status(400, error_detail(gemini)).kind == ErrorKind.KEY_REJECTED
     other = b'{"error": {"message": "Invalid JSON payload received."}}'
-    assert error_from_status(400, other).kind == ErrorKind.REJECTED
+    assert error_from_status(400, error_detail(other)).kind == ErrorKind.REJECTED
 
 
 class PoolsApp(App[None]):

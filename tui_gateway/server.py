@@ -15,7 +15,9 @@ from aiohttp import web
 
 from .asyncio_utils import spawn
 from .config import Settings
+from .domain.snapshot import detail_of_row
 from .domain.state import GatewayState
+from .domain.views import FlowDetail
 from .proxy import wire_errors
 from .proxy.app import make_app
 from .store import RequestLog
@@ -78,6 +80,14 @@ class Gateway:
 
     def client_env(self) -> list[str]:
         return [f"OPENAI_BASE_URL={self.base_url}", f"OPENAI_API_KEY={self.api_key}"]
+
+    async def request_detail(self, request_id: str) -> FlowDetail | None:
+        """A copy of one request: from memory while it is recent, else what the log kept."""
+        found = self.state.find_request(request_id)
+        if found is not None:
+            return found
+        row = await self.request_log.get(request_id)
+        return None if row is None else detail_of_row(row)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(

@@ -2,12 +2,13 @@
 
 Two kinds of cooldown, both keyed by model:
 
-- **transient** (`key_id` None): a 5xx, connection failure, timeout or stall takes the whole model
-  out of rotation for `transient_s`. Failing again while cooling pushes the end to `now +
-  transient_s`.
-- **rate limit** (`key_id` set): a 429 cools that one API key for that model, for the upstream's
-  Retry-After if it sent one, else `rate_limit_s`. Other keys of the provider stay usable. A 429
-  from a provider without keys (`key_id` None) cools the whole model the same way.
+- **transient** (`key_id` None): a kind with `kind.transient` (errors.py: 5xx, connection
+  failure, timeout, stall) takes the whole model out of rotation for `transient_s`. Failing again
+  while cooling pushes the end to `now + transient_s`.
+- **rate limit** (`key_id` set): a 429 (blame `capacity`) cools that one API key for that model,
+  for the upstream's Retry-After if it sent one, else `rate_limit_s`. Other keys of the provider
+  stay usable. A 429 from a provider without keys (`key_id` None) cools the whole model the same
+  way.
 
 Nothing else cools anything down: a 4xx other than 408/429 is about the request, and wrapped or
 truncated answers are left to thread protection. A new failure never shortens a running cooldown.
@@ -22,12 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ErrorKind
-
-TRANSIENT_KINDS = frozenset(
-    {ErrorKind.SERVER, ErrorKind.CONNECTION, ErrorKind.TIMEOUT, ErrorKind.STALL}
-)
-"""Failures that cool the whole model down."""
+from .errors import Blame, ErrorKind
 
 _Slot = tuple[str, str | None]
 """(model, key_id); key_id None is the whole model."""
@@ -103,10 +99,13 @@ class Cooldowns:
             The cooldown now running for the model (transient) or the key (rate limit), or None
             when the failure cools nothing (or a Retry-After of 0 asked for none).
         """
-        if kind in TRANSIENT_KINDS:
+        known = ErrorKind.parse(kind)
+        if known is None:
+            return None  # a kind this version does not know cools nothing
+        if known.transient:
             slot: _Slot = (model, None)
             duration = self.transient_s
-        elif kind == ErrorKind.RATE_LIMITED:
+        elif known.blame is Blame.CAPACITY:
             slot = (model, key_id)
             duration = self.rate_limit_s
             if retry_after_s is not None and math.isfinite(retry_after_s):

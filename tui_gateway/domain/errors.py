@@ -10,11 +10,33 @@
 
 Adapters translate aiohttp exceptions and odd bodies into this tree at the edge, so nothing in
 `domain/` ever sees aiohttp.
+
+Every `ErrorKind` classifies itself: `TRAITS` below is the one table of what each kind means, and
+statistics (posteriors.py), cooldowns (cooldowns.py), thread protection (protection.py) and the
+client's error (proxy/outcomes.py) all read it, as `kind.neutral`, `kind.transient`, ...
+
+    kind             blame     neutral  transient  stall  broke_off
+    5xx              provider           yes
+    connection       provider           yes
+    timeout          provider           yes        yes
+    stall            provider           yes        yes    yes
+    truncated        provider                             yes
+    wrapped          provider
+    rate_limited     capacity
+    client_error     model
+    rejected         nobody    yes
+    key_rejected     key       yes
+    client_closed    nobody    yes
+    shutdown         nobody    yes
+    no_candidate     nobody    yes
+    invalid_request  nobody    yes
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class ErrorKind(StrEnum):
@@ -34,6 +56,101 @@ class ErrorKind(StrEnum):
     SHUTDOWN = "shutdown"
     NO_CANDIDATE = "no_candidate"
     INVALID_REQUEST = "invalid_request"
+
+    @classmethod
+    def parse(cls, value: ErrorKind | str) -> ErrorKind | None:
+        """The kind named `value` (as logged), or None for a name this version does not know."""
+        try:
+            return cls(value)
+        except ValueError:
+            return None
+
+    @property
+    def traits(self) -> Traits:
+        return TRAITS[self]
+
+    @property
+    def blame(self) -> Blame:
+        return TRAITS[self].blame
+
+    @property
+    def neutral(self) -> bool:
+        """Says nothing about the model: no statistics, no cooldown, no ban."""
+        return TRAITS[self].neutral
+
+    @property
+    def transient(self) -> bool:
+        """Cools the whole model down, for everyone, for a short while."""
+        return TRAITS[self].transient
+
+    @property
+    def stall(self) -> bool:
+        """The upstream went quiet: the client is told it timed out."""
+        return TRAITS[self].stall
+
+    @property
+    def broke_off(self) -> bool:
+        """After the first byte: the model broke off mid-answer."""
+        return TRAITS[self].broke_off
+
+
+class Blame(StrEnum):
+    """Whose fault an attempt's ending is, as far as routing can tell."""
+
+    PROVIDER = "provider"
+    """The upstream misbehaved: it erred, hung, broke off or dressed an error as an answer."""
+    CAPACITY = "capacity"
+    """The upstream is busy (a rate limit), not broken."""
+    MODEL = "model"
+    """This model refused the request (a 4xx that another model may accept)."""
+    KEY = "key"
+    """The provider refused the API key (401/403): another key may be accepted (keys.py)."""
+    NOBODY = "nobody"
+    """Nothing upstream: the client left or sent what every upstream refuses, or the gateway
+    stopped or had no candidate left."""
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """What one kind of attempt ending means to statistics, cooldowns, protection and the client."""
+
+    blame: Blame
+    transient: bool = False
+    """Cools the whole model down for everyone (cooldowns.py); a rate limit cools only its key."""
+    stall: bool = False
+    """The upstream went quiet: the client's error is a timeout (504, `stream_timeout`)."""
+    broke_off: bool = False
+    """After the first byte: the model broke off mid-answer, so its conversation is unpinned."""
+
+    @property
+    def neutral(self) -> bool:
+        """Says nothing about the model: neither a success nor a failure, no cooldown, no ban."""
+        return self.blame in (Blame.KEY, Blame.NOBODY)
+
+
+_K, _B = ErrorKind, Blame
+TRAITS = MappingProxyType(
+    {
+        _K.SERVER: Traits(_B.PROVIDER, transient=True),
+        _K.CONNECTION: Traits(_B.PROVIDER, transient=True),
+        _K.TIMEOUT: Traits(_B.PROVIDER, transient=True, stall=True),
+        _K.STALL: Traits(_B.PROVIDER, transient=True, stall=True, broke_off=True),
+        _K.TRUNCATED: Traits(_B.PROVIDER, broke_off=True),
+        _K.WRAPPED: Traits(_B.PROVIDER),
+        _K.RATE_LIMITED: Traits(_B.CAPACITY),
+        _K.CLIENT_ERROR: Traits(_B.MODEL),
+        _K.REJECTED: Traits(_B.NOBODY),
+        _K.KEY_REJECTED: Traits(_B.KEY),
+        _K.CLIENT_CLOSED: Traits(_B.NOBODY),
+        _K.SHUTDOWN: Traits(_B.NOBODY),
+        _K.NO_CANDIDATE: Traits(_B.NOBODY),
+        _K.INVALID_REQUEST: Traits(_B.NOBODY),
+    }
+)
+"""Every kind's traits: the one classification of error kinds (see the module docstring)."""
+
+if missing := [k.value for k in ErrorKind if k not in TRAITS]:  # pragma: no cover
+    raise RuntimeError(f"error kinds without traits: {', '.join(missing)}")
 
 
 class UpstreamError(Exception):

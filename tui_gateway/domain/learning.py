@@ -1,57 +1,75 @@
-"""What the gateway learns from each upstream attempt, and the keys and capabilities it tracks.
+"""What the gateway learns from each upstream attempt: posteriors, cooldowns, stickiness, keys.
 
-Mixed into GatewayState (which owns the data); kept apart so the state's own module stays about
-requests, controls and snapshots. The keys themselves live in a `KeyRing` (keys.py); the key
-verbs here only add what the ring cannot know: which keys are rate-limited for a model.
+The relay reports every attempt's end here (through the state's verbs). A success feeds the
+model's posterior and pins the conversation to it; a failure feeds the posterior, cools the model
+(or one key) down and applies the provider's protection level to the conversation; a failure that
+is nobody's fault (the client left, the gateway stopped) teaches nothing. Also here: which key a
+model is sent with, and which providers take a prefill to continue a broken answer.
 """
 
 from __future__ import annotations
 
-import random
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
-from .active import ActiveRequest
 from .catalog import Catalog
 from .controls import Controls
 from .cooldowns import Cooldowns
 from .errors import ErrorKind
+from .events import AttemptFailed, EventBus, PrefillRefused
+from .flow import Flow
 from .keys import KeyRing
-from .posteriors import NEUTRAL_ERROR_KINDS, Outcome, PosteriorBook
+from .posteriors import BucketRow, Outcome, PosteriorBook, attempt_outcome
 from .protection import Decision, decide
+from .records import AttemptRecord
 from .scoring import ScoreBases
 from .sticky import StickySessions
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
+class Learner:
+    """Verbs the proxy calls as attempts succeed and fail."""
 
-class LearningFromAttempts:
-    """Verbs the proxy calls as attempts start, succeed and fail."""
+    def __init__(
+        self,
+        *,
+        catalog: Catalog,
+        controls: Controls,
+        cooldowns: Cooldowns,
+        sessions: StickySessions,
+        keys: KeyRing,
+        book: PosteriorBook,
+        score_bases: ScoreBases,
+        bus: EventBus,
+        clock: Callable[[], float],
+    ) -> None:
+        self.catalog = catalog
+        self.controls = controls
+        self.cooldowns = cooldowns
+        self.sessions = sessions
+        self.keys = keys
+        self.book = book
+        self.score_bases = score_bases
+        self._bus = bus
+        self._clock = clock
+        self.prefill_refused: set[str] = set()
 
-    # Provided by GatewayState.
-    catalog: Catalog
-    controls: Controls
-    cooldowns: Cooldowns
-    sessions: StickySessions
-    book: PosteriorBook
-    score_bases: ScoreBases
-    clock: Callable[[], float]
-    rng: random.Random
-    prefill_refused: set[str]
-    keys: KeyRing
+    # --- keys and capabilities ------------------------------------------------------------
 
-    def _publish(self, topic: str, text: str = "") -> None:
-        raise NotImplementedError  # GatewayState's
+    def pick_key(self, model: str) -> tuple[str, str]:
+        """The next valid key of the model's provider that is not rate-limited for it: (id, secret).
 
-    def record_heartbeat(self, request: ActiveRequest) -> None:
-        """A keep-alive went to the client while the upstream was quiet."""
-        request.heartbeats += 1
-        if request.phase != "continuing":
-            request.phase = "heartbeat"
+        Keys take turns; one cooling down for this model is passed over while another is free,
+        and one the upstream rejected is never picked again.
+        """
+        provider = self.catalog.provider_names[model]
+        valid = self.keys.valid_ids(provider)
+        if len(valid) <= 1:
+            return self.keys.pick(provider)
+        return self.keys.pick(provider, self.cooldowns.usable_keys(model, valid, self._clock()))
 
-    def begin_continuation(self, request: ActiveRequest, failed: str, reason: str) -> None:
-        request.phase = "continuing"
-        self._publish("requests", f"{request.id} continuing after {failed} broke off ({reason})")
+    def other_key_free(self, model: str, failed_key: str | None) -> bool:
+        """Another valid key of the model's provider is not rate-limited for this model."""
+        ids = self.keys.valid_ids(self.catalog.provider_names[model])
+        return any(k != failed_key for k in self.cooldowns.usable_keys(model, ids, self._clock()))
 
     def can_continue(self, model: str) -> bool:
         """The model's provider accepts a trailing assistant message (prefill) to continue from."""
@@ -64,74 +82,46 @@ class LearningFromAttempts:
     def refuse_prefill(self, provider: str) -> None:
         """The provider rejected a prefill: do not ask it to continue again in this run."""
         self.prefill_refused.add(provider)
-        self._publish("requests", f"provider {provider} does not accept prefill; not asked again")
+        self._bus.publish(PrefillRefused(provider))
 
-    def key_ids(self, provider: str) -> list[str]:
-        """Stable names of a provider's API keys (`groq#1`, ...), safe to show and log."""
-        return self.keys.ids(provider)
-
-    def pick_key(self, model: str) -> tuple[str, str]:
-        """The next valid key of the model's provider that is not rate-limited for it: (id, secret).
-
-        Keys take turns; one cooling down for this model is passed over while another is free,
-        and one the upstream rejected is never picked again.
-        """
-        provider = self.catalog.provider_names[model]
-        valid = self.keys.valid_ids(provider)
-        if len(valid) <= 1:
-            return self.keys.pick(provider)
-        return self.keys.pick(provider, self.cooldowns.usable_keys(model, valid, self.clock()))
-
-    # --- learning from attempts (called by the proxy) -------------------------------------
-
-    def record_success(
-        self,
-        request: ActiveRequest,
-        *,
-        model: str,
-        key_id: str | None,
-        started: float,
-        ttfb_ms: float | None,
-        tokens_per_s: float | None,
-    ) -> None:
-        now = self.clock()
-        self.book.record(Outcome(model, started, True, ttfb_ms, tokens_per_s))
-        self.score_bases.forget(model)
-        self.cooldowns.record_success(model=model, key_id=key_id, now=now)
-        self.sessions.pin(request.session, model, key_id, now)
+    # --- learning from attempts -----------------------------------------------------------
 
     def decide(self, model: str, kind: ErrorKind, *, after_first_byte: bool) -> Decision:
         """What the model's provider's protection level says to do about this failure."""
         provider = self.catalog.models[model].provider
         return decide(self.controls.protection[provider], kind, after_first_byte=after_first_byte)
 
-    def other_key_free(self, model: str, failed_key: str | None) -> bool:
-        """Another valid key of the model's provider is not rate-limited for this model."""
-        ids = self.keys.valid_ids(self.catalog.provider_names[model])
-        return any(k != failed_key for k in self.cooldowns.usable_keys(model, ids, self.clock()))
+    def record_success(self, flow: Flow, attempt: AttemptRecord, *, key_id: str | None) -> None:
+        """The attempt answered: the same outcome the log's reload derives from its row."""
+        outcome = attempt_outcome(attempt, streamed=flow.stream, tokens_out=flow.tokens_out)
+        if outcome is not None:
+            self._learn(outcome)
+        self.cooldowns.record_success(model=attempt.model, key_id=key_id, now=self._clock())
+        self.sessions.pin(flow.session, attempt.model, key_id, self._clock())
 
     def record_failure(
         self,
-        request: ActiveRequest,
+        flow: Flow,
+        attempt: AttemptRecord,
         *,
-        model: str,
-        key_id: str | None,
-        started: float,
         kind: ErrorKind,
+        key_id: str | None,
         decision: Decision,
         reason: str,
         retry_after_s: float | None = None,
         cool_down: bool = True,
     ) -> None:
         """Learn from a failed attempt and apply the conversation's protection decision."""
-        now = self.clock()
+        now = self._clock()
+        model = attempt.model
         provider = self.catalog.models[model].provider
-        request.phase = "fallback"
-        if kind in NEUTRAL_ERROR_KINDS:
-            request.failures.append(f"{model}: {reason}")
+        flow.phase = "fallback"
+        if kind.neutral:
+            flow.decisions.append(f"{model}: {reason}")
             return  # nobody's fault: no statistics, no cooldown, no ban
-        self.book.record(Outcome(model, started, False))
-        self.score_bases.forget(model)
+        outcome = attempt_outcome(attempt, streamed=flow.stream, tokens_out=None)
+        if outcome is not None:
+            self._learn(outcome)
         text = f"{model} failed ({reason})"
         if cool_down:
             entry = self.cooldowns.record_failure(
@@ -140,12 +130,29 @@ class LearningFromAttempts:
             )  # fmt: skip
             if entry is not None:
                 text += f"; cooling {entry.remaining(now):.0f} s"
-        session = self.sessions.get(request.session, now)
+        session = self.sessions.get(flow.session, now)
         if decision.ban_provider and session is not None:
-            self.sessions.ban_provider(request.session, provider, now)
+            self.sessions.ban_provider(flow.session, provider, now)
             text += f"; {provider} banned for this conversation"
         if decision.clear_sticky and session is not None and session.model == model:
-            self.sessions.unpin(request.session)
+            self.sessions.unpin(flow.session)
             text += "; conversation unpinned"
-        request.failures.append(text)
-        self._publish("requests", f"{request.id} {text}")
+        flow.decisions.append(text)
+        if self._bus.wants(AttemptFailed):
+            self._bus.publish(AttemptFailed(flow.id, model, str(kind), text))
+
+    def _learn(self, outcome: Outcome) -> None:
+        self.book.record(outcome)
+        self.score_bases.forget(outcome.model)
+
+    # --- history --------------------------------------------------------------------------
+
+    def load_history(self, rows: Iterable[BucketRow]) -> None:
+        """What the log remembers of earlier runs (aggregated off the event loop)."""
+        self.book.load(list(rows), self._clock())
+        self.score_bases.forget()
+
+    def refresh(self) -> None:
+        """Re-derive the recency decay (periodically, off the request path)."""
+        self.book.refresh(self._clock())
+        self.score_bases.forget()

@@ -4,6 +4,11 @@ An outcome of age `a` seconds weighs `w(a) = max(0, min(1, 1 - a / window_s))`: 
 the window (7 days by default); the clamp makes a future timestamp (clock drift) weigh 1. A model's
 posterior is `Beta(max(floor, prior + Σw·success), max(floor, prior + Σw·failure))`.
 
+Outcomes. `attempt_outcome` is the one rule for what a finished attempt teaches: the live path
+records its result, and the request log stores the same result in the attempt's row for the
+startup reload, so a restart leaves every posterior as it was (up to the bucketing below, which
+`refresh` applies to live outcomes too).
+
 Bucketing error. Outcomes are summed per model into buckets of `bucket_s` seconds, and `load` and
 `refresh` weigh a whole bucket by the age of its midpoint. Inside the window `w` is linear with
 slope `1 / window_s`, so each outcome's weight is off by at most `bucket_s / (2 * window_s)`
@@ -33,18 +38,12 @@ from .beta import central_interval, cheng_draw, cheng_setup
 from .errors import ErrorKind
 from .records import AttemptRecord
 
-NEUTRAL_ERROR_KINDS: frozenset[str] = frozenset(
-    k.value
-    for k in (
-        ErrorKind.CLIENT_CLOSED,
-        ErrorKind.SHUTDOWN,
-        ErrorKind.INVALID_REQUEST,
-        ErrorKind.NO_CANDIDATE,
-        ErrorKind.REJECTED,
-        ErrorKind.KEY_REJECTED,  # the key's fault: the same model answers on another key
-    )
-)
-"""Attempt endings that say nothing about the model: neither a success nor a failure."""
+NEUTRAL_ERROR_KINDS: frozenset[str] = frozenset(k.value for k in ErrorKind if k.neutral)
+"""The values of the kinds with `kind.neutral` (errors.py), for code that holds a logged string."""
+
+MIN_GENERATING_MS = 50.0
+"""A success whose tokens took less than this to arrive after the first byte counts its speed over
+the whole latency: the tokens came in one burst, and dividing by a few ms would be noise."""
 
 
 def weight(age_s: float, window_s: float) -> float:
@@ -64,13 +63,40 @@ class Outcome:
     """Output tokens per second, when known."""
 
 
-def outcome_from_attempt(attempt: AttemptRecord) -> Outcome | None:
-    """The outcome a logged attempt counts as, or None when it says nothing about the model."""
-    if attempt.error_kind in NEUTRAL_ERROR_KINDS:
-        return None
-    success = attempt.error_kind is None
-    ttfb = attempt.ttfb_ms if success else None
-    return Outcome(attempt.model, attempt.started, success, ttfb_ms=ttfb)
+def attempt_outcome(
+    attempt: AttemptRecord, *, streamed: bool, tokens_out: int | None
+) -> Outcome | None:
+    """What one finished attempt teaches about its model: the one rule, live and after a restart.
+
+    The state records this outcome as the attempt ends; the request log stores the same outcome
+    in the attempt's row, and the startup reload sums those. So the posteriors after a restart are
+    the ones before it.
+
+    Args:
+        attempt: The attempt as logged (its `started`, `latency_ms`, `ttfb_ms`, `error_kind`).
+        streamed: Whether the request streamed. Only a streamed success's `ttfb_ms` feeds the
+            latency term: a non-streamed reply's first byte is its whole answer.
+        tokens_out: Output tokens of the request; only its success (the last attempt) uses them.
+
+    Returns:
+        A success (with time to first byte and tokens per second when known), a failure, or None
+        when the ending says nothing about the model (`kind.neutral`). A kind this version does
+        not know counts as a failure.
+    """
+    if attempt.error_kind is not None:
+        kind = ErrorKind.parse(attempt.error_kind)
+        if kind is not None and kind.neutral:
+            return None
+        return Outcome(attempt.model, attempt.started, False)
+    latency = attempt.latency_ms
+    # Speed: output tokens over the time they took to arrive after the first byte; a reply that
+    # came at once (not streamed, or a burst) over the whole call.
+    generating = latency - (attempt.ttfb_ms or 0.0)
+    if not streamed or generating < MIN_GENERATING_MS:
+        generating = latency
+    speed = tokens_out * 1000 / generating if tokens_out and generating > 0 else None
+    ttfb = attempt.ttfb_ms if streamed else None
+    return Outcome(attempt.model, attempt.started, True, ttfb_ms=ttfb, tokens_per_s=speed)
 
 
 @dataclass(frozen=True, slots=True)

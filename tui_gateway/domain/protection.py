@@ -2,25 +2,27 @@
 
 Every provider has a protection level (`provider-ban`, `model-skip` or `off`). `decide` maps the
 level, the error kind and whether the failure came after the first byte reached the client to a
-`Decision`. The whole matrix is `MATRIX` below, built from these rows:
+`Decision`. The whole matrix is `MATRIX` below, built from each kind's blame (`kind.blame`, see
+errors.py) and these rows:
 
-    kind                                        provider-ban   model-skip   off
-    5xx, connection, timeout, stall,            BAN            SKIP+CLEAR   SKIP
-      truncated, wrapped  (the provider's fault)
-    rate_limited  (capacity, not misbehaviour)  SKIP           SKIP         SKIP
-    client_error  (this model refused it)       SKIP+CLEAR     SKIP+CLEAR   SKIP
-    client_closed, shutdown, no_candidate,      -              -            -
-      invalid_request, rejected, key_rejected
-      (nobody's fault, or the key's: see keys.py)
+    blame      kinds                                  provider-ban   model-skip   off
+    provider   5xx, connection, timeout, stall,       BAN            SKIP+CLEAR   SKIP
+               truncated, wrapped
+    capacity   rate_limited                           SKIP           SKIP         SKIP
+    model      client_error (this model refused it)   SKIP+CLEAR     SKIP+CLEAR   SKIP
+    key        key_rejected (see keys.py)             -              -            -
+    nobody     rejected, client_closed, shutdown,     -              -            -
+               no_candidate, invalid_request
 
     BAN         ban the provider for this session, skip the model, clear the sticky pin
     SKIP+CLEAR  skip the model for the rest of this request, clear the sticky pin
     SKIP        skip the model for the rest of this request only
     -           nothing
 
-After the first byte, `stall` and `truncated` also clear the sticky pin at every level (the model
-broke off mid-answer: the next turn should not go back to it). All other cells are the same before
-and after the first byte. A kind this table does not know is treated like `5xx`.
+After the first byte, the kinds that broke off (`kind.broke_off`: `stall`, `truncated`) also clear
+the sticky pin at every level (the model broke off mid-answer: the next turn should not go back
+to it). All other cells are the same before and after the first byte. A kind this version does
+not know is treated like `5xx`.
 
 A rate limit keeps the sticky pin: the model is busy, not broken, and the cooldowns keep it out of
 rotation until its key recovers.
@@ -32,7 +34,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from ..config import PROTECTION_LEVELS
-from .errors import ErrorKind
+from .errors import Blame, ErrorKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,42 +65,23 @@ SKIP_CLEAR = Decision(ban_provider=False, skip_model=True, clear_sticky=True)
 SKIP = Decision(ban_provider=False, skip_model=True, clear_sticky=False)
 NOTHING = Decision(ban_provider=False, skip_model=False, clear_sticky=False)
 
-K = ErrorKind
-PROVIDER_FAULTS = frozenset({K.SERVER, K.CONNECTION, K.TIMEOUT, K.STALL, K.TRUNCATED, K.WRAPPED})
-"""Failures that are the upstream's misbehaviour."""
-NOBODYS_FAULT = frozenset(
-    {K.CLIENT_CLOSED, K.SHUTDOWN, K.NO_CANDIDATE, K.INVALID_REQUEST, K.REJECTED, K.KEY_REJECTED}
-)
-"""Ends of a request that say nothing about the upstream."""
-BROKE_OFF = frozenset({K.STALL, K.TRUNCATED})
-"""Failures that, after the first byte, always clear the sticky pin."""
-
-_ROWS: dict[str, dict[ErrorKind, Decision]] = {
-    "provider-ban": {
-        **{k: BAN for k in PROVIDER_FAULTS},
-        K.RATE_LIMITED: SKIP,
-        K.CLIENT_ERROR: SKIP_CLEAR,
-        **{k: NOTHING for k in NOBODYS_FAULT},
-    },
-    "model-skip": {
-        **{k: SKIP_CLEAR for k in PROVIDER_FAULTS},
-        K.RATE_LIMITED: SKIP,
-        K.CLIENT_ERROR: SKIP_CLEAR,
-        **{k: NOTHING for k in NOBODYS_FAULT},
-    },
-    "off": {
-        **{k: SKIP for k in PROVIDER_FAULTS},
-        K.RATE_LIMITED: SKIP,
-        K.CLIENT_ERROR: SKIP,
-        **{k: NOTHING for k in NOBODYS_FAULT},
-    },
+_LEVELS = ("provider-ban", "model-skip", "off")
+_TABLE: dict[Blame, tuple[Decision, Decision, Decision]] = {
+    Blame.PROVIDER: (BAN, SKIP_CLEAR, SKIP),
+    Blame.CAPACITY: (SKIP, SKIP, SKIP),
+    Blame.MODEL: (SKIP_CLEAR, SKIP_CLEAR, SKIP),
+    Blame.KEY: (NOTHING, NOTHING, NOTHING),
+    Blame.NOBODY: (NOTHING, NOTHING, NOTHING),
 }
-"""Level -> kind -> decision before the first byte."""
+"""Blame -> decision before the first byte, per level in `_LEVELS` order: the docstring's table.
+Building `MATRIX` below fails at import if a blame has no row."""
+_ROWS = {level: {blame: row[i] for blame, row in _TABLE.items()} for i, level in enumerate(_LEVELS)}
+"""Level -> blame -> decision before the first byte."""
 
 
 def _cell(level: str, kind: ErrorKind, after_first_byte: bool) -> Decision:
-    decision = _ROWS[level][kind]
-    if after_first_byte and kind in BROKE_OFF:
+    decision = _ROWS[level][kind.blame]
+    if after_first_byte and kind.broke_off:
         return replace(decision, clear_sticky=True)
     return decision
 
@@ -128,8 +111,5 @@ def decide(protection: str, kind: ErrorKind | str, *, after_first_byte: bool) ->
     if protection not in _ROWS:
         expected = ", ".join(PROTECTION_LEVELS)
         raise ValueError(f"unknown protection level {protection!r}; expected one of {expected}")
-    try:
-        known = ErrorKind(kind)
-    except ValueError:
-        known = ErrorKind.SERVER
+    known = ErrorKind.parse(kind) or ErrorKind.SERVER
     return MATRIX[(protection, known, after_first_byte)]

@@ -22,10 +22,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import add
 
-from .catalog import Target
-from .scoring import ScoreTerms
-from .state import GatewayState
-from .sticky import SessionEntry
+from ..config import RoutingSettings
+from .catalog import Catalog, Target
+from .controls import Controls
+from .cooldowns import Cooldowns
+from .flows import Flows
+from .keys import KeyRing
+from .posteriors import PosteriorBook
+from .scoring import ScoreBases, ScoreTerms
+from .sticky import SessionEntry, StickySessions
+
+Plan = tuple[list["Candidate"], Callable[[], list["Candidate"]]]
+"""The head of a request's candidates and the function that ranks the rest (see `Router.plan`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,50 +50,127 @@ class Candidate:
         return self.reason in ("named", "sticky")
 
 
+class Router:
+    """What routing may use right now, and the plans it makes from that.
+
+    Reads the controls, the keys, the cooldowns, the sessions' bans, the posteriors and who is
+    busy; changes none of them. What it derives from the user's controls (the usable models, each
+    pool's usable chain) is cached until `invalidate()`.
+    """
+
+    def __init__(
+        self,
+        *,
+        routing: RoutingSettings,
+        catalog: Catalog,
+        controls: Controls,
+        keys: KeyRing,
+        cooldowns: Cooldowns,
+        sessions: StickySessions,
+        book: PosteriorBook,
+        flows: Flows,
+        clock: Callable[[], float],
+    ) -> None:
+        self.routing = routing
+        self.catalog = catalog
+        self.controls = controls
+        self.keys = keys
+        self.cooldowns = cooldowns
+        self.sessions = sessions
+        self.book = book
+        self.flows = flows
+        self.clock = clock
+        self.score_bases = ScoreBases()
+        self._usable: frozenset[str] | None = None
+        self._usable_chains: dict[str, list[str]] = {}
+
+    def invalidate(self) -> None:
+        """The controls or the keys changed: what was derived from them is stale."""
+        self._usable = None
+        self.score_bases.forget()
+
+    def chain(self, pool: str) -> list[str]:
+        return self.controls.pools.chain(pool)
+
+    def is_usable(self, key: str) -> bool:
+        """Enabled, not banned, and its provider has a key to send and is not banned."""
+        model = self.catalog.models[key]
+        return (
+            key not in self.controls.pools.disabled
+            and key not in self.controls.banned_models
+            and model.provider not in self.controls.banned_providers
+            and self.catalog.providers[model.provider].usable
+            and not self.keys.all_invalid(model.provider)
+        )
+
+    def usable_models(self) -> frozenset[str]:
+        """Every model `is_usable` says yes to; cached until `invalidate()`."""
+        if self._usable is None:
+            self._usable = frozenset(k for k in self.catalog.models if self.is_usable(k))
+            self._usable_chains.clear()
+        return self._usable
+
+    def usable_chain(self, pool: str) -> list[str]:
+        """The pool's chain without unusable models (cached like `usable_models`; do not mutate)."""
+        usable = self.usable_models()
+        chain = self._usable_chains.get(pool)
+        if chain is None:
+            chain = self._usable_chains[pool] = [k for k in self.chain(pool) if k in usable]
+        return chain
+
+    def cooling_models(self, now: float) -> set[str]:
+        """Models with any cooldown running (on the model, or on one of its keys)."""
+        if not self.cooldowns:
+            return set()
+        return {entry.model for entry in self.cooldowns.entries(now)}
+
+    def available_at(self, key: str, now: float) -> float:
+        """When the model can next be used: `now`, or when its cooldown ends."""
+        ids = self.keys.valid_ids(self.catalog.provider_names[key])
+        return self.cooldowns.available_at(key, ids, now)
+
+    def any_guarded_provider_busy(self) -> bool:
+        """Some `provider-ban` provider has a request in flight (cheap pre-check for routing)."""
+        protection = self.controls.protection
+        return any(protection[p] == "provider-ban" for p in self.flows.busy_providers())
+
+    def plan(self, target: Target, *, session: SessionEntry | None, rng: random.Random) -> Plan:
+        """The named and sticky models now; the ranked rest of the pool only when needed."""
+        return plan_lazily(
+            self, target, session=session, rng=rng, max_attempts=self.routing.max_attempts
+        )
+
+
 def plan_candidates(
-    state: GatewayState,
+    router: Router,
     target: Target,
     *,
     session: SessionEntry | None,
-    now: float,
     rng: random.Random,
     max_attempts: int,
 ) -> list[Candidate]:
     """The whole plan at once (the state API, tests, the routing benchmark)."""
-    head, rest = plan_lazily(
-        state, target, session=session, now=now, rng=rng, max_attempts=max_attempts
-    )
+    head, rest = plan_lazily(router, target, session=session, rng=rng, max_attempts=max_attempts)
     return (head + rest())[:max_attempts]
 
 
 def plan_lazily(
-    state: GatewayState,
+    router: Router,
     target: Target,
     *,
     session: SessionEntry | None,
-    now: float,
     rng: random.Random,
     max_attempts: int,
-) -> tuple[list[Candidate], Callable[[], list[Candidate]]]:
+) -> Plan:
     """The named and sticky models now; the ranked rest of the pool only when it is needed.
 
     Most requests are answered by their first candidate (a conversation's sticky model, or the
     model the client named), so ranking the pool for them would be wasted work on the hot path.
-    The rest is ranked when the head runs out, with what routing knows by then.
+    The rest is ranked when the head runs out, with what routing knows by then: a model banned,
+    disabled or cooling down since the plan was made is left out of it.
     """
-    provider_of = state.catalog.provider_names
-    usable = state.usable_models()
-    banned_here = (
-        state.sessions.banned_providers(session.key, now) if session and session.banned else set()
-    )
-    cooling_now = state.cooling_models(now)
-
-    def allowed(key: str) -> bool:
-        return key in usable and provider_of[key] not in banned_here
-
-    def cooling(key: str) -> bool:
-        return key in cooling_now and state.available_at(key, now) > now
-
+    provider_of = router.catalog.provider_names
+    allowed, cooling, now = _filters(router, session)
     head: list[Candidate] = []
     sticky = session.model if session else None
     for key, reason in ((target.preferred, "named"), (sticky, "sticky")):
@@ -93,19 +178,42 @@ def plan_lazily(
         if key is not None and not taken and allowed(key) and not cooling(key):
             head.append(Candidate(key, provider_of[key], reason))
 
-    def rest() -> list[Candidate]:
+    def rest(filters: _Filters | None = None) -> list[Candidate]:
         room = max_attempts - len(head)
         if room <= 0:
             return []
-        ranked = _rank_pool(state, target.pool, head, session, rng, room, allowed, cooling)
+        allowed, cooling, now = filters or _filters(router, session)
+        ranked = _rank_pool(router, target.pool, head, session, rng, room, allowed, cooling)
         if not ranked and not head:
-            chain = state.chain(target.pool)
-            fallback = _ends_first(state, [k for k in chain if allowed(k)], now)
+            chain = router.chain(target.pool)
+            fallback = _ends_first(router, [k for k in chain if allowed(k)], now)
             if fallback is not None:
                 return [Candidate(fallback, provider_of[fallback], "cooling")]
         return ranked
 
-    return head, rest if head else _computed(rest())
+    return head, rest if head else _computed(rest((allowed, cooling, now)))
+
+
+_Filters = tuple[Callable[[str], bool], Callable[[str], bool], float]
+
+
+def _filters(router: Router, session: SessionEntry | None) -> _Filters:
+    """What may be tried and what is cooling, as of now: (allowed, cooling, now)."""
+    now = router.clock()
+    provider_of = router.catalog.provider_names
+    usable = router.usable_models()
+    banned_here = (
+        router.sessions.banned_providers(session.key, now) if session and session.banned else set()
+    )
+    cooling_now = router.cooling_models(now)
+
+    def allowed(key: str) -> bool:
+        return key in usable and provider_of[key] not in banned_here
+
+    def cooling(key: str) -> bool:
+        return key in cooling_now and router.available_at(key, now) > now
+
+    return allowed, cooling, now
 
 
 def _computed(candidates: list[Candidate]) -> Callable[[], list[Candidate]]:
@@ -113,7 +221,7 @@ def _computed(candidates: list[Candidate]) -> Callable[[], list[Candidate]]:
 
 
 def _rank_pool(
-    state: GatewayState,
+    router: Router,
     pool: str,
     head: list[Candidate],
     session: SessionEntry | None,
@@ -123,30 +231,30 @@ def _rank_pool(
     cooling: Callable[[str], bool],
 ) -> list[Candidate]:
     """The pool's chain minus the head and whatever is not allowed or cooling, in order."""
-    provider_of = state.catalog.provider_names
+    provider_of = router.catalog.provider_names
     taken = {c.model for c in head}
-    rest = [k for k in state.usable_chain(pool) if k not in taken and allowed(k)]
+    rest = [k for k in router.usable_chain(pool) if k not in taken and allowed(k)]
     rest = [k for k in rest if not cooling(k)]
     guard = (
         session is not None
         and session.turns == 0
-        and state.routing.concurrency_guard
-        and state.any_guarded_provider_busy()
+        and router.routing.concurrency_guard
+        and router.any_guarded_provider_busy()
     )
-    if state.routing.strategy == "thompson":
+    if router.routing.strategy == "thompson":
         # With the concurrency guard about to reorder, rank everything; else only the best few.
-        chain = state.chain(pool)
-        ranked = _rank(state, pool, chain, rest, rng, keep=None if guard else room)
+        chain = router.chain(pool)
+        ranked = _rank(router, pool, chain, rest, rng, keep=None if guard else room)
     else:
         ranked = [(k, None) for k in rest]
     if guard:
         assert session is not None
-        ranked = _guard_busy_providers(state, session.key, ranked)
+        ranked = _guard_busy_providers(router, session.key, ranked)
     return [Candidate(k, provider_of[k], "pool", terms) for k, terms in ranked[:room]]
 
 
 def _rank(
-    state: GatewayState,
+    router: Router,
     pool: str,
     chain: list[str],
     keys: list[str],
@@ -155,9 +263,9 @@ def _rank(
     keep: int | None,
 ) -> list[tuple[str, ScoreTerms | None]]:
     """Keys by sampled score, best first; `keep` cuts the list (and the work) to the best few."""
-    bases = state.score_bases.for_pool(state.book, state.catalog.models, pool, chain)
-    base_totals = state.score_bases.totals
-    samples = state.book.sample_many(keys, rng)
+    bases = router.score_bases.for_pool(router.book, router.catalog.models, pool, chain)
+    base_totals = router.score_bases.totals
+    samples = router.book.sample_many(keys, rng)
     totals = list(map(add, map(base_totals.__getitem__, keys), samples))
     indices: Iterable[int] = range(len(keys))
     if keep is not None and keep < len(keys):
@@ -178,7 +286,7 @@ def _rank(
 
 
 def _guard_busy_providers(
-    state: GatewayState, session: str, ranked: list[tuple[str, ScoreTerms | None]]
+    router: Router, session: str, ranked: list[tuple[str, ScoreTerms | None]]
 ) -> list[tuple[str, ScoreTerms | None]]:
     """A new conversation steps around `provider-ban` providers busy with another one.
 
@@ -186,12 +294,12 @@ def _guard_busy_providers(
     conversations elsewhere keeps one bad moment from costing several. Busy ones go last, so
     they are still tried when nothing else is left.
     """
-    provider_of = state.catalog.provider_names
-    protection = state.controls.protection
+    provider_of = router.catalog.provider_names
+    protection = router.controls.protection
 
     def busy(key: str) -> bool:
         provider = provider_of[key]
-        return protection[provider] == "provider-ban" and state.provider_busy_elsewhere(
+        return protection[provider] == "provider-ban" and router.flows.provider_busy_elsewhere(
             provider, session
         )
 
@@ -199,5 +307,5 @@ def _guard_busy_providers(
     return free + [item for item in ranked if busy(item[0])] if free else ranked
 
 
-def _ends_first(state: GatewayState, keys: list[str], now: float) -> str | None:
-    return min(keys, key=lambda key: state.available_at(key, now)) if keys else None
+def _ends_first(router: Router, keys: list[str], now: float) -> str | None:
+    return min(keys, key=lambda key: router.available_at(key, now)) if keys else None

@@ -1,85 +1,263 @@
-"""JSON pictures of the gateway state, for `GET /gateway/state` and the TUI."""
+"""Frozen pictures of the gateway (views.py), built from the state's parts without changing them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from itertools import islice
+from typing import Protocol
 
-from ..config import POOLS
+from ..config import POOLS, RoutingSettings
+from .catalog import Catalog
+from .controls import Controls
+from .cooldowns import Cooldowns
+from .flow import Flow
+from .flows import Flows
+from .keys import KeyRing
+from .posteriors import PosteriorBook
+from .records import LogHealth, RequestRecord
+from .rejections import Rejections
+from .response_store import StoreCounts
+from .routing import Router
+from .scoring import score
+from .sticky import StickySessions
+from .views import (
+    Bans,
+    CooldownView,
+    Demo,
+    FlowDetail,
+    FlowView,
+    KeyView,
+    LogView,
+    PoolEntry,
+    PosteriorView,
+    ScoreView,
+    SessionView,
+    Snapshot,
+    StoreView,
+    Totals,
+)
+
+
+class Parts(Protocol):
+    """What a snapshot is built from: the state's parts (`GatewayState` has them)."""
+
+    clock: Callable[[], float]
+    routing: RoutingSettings
+    catalog: Catalog
+    controls: Controls
+    keys: KeyRing
+    cooldowns: Cooldowns
+    sessions: StickySessions
+    book: PosteriorBook
+    flows: Flows
+    router: Router
+    rejections: Rejections
+    demo_paused: bool
+    log_health: Callable[[], LogHealth]
+    responses_store: Callable[[], StoreCounts]
+
 
 RECENT_IN_SNAPSHOT = 20
-"""Finished requests a snapshot carries, newest last (the TUI lingers on them briefly)."""
-
-if TYPE_CHECKING:
-    from .state import GatewayState
+"""Finished requests a snapshot carries, newest last (the screen lingers on them briefly)."""
 
 
-def pools_json(state: GatewayState) -> dict[str, list[dict[str, Any]]]:
+def view_of(flow: Flow) -> FlowView:
+    first = flow.first_byte_at
+    done = flow.finished_at is not None
+    return FlowView(
+        id=flow.id,
+        session=flow.session,
+        requested_model=flow.requested_model,
+        model=flow.model,
+        provider=flow.provider,
+        attempt=flow.attempt,
+        state=flow.phase,
+        stream=flow.stream,
+        dialect=flow.dialect,
+        started=flow.started,
+        ttfb_ms=None if first is None else round((first - flow.started) * 1000, 1),
+        chunks=flow.chunks,
+        heartbeats=flow.heartbeats,
+        last_chunk_at=flow.last_chunk_at,
+        failures=tuple(flow.decisions),
+        finished_at=flow.finished_at,
+        status=flow.status if done else None,
+        error_kind=flow.error_kind if done else None,
+    )
+
+
+def detail_of(flow: Flow, now: float) -> FlowDetail:
+    """A copy of everything the detail screen shows of a request still in memory."""
+    attempts = tuple(flow.attempts)
+    return FlowDetail(
+        view=view_of(flow),
+        attempts=attempts,
+        error=flow.error,
+        latency_ms=flow.latency_ms if flow.done else None,
+        tokens_in=flow.tokens_in,
+        tokens_out=flow.tokens_out,
+        body=flow.body,
+        timeline=tuple(flow.timeline),
+    )
+
+
+def detail_of_row(row: RequestRecord) -> FlowDetail:
+    """What the request log still knows of an older request (no body, no chunk timeline)."""
+    finished = row.started + row.latency_ms / 1000
+    last = row.attempts[-1] if row.attempts else None
+    return FlowDetail(
+        view=FlowView(
+            id=row.id,
+            session=row.session,
+            requested_model=row.requested_model,
+            model=row.model,
+            provider=row.provider,
+            attempt=len(row.attempts),
+            state="done",
+            stream=row.streamed,
+            dialect=row.dialect,
+            started=row.started,
+            ttfb_ms=row.ttfb_ms,
+            chunks=0,
+            heartbeats=0,
+            last_chunk_at=None if last is None else finished,
+            failures=(),
+            finished_at=finished,
+            status=row.status,
+            error_kind=row.error_kind,
+        ),
+        attempts=row.attempts,
+        error=row.error,
+        latency_ms=row.latency_ms,
+        tokens_in=row.tokens_in,
+        tokens_out=row.tokens_out,
+        from_log=True,
+    )
+
+
+def build_pools(state: Parts) -> dict[str, tuple[PoolEntry, ...]]:
     now = state.clock()
-    out: dict[str, list[dict[str, Any]]] = {}
+    router, controls, models = state.router, state.controls, state.catalog.models
+    out: dict[str, tuple[PoolEntry, ...]] = {}
     for pool in POOLS:
-        chain = state.chain(pool)
-        out[pool] = [
-            {
-                "model": key,
-                "provider": state.catalog.models[key].provider,
-                "id": state.catalog.models[key].id,
-                "position": position,
-                "enabled": key not in state.controls.pools.disabled,
-                "banned": key in state.controls.banned_models
-                or state.catalog.models[key].provider in state.controls.banned_providers,
-                "cooling": state.available_at(key, now) > now,  # a cooling model, or all its keys
-                "usable": state.is_usable(key),
-            }
-            for position, key in enumerate(chain)
-        ]
+        out[pool] = tuple(
+            PoolEntry(
+                model=key,
+                provider=models[key].provider,
+                id=models[key].id,
+                position=position,
+                enabled=key not in controls.pools.disabled,
+                banned=key in controls.banned_models
+                or models[key].provider in controls.banned_providers,
+                cooling=router.available_at(key, now) > now,  # a cooling model, or all its keys
+                usable=router.is_usable(key),
+            )
+            for position, key in enumerate(router.chain(pool))
+        )
     return out
 
 
-def snapshot(state: GatewayState) -> dict[str, Any]:
-    """A JSON-ready picture of everything, for the state API and the TUI."""
+def build_snapshot(state: Parts, *, intervals: bool = True) -> Snapshot:
     now = state.clock()
-    routing = state.routing
-    return {
-        "now": now,
-        "active": [r.as_json() for r in state.active.values()],
-        "recent": [r.as_json() for r in list(state.recent)[-RECENT_IN_SNAPSHOT:]],
-        "pools": pools_json(state),
-        "sticky": [
-            s.as_json(now, ttl_s=routing.sticky_ttl_s, ban_ttl_s=routing.provider_ban_ttl_s)
+    routing, flows = state.routing, state.flows
+    recent = flows.recent
+    skip = max(0, len(recent) - RECENT_IN_SNAPSHOT)
+    health = state.log_health()
+    store = state.responses_store()
+    return Snapshot(
+        now=now,
+        active=tuple(view_of(f) for f in flows.active.values()),
+        recent=tuple(view_of(f) for f in islice(recent, skip, None)),
+        pools=build_pools(state),
+        sticky=tuple(
+            SessionView(
+                key=s.key,
+                mode=s.mode,
+                preview=s.preview,
+                model=s.model,
+                api_key_id=s.api_key_id,
+                turns=s.turns,
+                source=s.source,
+                banned={
+                    p: round(left, 1)
+                    for p, left in s.active_bans(now, routing.provider_ban_ttl_s).items()
+                },
+                expires_in=round(max(0.0, s.expires(routing.sticky_ttl_s) - now), 1),
+            )
             for s in state.sessions.entries(now)
-        ],
-        "cooldowns": [c.as_json(now) for c in state.cooldowns.entries(now)],
-        "posteriors": posteriors_json(state),
-        "bans": {
-            "models": sorted(state.controls.banned_models),
-            "providers": sorted(state.controls.banned_providers),
+        ),
+        cooldowns=tuple(
+            CooldownView(
+                model=c.model,
+                provider=c.provider,
+                key_id=c.key_id,
+                reason=c.reason,
+                started=c.started,
+                expires=c.expires,
+                remaining_s=round(c.remaining(now), 1),
+                duration_s=round(c.expires - c.started, 1),
+                failures=c.failures,
+            )
+            for c in state.cooldowns.entries(now)
+        ),
+        posteriors=_posteriors(state, intervals=intervals),
+        bans=Bans(
+            models=tuple(sorted(state.controls.banned_models)),
+            providers=tuple(sorted(state.controls.banned_providers)),
+        ),
+        protection=dict(state.controls.protection),
+        keys={
+            provider: tuple(KeyView(**row) for row in rows)
+            for provider, rows in state.keys.as_json().items()
         },
-        "protection": dict(state.controls.protection),
-        "keys": state.keys.as_json(),  # masked: a secret never leaves the state
-        "strategy": routing.strategy,
-        "totals": {"finished": state.finished_count, "failed": state.failed_count},
-        "demo": {"paused": state.demo_paused},
-        "log": state.log_health().as_json(),
-        "responses_store": state.responses_store().as_json(),
-        "rejected": dict(state.rejections.totals().most_common(20)),
-    }
+        strategy=routing.strategy,
+        totals=Totals(finished=flows.finished, failed=flows.failed),
+        demo=Demo(paused=state.demo_paused),
+        log=LogView(**health.as_json()),
+        responses_store=StoreView(stored=store.stored, cap=store.cap, ttl_s=store.ttl_s),
+        rejected=dict(state.rejections.totals().most_common(20)),
+    )
 
 
-def posteriors_json(state: GatewayState) -> dict[str, dict[str, Any]]:
+def _posteriors(state: Parts, *, intervals: bool) -> dict[str, PosteriorView]:
     """Each model's posterior, where it sits, and the parts of its routing score.
 
     `score` holds every term but the draw (which is new for each request): with the posterior's
-    mean in place of the draw it says why a model tends to rank where it does.
+    mean in place of the draw it says why a model tends to rank where it does. Computed here
+    from the posterior, not read from routing's cache, so a snapshot changes nothing.
     """
     out = {}
+    models = state.catalog.models
     for pool in POOLS:
-        chain = state.chain(pool)
-        bases = state.score_bases.for_pool(state.book, state.catalog.models, pool, chain)
+        chain = state.router.chain(pool)
         for position, key in enumerate(chain):
-            posterior = state.book.posterior(key)
-            terms = bases[key].as_json()
-            del terms["total"]  # of the terms without a draw: see expected_total
-            terms["sample"] = None
-            terms["expected_total"] = round(state.score_bases.totals[key] + posterior.mean, 4)
-            out[key] = posterior.as_json() | {"pool": pool, "position": position, "score": terms}
+            p = state.book.posterior(key)
+            terms = score(
+                p, sample=0.0, intelligence=models[key].intelligence, position=position,
+                chain_length=len(chain), pool=pool,
+            )  # fmt: skip
+            out[key] = PosteriorView(
+                model=key,
+                alpha=p.alpha,
+                beta=p.beta,
+                mean=p.mean,
+                interval=p.interval() if intervals else None,
+                weighted_successes=p.weighted_successes,
+                weighted_failures=p.weighted_failures,
+                successes=p.successes,
+                failures=p.failures,
+                ttfb_ms=p.ttfb_ms,
+                tokens_per_s=p.tokens_per_s,
+                seen=p.seen,
+                pool=pool,
+                position=position,
+                score=ScoreView(
+                    sample=None,
+                    speed=terms.speed,
+                    latency=terms.latency,
+                    intelligence=terms.intelligence,
+                    position=terms.position,
+                    expected_total=round(terms.total + p.mean, 4),
+                ),
+            )
     return out

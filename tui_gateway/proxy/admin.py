@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from ..config import PROTECTION_LEVELS
@@ -30,7 +31,12 @@ from .validation import read_json
 
 
 async def get_state(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE].snapshot())
+    """Everything the screen shows, as JSON: a `Snapshot` encoded as it is."""
+    return _json(request.app[STATE].snapshot())
+
+
+def _json(value: Any) -> web.Response:
+    return web.Response(body=msgspec.json.encode(value), content_type="application/json")
 
 
 def _model(request: web.Request) -> str:
@@ -55,7 +61,7 @@ def _field(body: dict[str, Any], name: str, kind: type, expected: str) -> Any:
 
 
 def _ok(state: GatewayState, **extra: Any) -> web.Response:
-    return web.json_response({"ok": True, **extra, "pools": state.pools_json()})
+    return _json({"ok": True, **extra, "pools": state.pools()})
 
 
 async def move_model(request: web.Request) -> web.Response:

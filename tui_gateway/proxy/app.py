@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ..asyncio_utils import spawn
 from ..config import Settings
-from ..domain.state import PERSISTED_TOPICS, GatewayState
+from ..domain.state import PERSISTED_EVENTS, GatewayState
 from ..providers import Upstream, make_upstream
 from ..store import RequestLog
 from ..store.saved import Saver, load_saved
@@ -84,7 +84,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         await _load_posteriors(state, request_log)
         saver = Saver(request_log.db, state.controls.saved, lock=request_log.write_lock)
         stack.push_async_callback(saver.close)
-        stack.callback(state.subscribe(lambda _e: saver.changed(), topics=PERSISTED_TOPICS))
+        stack.callback(state.subscribe(lambda _e: saver.changed(), kinds=PERSISTED_EVENTS))
         refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
         stack.callback(refresher.cancel)
         yield
@@ -93,12 +93,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
 async def _load_posteriors(state: GatewayState, request_log: RequestLog) -> None:
     """One aggregate query over the log's window (in aiosqlite's thread, off the event loop)."""
     book = state.book
-    now = state.clock()
     rows = await load_buckets(
-        request_log.db, now=now, window_s=book.window_s, bucket_s=book.bucket_s
+        request_log.db, now=state.clock(), window_s=book.window_s, bucket_s=book.bucket_s
     )
-    book.load(rows, now)
-    state.score_bases.forget()
+    state.load_history(rows)
 
 
 async def _refresh_posteriors(state: GatewayState) -> None:

@@ -57,7 +57,8 @@ class StreamScan:
             # newline cannot occur inside JSON) to the blank line after it.
             start = framed.rfind(b"\n\ndata: ", 0, at)
             start = 6 if start == -1 else start + 8
-            self._read_usage(framed[start : framed.find(b"\n\n", at)])
+            # A multi-line event keeps a `data: ` prefix per line: join them back first.
+            self._read_usage(framed[start : framed.find(b"\n\n", at)].replace(b"\ndata: ", b"\n"))
         self.done = batch.done
         self.chunks += batch.count
         return batch

@@ -1,30 +1,28 @@
-"""The errors a client sees when its request cannot be served, each recorded on its trace."""
+"""The errors a client sees when its request cannot be served, each recorded on its flow."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from ..domain.errors import ErrorKind, UpstreamError
+from ..domain.flow import Flow
 from .errors import APIError
-from .trace import CallTrace
-
-STALL_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.STALL})
 
 
-def refused(trace: CallTrace, exc: UpstreamError) -> APIError:
+def refused(flow: Flow, exc: UpstreamError) -> APIError:
     """A 4xx that every upstream would give: return the provider's reason, do not retry."""
     status = exc.status or 400
-    trace.fail(status, exc.kind, exc.message)
+    flow.fail(status, exc.kind, exc.message)
     return APIError(status, exc.message, code=exc.code or "upstream_rejected")
 
 
-def exhausted(trace: CallTrace, *, skipped: Sequence[str] = ()) -> APIError:
+def exhausted(flow: Flow, *, skipped: Sequence[str] = ()) -> APIError:
     """Every candidate failed; `skipped` says which providers were left out, and why."""
-    failures = trace.failures
+    failures = flow.failures
     kinds = {exc.kind for _, exc in failures}
     if kinds == {ErrorKind.RATE_LIMITED}:
         status, code = 429, "rate_limit_exceeded"
-    elif kinds and kinds <= STALL_KINDS:
+    elif kinds and all(kind.stall for kind in kinds):
         status, code = 504, "upstream_timeout"
     elif failures and all(e.code == "context_length_exceeded" for _, e in failures):
         # Every model said the conversation is too long for it: the client should shorten it
@@ -37,7 +35,7 @@ def exhausted(trace: CallTrace, *, skipped: Sequence[str] = ()) -> APIError:
         status, code = 502, "all_candidates_failed"
     tried = "; ".join(f"{model} ({exc.describe()})" for model, exc in failures)
     message = "; ".join([f"all {len(failures)} candidates failed: {tried}", *skipped])
-    trace.fail(status, kinds.pop() if len(kinds) == 1 else "upstream_error", message)
+    flow.fail(status, kinds.pop() if len(kinds) == 1 else "upstream_error", message)
     headers = {}
     waits = [e.retry_after_s for _, e in failures if e.retry_after_s is not None]
     if status == 429 and waits:
@@ -48,13 +46,13 @@ def exhausted(trace: CallTrace, *, skipped: Sequence[str] = ()) -> APIError:
     )
 
 
-def shut_down(trace: CallTrace) -> APIError:
-    trace.attempt_interrupted(ErrorKind.SHUTDOWN)
-    trace.fail(503, ErrorKind.SHUTDOWN, "the gateway shut down during the request")
+def shut_down(flow: Flow) -> APIError:
+    flow.attempt_interrupted(ErrorKind.SHUTDOWN)
+    flow.fail(503, ErrorKind.SHUTDOWN, "the gateway shut down during the request")
     return APIError(503, "the gateway is shutting down", type="server_shutdown", code="shutdown")
 
 
 def mid_stream_error(exc: UpstreamError, model: str) -> APIError:
-    kind = "stream_timeout" if exc.kind in STALL_KINDS else "upstream_error"
+    kind = "stream_timeout" if exc.kind.stall else "upstream_error"
     message = f"{model} failed after the stream started: {exc.describe()}"
     return APIError(502, message, type=kind, code=str(exc.kind))

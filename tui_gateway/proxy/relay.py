@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -12,7 +11,8 @@ from ..asyncio_utils import spawn
 from ..config import ModelSettings, Settings
 from ..domain.attempts import AttemptPlan
 from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
-from ..domain.routing import Candidate
+from ..domain.flow import Flow
+from ..domain.routing import Candidate, Plan
 from ..domain.state import GatewayState
 from ..providers import Upstream
 from .chunks import (
@@ -27,12 +27,8 @@ from .dialects import Dialect, StreamEncoder
 from .dialects.chat import CHAT_STREAM
 from .errors import APIError
 from .outcomes import exhausted, mid_stream_error, refused, shut_down
-from .trace import CallTrace
 from .validation import ChatCall
 from .watchdog import Heartbeat, Watchdog
-
-Plan = tuple[list[Candidate], Callable[[], list[Candidate]]]
-"""The head of a request's candidates and the function that ranks the rest (see plan_lazily)."""
 
 
 @dataclass(slots=True)
@@ -44,7 +40,6 @@ class _Attempt:
     upstream: Upstream
     key_id: str
     api_key: str
-    started: float
 
 
 @dataclass(slots=True, eq=False)
@@ -56,7 +51,7 @@ class Relay:
     state: GatewayState
     upstreams: dict[str, Upstream]
     settings: Settings
-    trace: CallTrace
+    flow: Flow
     pool: str
     """The pool the request routes through (named in errors about what it left out)."""
     dialect: Dialect
@@ -102,10 +97,9 @@ class Relay:
                 f"{candidate.model} is cooling down but nothing else is left: trying it"
             )
         key_id, api_key = self.state.pick_key(candidate.model)
-        self.state.begin_attempt(self.trace.active, model=candidate.model, provider=model.provider)
-        self.trace.start_attempt(provider=model.provider, model=candidate.model)
+        self.state.begin_attempt(self.flow, model=candidate.model, provider=model.provider)
         upstream = self.upstreams[model.provider]
-        return _Attempt(candidate, model, upstream, key_id, api_key, self.state.clock())
+        return _Attempt(candidate, model, upstream, key_id, api_key)
 
     def _failed(
         self, plan: AttemptPlan, attempt: _Attempt, exc: UpstreamError, *, after_first_byte: bool
@@ -124,12 +118,10 @@ class Relay:
                 retry_after_s=exc.retry_after_s,
                 other_key_free=self.state.other_key_free(key, attempt.key_id),
             )
-        self.trace.attempt_failed(exc)
         self.state.record_failure(
-            self.trace.active,
-            model=key,
+            self.flow,
+            self.flow.attempt_failed(exc),
             key_id=attempt.key_id,
-            started=attempt.started,
             kind=exc.kind,
             decision=decision,
             reason=exc.describe() + (f"; retrying ({retry.why})" if retry else ""),
@@ -139,30 +131,14 @@ class Relay:
         )
 
     def _succeeded(self, attempt: _Attempt) -> None:
-        self.trace.attempt_succeeded()
-        record = self.trace.attempts[-1]
-        # Speed: output tokens over the time they took to arrive (a whole non-streaming reply
-        # arrives at once, so there it is tokens over the whole call).
-        generating_ms = record.latency_ms - (record.ttfb_ms or 0.0)
-        if not self.call.stream or generating_ms < 50:
-            generating_ms = record.latency_ms
-        tokens = self.trace.tokens_out
-        speed = tokens * 1000 / generating_ms if tokens and generating_ms > 0 else None
-        self.state.record_success(
-            self.trace.active,
-            model=attempt.candidate.model,
-            key_id=attempt.key_id,
-            started=attempt.started,
-            ttfb_ms=record.ttfb_ms if self.call.stream else None,
-            tokens_per_s=speed,
-        )
+        self.state.record_success(self.flow, self.flow.attempt_succeeded(), key_id=attempt.key_id)
 
     def _headers(self, model: ModelSettings) -> dict[str, str]:
         return {
             "X-Gateway-Provider": model.provider,
             "X-Gateway-Model": model.key,
-            "X-Gateway-Attempts": str(len(self.trace.attempts) + 1),
-            "X-Request-Id": self.trace.active.id,
+            "X-Gateway-Attempts": str(self.flow.attempt),
+            "X-Request-Id": self.flow.id,
         }
 
     # --- non-streaming --------------------------------------------------------------------
@@ -178,29 +154,29 @@ class Relay:
                     )
             except TimeoutError:
                 if self.stopping:
-                    raise shut_down(self.trace) from None
+                    raise shut_down(self.flow) from None
                 exc: UpstreamError = Stalled(
                     f"no reply within {timeout:g} s", kind=ErrorKind.TIMEOUT
                 )
             except UpstreamError as failure:
                 exc = failure
             else:
-                self.trace.first_byte_seen()
+                self.flow.first_byte_seen()
                 headers = self._headers(attempt.model)
-                self.trace.tokens_in = reply.prompt_tokens
-                self.trace.tokens_out = reply.completion_tokens
+                self.flow.tokens_in = reply.prompt_tokens
+                self.flow.tokens_out = reply.completion_tokens
                 self._succeeded(attempt)
                 if _client_gone(self.request):
-                    self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
+                    self.flow.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
                 body = self.dialect.reply(self.call, reply.body)
                 return web.Response(body=body, content_type="application/json", headers=headers)
             finally:
                 self._dog = None
             self._failed(plan, attempt, exc, after_first_byte=False)
             if not exc.retryable:
-                raise refused(self.trace, exc) from None
+                raise refused(self.flow, exc) from None
         if self.stopping:
-            raise shut_down(self.trace)
+            raise shut_down(self.flow)
         raise self._exhausted()
 
     # --- streaming ------------------------------------------------------------------------
@@ -215,7 +191,7 @@ class Relay:
         """
         streaming = self.settings.streaming
         plan = self._plan(candidates)
-        out = self.out = self.dialect.encoder(self.call, self.trace.active.id)
+        out = self.out = self.dialect.encoder(self.call, self.flow.id)
         loop = asyncio.get_running_loop()
         beats = Heartbeat(streaming.heartbeat_interval_s, loop.time())
         delivered: list[bytes] = []
@@ -248,9 +224,9 @@ class Relay:
                                 batch = batch.without_done()  # usage goes before [DONE]
                             response = await self._commit(attempt.model)
                             if not dog.fed:
-                                self.trace.first_byte_seen()
+                                self.flow.first_byte_seen()
                             dog.feed(limit_s=streaming.stall_timeout_s)
-                            self.state.record_chunks(self.trace.active, batch.count)
+                            self.flow.chunks_relayed(batch.count)
                             await response.write(out.events(batch.framed))
                             beats.last = loop.time()
                             delivered.append(batch.framed)
@@ -264,8 +240,8 @@ class Relay:
                     return self._client_left()
                 if self.stopping:
                     if self._response is None:
-                        raise shut_down(self.trace) from None
-                    await _write_quietly(self._response, out.failed(shut_down(self.trace)))
+                        raise shut_down(self.flow) from None
+                    await _write_quietly(self._response, out.failed(shut_down(self.flow)))
                     return self._response
                 limit = streaming.stall_timeout_s if dog.fed else streaming.first_byte_timeout_s
                 where = "between chunks" if dog.fed else "before the first chunk"
@@ -280,18 +256,16 @@ class Relay:
                 assert self._response is not None  # scan.finished implies a payload went out
                 if scan.malformed:
                     self.state.note(
-                        f"{self.trace.active.id} dropped {scan.malformed} malformed event(s)"
+                        f"{self.flow.id} dropped {scan.malformed} malformed event(s)"
                         f" from {attempt.candidate.model}"
                     )
-                self.trace.tokens_in = scan.prompt_tokens
-                self.trace.tokens_out = scan.completion_tokens or scan.chunks
+                self.flow.tokens_in = scan.prompt_tokens
+                self.flow.tokens_out = scan.completion_tokens or scan.chunks
                 self._succeeded(attempt)
                 owed = owes_usage(self.call.body, scan)
                 tail = b"" if scan.done and not owed else b"data: [DONE]\n\n"
                 if owed:
-                    usage = usage_event(
-                        self.call.body, attempt.model.id, scan, self.trace.active.id
-                    )
+                    usage = usage_event(self.call.body, attempt.model.id, scan, self.flow.id)
                     tail = usage + tail
                 await _write_quietly(self._response, out.events(tail))
                 return self._response
@@ -299,8 +273,8 @@ class Relay:
                 self._failed(plan, attempt, exc, after_first_byte=False)
                 if not exc.retryable:
                     if self._response is None:
-                        raise refused(self.trace, exc)
-                    return await self._end_with(refused(self.trace, exc))
+                        raise refused(self.flow, exc)
+                    return await self._end_with(refused(self.flow, exc))
                 continue
             if broke is not None and exc.kind == ErrorKind.REJECTED:
                 # A 400 to a continuation: this provider does not take a prefill.
@@ -313,17 +287,15 @@ class Relay:
                 broke, broke_model = exc, attempt.candidate.model
                 answer_id = first_chunk_id(delivered)
             plan.only = lambda c: self.state.can_continue(c.model)
-            self.state.begin_continuation(
-                self.trace.active, attempt.candidate.model, exc.describe()
-            )
+            self.state.begin_continuation(self.flow, attempt.candidate.model, exc.describe())
         if self.stopping:
             if self._response is None:
-                raise shut_down(self.trace)
-            return await self._end_with(shut_down(self.trace))
+                raise shut_down(self.flow)
+            return await self._end_with(shut_down(self.flow))
         if broke is not None:
             assert self._response is not None
             # The answer broke off and nothing could continue it: say why, never `stop`.
-            self.trace.fail(200, broke.kind, broke.message)
+            self.flow.fail(200, broke.kind, broke.message)
             error = mid_stream_error(broke, broke_model)
             await _write_quietly(self._response, out.failed(error))
             return self._response
@@ -333,7 +305,7 @@ class Relay:
 
     def _exhausted(self) -> APIError:
         """All candidates failed; the error also names providers left out for their keys."""
-        return exhausted(self.trace, skipped=self.state.keys_rejected_notes(self.pool))
+        return exhausted(self.flow, skipped=self.state.keys_rejected_notes(self.pool))
 
     async def _end_with(self, error: APIError) -> web.StreamResponse:
         """Headers already went out: the error becomes the stream's last event."""
@@ -342,13 +314,13 @@ class Relay:
         return self._response
 
     def _client_left(self) -> web.StreamResponse:
-        self.trace.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
-        self.trace.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
+        self.flow.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
+        self.flow.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
         return self._response or web.Response(status=499)
 
     def _on_quiet(self) -> None:
         """Watchdog callback (must not raise): the upstream has been quiet for a heartbeat."""
-        spawn(self._beat(), name=f"heartbeat-{self.trace.active.id}")
+        spawn(self._beat(), name=f"heartbeat-{self.flow.id}")
 
     async def _beat(self) -> None:
         try:
@@ -361,7 +333,7 @@ class Relay:
             if self.client_gone and self._dog is not None:
                 self._dog.fire()
             return
-        self.state.record_heartbeat(self.trace.active)
+        self.flow.heartbeat_sent()
 
     async def _commit(self, model: ModelSettings) -> web.StreamResponse:
         """Send status and headers once: from here on, failures are stream events."""

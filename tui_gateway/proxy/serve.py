@@ -13,15 +13,12 @@ from aiohttp.typedefs import Handler
 
 from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
 from ..domain.errors import ErrorKind
-from ..domain.routing import plan_lazily
-from ..domain.sessions import session_preview
 from .dialects import Dialect
 from .errors import APIError
 from .headers import session_header
 from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .rejected import ROUTED
 from .relay import Relay
-from .trace import CallTrace
 from .validation import read_json
 
 
@@ -48,36 +45,17 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             code="model_not_found",
         ) from None
 
-    now = state.clock()
-    key, source = session_header(request) or (
-        state.conversations.session_for(target.mode, call.messages, now),
-        "history",
-    )
-    session = state.sessions.open(
-        key,
-        mode=target.mode,
-        preview=lambda: session_preview(call.messages),
-        now=now,
-        source=source,
-    )
-    plan = plan_lazily(
-        state,
-        target,
-        session=session,
-        now=now,
-        rng=state.rng,
-        max_attempts=settings.routing.max_attempts,
-    )
-    active = state.begin_request(
-        session=key,
+    session = state.open_session(session_header(request), target, call.messages)
+    plan = state.plan(target, session)
+    flow = state.begin_request(
+        session=session.key,
         requested_model=call.model,
         stream=call.stream,
         body=call.body,
         dialect=dialect.name,
     )
     request[ROUTED] = True  # from here on, this request's own record is its log row
-    trace = CallTrace(active)
-    relay = Relay(request, call, state, app[UPSTREAMS], settings, trace, target.pool, dialect)
+    relay = Relay(request, call, state, app[UPSTREAMS], settings, flow, target.pool, dialect)
     in_flight = app[IN_FLIGHT]
     in_flight.add(relay)
     try:
@@ -86,21 +64,20 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             skipped = state.keys_rejected_notes(target.pool)  # say why, when keys are the reason
             why = "; ".join(skipped) or f"pool '{target.pool}' is empty"
             message = f"no enabled model can serve '{call.model}' ({why})"
-            trace.fail(503, ErrorKind.NO_CANDIDATE, message)
+            flow.fail(503, ErrorKind.NO_CANDIDATE, message)
             raise APIError(503, message, type="upstream_error", code="no_candidate")
         if call.stream:
             return await relay.stream(plan)
         return await relay.once(plan)
     except asyncio.CancelledError:
-        if trace.error_kind is None:
-            trace.fail(503, ErrorKind.SHUTDOWN, "gateway shut down during the request")
+        if flow.error_kind is None:
+            flow.fail(503, ErrorKind.SHUTDOWN, "gateway shut down during the request")
         raise
     finally:
         # Exactly one log row and no active entry left behind, whatever happened above.
         in_flight.discard(relay)
-        record = trace.record()
-        state.finish_request(active, record)
-        log.append(record)
+        if state.finish_request(flow):
+            log.append(flow)
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -1,4 +1,5 @@
-"""SQLite persistence: the request log (and, later, saved pool order and bans)."""
+"""SQLite persistence: the request log (log.py writes, read.py reads, rows.py maps records to rows),
+the posteriors' reload (stats.py), the user's saved controls (saved.py), and the schema."""
 
 from __future__ import annotations
 

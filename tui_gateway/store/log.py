@@ -9,6 +9,9 @@ The writer never stops and never loses a row quietly (issue 8):
   those values repaired (`repair.py`). Only then: the fast path is one multi-row INSERT per chunk.
 - `close()` gives up after a bound and says how many rows it could not write. The connection's
   thread is a daemon, so a SQLite call that never returns cannot keep the process from exiting.
+
+What a row holds is `rows.py`'s business (with each attempt's outcome, for the posteriors' reload);
+reading requests back is `read.py`'s.
 """
 
 from __future__ import annotations
@@ -18,49 +21,24 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import aiosqlite
 
 from ..asyncio_utils import spawn
-from ..domain.records import AttemptRecord, LogHealth, RequestRecord
+from ..domain.records import LoggedRequest, LogHealth, RequestRecord
 from ..domain.text import clean_text
-from .repair import ATTEMPT_COLUMNS, REQUEST_COLUMNS, Column, Row, is_data_error, repair_batch
+from .read import read_requests
+from .repair import is_data_error, repair_batch
+from .rows import Row, as_record, attempt_rows, insert_rows, request_row
 from .schema import migrate
 
 log = logging.getLogger("tui_gateway.store")
 
 
-def _insert(table: str, columns: Sequence[Column]) -> str:
-    names = ", ".join(c.name for c in columns)
-    return f"INSERT OR REPLACE INTO {table} ({names}) VALUES "
-
-
-_INSERT_REQUEST = _insert("requests", REQUEST_COLUMNS)
-_INSERT_ATTEMPT = _insert("attempts", ATTEMPT_COLUMNS)
-_MAX_PARAMS = 32_000  # SQLite allows 32,766 bound parameters per statement (3.32 and newer)
-
-
-def _multi_row(head: str, rows: Sequence[Row]) -> Iterator[tuple[str, list[object]]]:
-    """One `INSERT ... VALUES (...), (...), ...` per chunk of rows instead of one step per row.
-
-    `executemany` steps once per row and gives up and takes back the GIL around every step,
-    which under load makes the writer thread and the event loop trade the GIL thousands of
-    times a second. One statement per chunk trades it once.
-    """
-    if not rows:
-        return
-    width = len(rows[0])
-    group = "(" + ", ".join("?" * width) + ")"
-    per_chunk = _MAX_PARAMS // width
-    for start in range(0, len(rows), per_chunk):
-        chunk = rows[start : start + per_chunk]
-        yield head + ", ".join([group] * len(chunk)), [v for row in chunk for v in row]
-
-
 class RequestLog:
-    """Batches `RequestRecord`s and writes them every `flush_interval_s` (or when many wait).
+    """Batches finished requests and writes them every `flush_interval_s` (or when many wait).
 
     Args:
         max_backlog: rows kept while the database refuses writes; past it the oldest go.
@@ -92,7 +70,7 @@ class RequestLog:
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._on_health = on_health
-        self._pending: list[RequestRecord] = []
+        self._pending: list[LoggedRequest] = []
         self._inflight = 0
         """How many rows at the head of `_pending` the writer holds; a drop never takes those."""
         self._lock = asyncio.Lock()
@@ -135,7 +113,7 @@ class RequestLog:
             raise
         self._writer = spawn(self._write_forever(), name="request-log-writer")
 
-    def append(self, record: RequestRecord) -> None:
+    def append(self, record: LoggedRequest) -> None:
         """Never blocks and never awaits, so it is safe in `finally` blocks and cancelled code."""
         pending = self._pending
         pending.append(record)
@@ -227,25 +205,15 @@ class RequestLog:
                 self._inflight = 0
             self._succeeded()
 
-    async def _write(self, db: aiosqlite.Connection, batch: list[RequestRecord]) -> None:
+    async def _write(self, db: aiosqlite.Connection, batch: list[LoggedRequest]) -> None:
         """Write `batch`, the head of `_pending`, taking rows off the head as they commit.
 
         Raises when the database refused; whatever did not commit stays pending.
         """
-        requests: list[Row] = [
-            (r.id, r.started, r.session, r.requested_model, int(r.streamed), r.status,
-             r.latency_ms, r.provider, r.model, r.error_kind, r.error, r.ttfb_ms, r.tokens_in,
-             r.tokens_out, r.dialect)
-            for r in batch
-        ]  # fmt: skip
-        attempts: list[Row] = [
-            (r.id, a.attempt, a.provider, a.model, a.started, a.latency_ms, a.status,
-             a.error_kind, a.error, a.ttfb_ms)
-            for r in batch
-            for a in r.attempts
-        ]  # fmt: skip
+        requests = [request_row(r) for r in batch]
+        attempts = [row for r in batch for row in attempt_rows(r)]
         try:
-            await _insert_rows(db, requests, attempts)
+            await insert_rows(db, requests, attempts)
         except Exception as exc:
             await _rollback(db)
             if not is_data_error(exc):
@@ -258,14 +226,14 @@ class RequestLog:
     async def _write_repaired(
         self,
         db: aiosqlite.Connection,
-        batch: list[RequestRecord],
+        batch: list[LoggedRequest],
         requests: list[Row],
         attempts: list[Row],
     ) -> None:
         """After a value in `batch` made the write fail: repair the rows and write them again."""
         fixed = repair_batch(batch, requests, attempts)
         try:
-            await _insert_rows(
+            await insert_rows(
                 db, [f.request for f in fixed], [a for f in fixed for a in f.attempts]
             )
         except Exception as exc:
@@ -279,7 +247,7 @@ class RequestLog:
         # by writing one request at a time, and give up on that one only.
         for one, record in zip(fixed, batch, strict=True):
             try:
-                await _insert_rows(db, [one.request], list(one.attempts))
+                await insert_rows(db, [one.request], list(one.attempts))
             except Exception as exc:
                 await _rollback(db)
                 if not is_data_error(exc):
@@ -353,47 +321,21 @@ class RequestLog:
         except Exception:
             log.exception("request log: the on_health callback failed")
 
-    async def recent(self, limit: int = 100) -> list[RequestRecord]:
-        """The newest logged requests with their attempts (flushes first unless writes fail)."""
-        rows = await self._requests("SELECT * FROM requests ORDER BY started DESC LIMIT ?", limit)
-        return [await self._record(row) for row in rows]
-
     async def get(self, request_id: str) -> RequestRecord | None:
         """One logged request with its attempts, or None; one still waiting to be written is
         found too."""
-        rows = await self._requests("SELECT * FROM requests WHERE id = ?", request_id)
-        if rows:
-            return await self._record(rows[0])
-        return next((r for r in reversed(self._pending) if r.id == request_id), None)
+        await self._read_now()
+        found = await read_requests(self.db, "WHERE id = ?", (request_id,))
+        if found:
+            return found[0]
+        waiting = next((r for r in reversed(self._pending) if r.id == request_id), None)
+        return None if waiting is None else as_record(waiting)
 
-    async def _requests(self, sql: str, *params: object) -> list[aiosqlite.Row]:
-        if self._failing_since is None:  # while failing, read now rather than wait on a lock
+    async def _read_now(self) -> None:
+        """Write what is pending first, so a read sees it; while failing, read at once instead
+        of waiting on a lock."""
+        if self._failing_since is None:
             await self.flush()
-        assert self._db is not None
-        self._db.row_factory = aiosqlite.Row
-        async with self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
-
-    async def _record(self, row: aiosqlite.Row) -> RequestRecord:
-        assert self._db is not None
-        async with self._db.execute(
-            "SELECT * FROM attempts WHERE request_id = ? ORDER BY attempt", (row["id"],)
-        ) as cursor:
-            attempt_rows = await cursor.fetchall()
-        attempts = tuple(
-            AttemptRecord(**{k: a[k] for k in a.keys() if k != "request_id"}) for a in attempt_rows
-        )
-        fields = {k: row[k] for k in row.keys()}
-        fields["streamed"] = bool(fields["streamed"])
-        return RequestRecord(**fields, attempts=attempts)
-
-
-async def _insert_rows(db: aiosqlite.Connection, requests: list[Row], attempts: list[Row]) -> None:
-    for sql, params in _multi_row(_INSERT_REQUEST, requests):
-        await db.execute(sql, params)
-    for sql, params in _multi_row(_INSERT_ATTEMPT, attempts):
-        await db.execute(sql, params)
-    await db.commit()
 
 
 async def _rollback(db: aiosqlite.Connection) -> None:

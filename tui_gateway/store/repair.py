@@ -6,37 +6,12 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
-from ..domain.records import RequestRecord
+from ..domain.records import LoggedRequest
 from ..domain.text import clean_text
+from .rows import ATTEMPT_COLUMNS, REQUEST_COLUMNS, Column, Row
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-Row = tuple[object, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    kind: Literal["text", "int", "real"]
-    nullable: bool = False
-
-
-# In the order `_write` builds its rows.
-REQUEST_COLUMNS = (
-    Column("id", "text"), Column("started", "real"), Column("session", "text"),
-    Column("requested_model", "text"), Column("streamed", "int"), Column("status", "int"),
-    Column("latency_ms", "real"), Column("provider", "text", True), Column("model", "text", True),
-    Column("error_kind", "text", True), Column("error", "text", True),
-    Column("ttfb_ms", "real", True), Column("tokens_in", "int", True),
-    Column("tokens_out", "int", True), Column("dialect", "text"),
-)  # fmt: skip
-ATTEMPT_COLUMNS = (
-    Column("request_id", "text"), Column("attempt", "int"), Column("provider", "text"),
-    Column("model", "text"), Column("started", "real"), Column("latency_ms", "real"),
-    Column("status", "int", True), Column("error_kind", "text", True),
-    Column("error", "text", True), Column("ttfb_ms", "real", True),
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +25,7 @@ class Repaired:
 
 
 def repair_batch(
-    batch: Sequence[RequestRecord], requests: Sequence[Row], attempts: Sequence[Row]
+    batch: Sequence[LoggedRequest], requests: Sequence[Row], attempts: Sequence[Row]
 ) -> list[Repaired]:
     """Each request's rows repaired; `attempts` is every request's attempt rows, in order."""
     fixed: list[Repaired] = []

@@ -1,10 +1,61 @@
-"""Schema, created or migrated at start; `PRAGMA user_version` records how far it got."""
+"""Schema, created or migrated at start; `PRAGMA user_version` records how far it got.
+
+A migration is an SQL script or, when it needs Python (a backfill), an async function; either way
+it runs in one transaction with the version bump, so a failed one leaves the database as it was.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import aiosqlite
 
-MIGRATIONS: tuple[str, ...] = (
+from ..domain.records import AttemptRecord
+from .rows import ATTEMPT_RECORD_COLUMNS, names, outcome_values
+
+BACKFILL_CHUNK = 20_000
+"""Attempt rows read per query while backfilling their outcomes."""
+
+
+async def _backfill_outcomes(db: aiosqlite.Connection) -> None:
+    """Each old attempt's outcome, as `attempt_outcome` makes it, for the posteriors' reload.
+
+    Until issue 10 the reload derived outcomes in SQL and differed from the live ones: it counted
+    a non-streamed success's time to first byte, and no speed at all. Old rows get the outcome
+    the live path would have recorded: a few seconds per million attempts, once. Rows already
+    filled are left alone, so running it again changes nothing.
+    """
+    select = (
+        f"SELECT a.rowid, r.streamed, r.tokens_out, {names(ATTEMPT_RECORD_COLUMNS, 'a.')}"
+        " FROM attempts a LEFT JOIN requests r ON r.id = a.request_id"
+        " WHERE a.rowid > ? AND a.outcome_success IS NULL ORDER BY a.rowid LIMIT ?"
+    )
+    update = (
+        "UPDATE attempts SET outcome_success = ?, outcome_ttfb_ms = ?, outcome_tokens_per_s = ?"
+        " WHERE rowid = ?"
+    )
+    last = 0
+    while True:
+        async with db.execute(select, (last, BACKFILL_CHUNK)) as cursor:
+            cursor.row_factory = None
+            rows: list[Any] = list(await cursor.fetchall())
+        if not rows:
+            return
+        last = rows[-1][0]
+        changes = []
+        for rowid, streamed, tokens_out, *fields in rows:
+            attempt = AttemptRecord(*fields)
+            values = outcome_values(attempt, streamed=bool(streamed), tokens_out=tokens_out)
+            if values[0] is not None:  # a neutral ending keeps NULLs: it counts for nothing
+                changes.append((*values, rowid))
+        await db.executemany(update, changes)
+
+
+Migration = str | Callable[[aiosqlite.Connection], Awaitable[None]]
+
+MIGRATIONS: tuple[Migration, ...] = (
     # 1: the request log
     """
     CREATE TABLE requests (
@@ -50,7 +101,28 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE requests ADD COLUMN dialect TEXT NOT NULL DEFAULT 'chat';
     """,
+    # 4: no query reads attempts by provider and model (the reload groups a scan by model), and
+    # the index cost every write
+    """
+    DROP INDEX IF EXISTS attempts_model_started;
+    """,
+    # 5: each attempt's outcome, what the live posteriors learned from it (rows.py): success 1 or
+    # 0 (NULL: it says nothing about the model), and the time to first byte and speed it counted
+    """
+    ALTER TABLE attempts ADD COLUMN outcome_success INTEGER;
+    ALTER TABLE attempts ADD COLUMN outcome_ttfb_ms REAL;
+    ALTER TABLE attempts ADD COLUMN outcome_tokens_per_s REAL;
+    """,
+    # 6: the outcomes of the attempts logged before 5
+    _backfill_outcomes,
 )
+"""In order; the SQL ones alone (`sql_migrations()`) make a complete schema for a new file."""
+
+
+def sql_migrations() -> str:
+    """The schema as one script, without the data backfills (which an empty log does not need):
+    for tools that build a log with plain sqlite3."""
+    return "".join(m for m in MIGRATIONS if isinstance(m, str))
 
 
 async def migrate(db: aiosqlite.Connection) -> None:
@@ -60,5 +132,16 @@ async def migrate(db: aiosqlite.Connection) -> None:
     async with db.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     version = int(row[0]) if row else 0
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        await db.executescript(f"BEGIN; {script} PRAGMA user_version = {number}; COMMIT;")
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        if isinstance(step, str):
+            await db.executescript(f"BEGIN; {step} PRAGMA user_version = {number}; COMMIT;")
+            continue
+        await db.execute("BEGIN")
+        try:
+            await step(db)
+            await db.execute(f"PRAGMA user_version = {number}")
+            await db.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the step's error is the one to see
+                await db.rollback()
+            raise

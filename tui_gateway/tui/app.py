@@ -1,7 +1,7 @@
 """The main screen: every pane of the gateway, repainted from one snapshot about 10 times a second.
 
 State events only mark the screen dirty and feed the event log; the repaint reads
-`GatewayState.snapshot()` on a timer, so a burst of requests costs the proxy nothing but the
+the state's `snapshot()` on a timer, so a burst of requests costs the proxy nothing but the
 snapshot the next tick takes.
 """
 
@@ -19,11 +19,13 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Footer, Input, RichLog
 
-from ..domain.state import GatewayState, StateEvent
+from ..domain.events import Event
+from ..domain.views import Snapshot
 from ..paths import mask
 from ..server import Gateway
 from .commands import GatewayCommands
 from .help import HelpScreen
+from .host import StateView
 from .screens.detail import RequestDetailScreen
 from .themes import THEMES, load_theme_files, next_theme, themes_dir
 from .widgets import (
@@ -67,7 +69,7 @@ class GatewayApp(App[None]):
         self._initial_theme = theme if theme in THEMES else DEFAULT_THEME
         if theme not in THEMES:
             self.theme_problems.append(f"unknown theme {theme!r}; using {DEFAULT_THEME}")
-        self._events: list[StateEvent] = []
+        self._events: list[Event] = []
         self._unsubscribe = gateway.state.subscribe(self._on_state_event)
         self._lag_ms = 0.0
         self._interval = REFRESH_S
@@ -76,11 +78,11 @@ class GatewayApp(App[None]):
         self._closing = False
 
     @property
-    def state(self) -> GatewayState:
+    def state(self) -> StateView:
         """The one gateway state: panes read its snapshots and call its verbs."""
         return self.gateway.state
 
-    def _on_state_event(self, event: StateEvent) -> None:
+    def _on_state_event(self, event: Event) -> None:
         """Called from the proxy's code path: only queue it; the next tick paints it."""
         if event.text:
             self._events.append(event)
@@ -148,7 +150,7 @@ class GatewayApp(App[None]):
 
     def _refresh(self) -> None:
         """Repaint from one snapshot; events since the last tick go to the log pane."""
-        snapshot = self.state.snapshot()
+        snapshot: Snapshot = self.state.snapshot(intervals=False)
         with self.batch_update():
             status = self._main(StatusBar)
             status.lag_ms = self._lag_ms
@@ -160,7 +162,7 @@ class GatewayApp(App[None]):
             self._main(PosteriorsPane).show(snapshot)
             events, self._events = self._events, []
             log = self._main(RichLog, "#events")
-            stamp = time.strftime("%H:%M:%S", time.localtime(snapshot["now"]))
+            stamp = time.strftime("%H:%M:%S", time.localtime(snapshot.now))
             for event in events:
                 log.write(f"{stamp} {event.text}")
 

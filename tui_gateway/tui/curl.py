@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["as_curl"]
 
 
-def as_curl(base_url: str, body: dict[str, Any], *, api_key_env: str = "OPENAI_API_KEY") -> str:
+def as_curl(base_url: str, body: Mapping[str, Any], *, api_key_env: str = "OPENAI_API_KEY") -> str:
     """A copy-pasteable, multi-line POSIX shell command that sends `body` again.
 
     The bearer key is never embedded: the command reads it from `$api_key_env` when it runs.

@@ -1,7 +1,7 @@
 """One request up close: its attempts, routing's decisions, the chunk timeline and the error.
 
-The screen keeps no state of its own: it repaints from the request's `ActiveRequest` (live while
-it runs), or from its log row when the request is too old to be in memory any more. The text is
+The screen keeps no state of its own: it repaints from a fresh copy of the request (`FlowDetail`)
+while it runs, or from what the log kept once it is too old to be in memory any more. The text is
 built by the pure `*_text` functions below, so tests read it without a terminal.
 
 | Key          | Action                                  | Binding id         |
@@ -12,7 +12,7 @@ built by the pure `*_text` functions below, so tests read it without a terminal.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, cast
+from typing import ClassVar, cast
 
 from rich.text import Text
 from textual import work
@@ -24,12 +24,9 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
-from ...config import Settings
-from ...domain.active import ActiveRequest
-from ...domain.records import RequestRecord
-from ...domain.state import GatewayState
-from ...store.log import RequestLog
+from ...domain.views import FlowDetail
 from ..curl import as_curl
+from ..host import AppHost
 from .detail_text import (
     Batch,
     attempts_text,
@@ -38,7 +35,6 @@ from .detail_text import (
     header_text,
     messages_text,
     preview,
-    record_of,
     timeline_text,
 )
 
@@ -46,7 +42,6 @@ REFRESH_S = 0.2
 
 __all__ = [
     "Batch",
-    "DetailHost",
     "RequestDetailScreen",
     "attempts_text",
     "batches",
@@ -56,24 +51,6 @@ __all__ = [
     "preview",
     "timeline_text",
 ]
-
-
-class _Gateway(Protocol):
-    @property
-    def base_url(self) -> str: ...
-    @property
-    def request_log(self) -> RequestLog: ...
-    @property
-    def settings(self) -> Settings: ...
-
-
-class DetailHost(Protocol):
-    """What the screen needs from its app (`GatewayApp` has it)."""
-
-    @property
-    def state(self) -> GatewayState: ...
-    @property
-    def gateway(self) -> _Gateway: ...
 
 
 class RequestDetailScreen(Screen[None]):
@@ -96,14 +73,13 @@ class RequestDetailScreen(Screen[None]):
     def __init__(self, request_id: str) -> None:
         super().__init__()
         self.request_id = request_id
-        self.request: ActiveRequest | None = None
-        self.logged: RequestRecord | None = None
-        """The log row, when the request was no longer in memory."""
+        self.request: FlowDetail | None = None
+        """The latest copy of the request (from memory while it is recent, else from the log)."""
         self._timer: Timer | None = None
 
     @property
-    def host(self) -> DetailHost:
-        return cast(DetailHost, self.app)
+    def host(self) -> AppHost:
+        return cast(AppHost, self.app)
 
     def compose(self) -> ComposeResult:
         yield Static("loading…", id="detail-header")
@@ -121,10 +97,8 @@ class RequestDetailScreen(Screen[None]):
             self.query_one("#detail-body").display = False
             self._load()
             return
-        self._section("messages").update(messages_text(self.request.body))
-        self._paint()
-        self.refresh_bindings()
-        if self.request.record is None:
+        self._shown()
+        if self.request.view.status is None:
             self._timer = self.set_interval(REFRESH_S, self._tick)
 
     def _section(self, name: str) -> Static:
@@ -134,11 +108,23 @@ class RequestDetailScreen(Screen[None]):
         found = self.host.state.find_request(self.request_id)
         self.request = found or self.request  # evicted from `recent`: keep what we hold
         self._paint()
-        if self.request is not None and self.request.record is not None and self._timer:
+        if self.request is not None and self.request.view.status is not None and self._timer:
             self._timer.stop()
 
+    def _shown(self) -> None:
+        """A request to show arrived: its messages once, then everything else."""
+        assert self.request is not None
+        messages = self._section("messages")
+        if self.request.from_log:
+            note = "from the request log: the body and the chunk timeline are not kept"
+            messages.update(Text(note, "dim"))
+        else:
+            messages.update(messages_text(self.request.body))
+        self._paint()
+        self.refresh_bindings()
+
     def _paint(self) -> None:
-        item = self.request or self.logged
+        item = self.request
         if item is None:
             return
         now = self.host.state.clock()
@@ -146,32 +132,29 @@ class RequestDetailScreen(Screen[None]):
             self.query_one("#detail-header", Static).update(header_text(item, now=now))
             self._section("attempts").update(attempts_text(item))
             timeline = self._section("timeline")
-            timeline.display = self.request is not None
-            if self.request is not None:
+            timeline.display = item.timeline is not None
+            if item.timeline is not None:
                 stall_s = self.host.gateway.settings.streaming.stall_timeout_s
-                timeline.update(timeline_text(self.request, now=now, stall_s=stall_s))
-            error = error_text(record_of(item))
+                timeline.update(timeline_text(item, now=now, stall_s=stall_s))
+            error = error_text(item)
             self._section("error").display = error is not None
             self._section("error").update(error or "")
 
     @work(exclusive=True, group="detail", exit_on_error=False)
-    async def _load(self) -> RequestRecord | None:
-        return await self.host.gateway.request_log.get(self.request_id)
+    async def _load(self) -> FlowDetail | None:
+        return await self.host.gateway.request_detail(self.request_id)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "detail":
             return
         header = self.query_one("#detail-header", Static)
         if event.state == WorkerState.SUCCESS:
-            self.logged = cast(RequestRecord | None, event.worker.result)
-            if self.logged is None:
+            self.request = cast(FlowDetail | None, event.worker.result)
+            if self.request is None:
                 header.update(Text(f"request {self.request_id} not found", "bold red"))
                 return
             self.query_one("#detail-body").display = True
-            self._section("messages").update(
-                Text("from the request log: the body and the chunk timeline are not kept", "dim")
-            )
-            self._paint()
+            self._shown()
         elif event.state == WorkerState.ERROR:
             message = f"could not load request {self.request_id}: {event.worker.error}"
             header.update(Text(message, "bold red"))

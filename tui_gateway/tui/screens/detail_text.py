@@ -5,14 +5,13 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from rich.text import Text
 
-from ...domain.active import ActiveRequest
-from ...domain.records import RequestRecord
+from ...domain.views import FlowDetail
 
 PREVIEW_CHARS = 100
 """A message preview is its first line, cut to this many characters."""
@@ -58,7 +57,7 @@ def _content(message: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def messages_text(body: dict[str, Any] | None) -> Text:
+def messages_text(body: Mapping[str, Any] | None) -> Text:
     """Count by role, the first user message and the last one: never the whole body."""
     messages = (body or {}).get("messages")
     if not isinstance(messages, list) or not messages:
@@ -79,55 +78,38 @@ def _trimmed(text: Text, empty: str) -> Text:
     return text if text.plain else Text(empty, style="dim")
 
 
-def record_of(item: ActiveRequest | RequestRecord) -> RequestRecord | None:
-    return item.record if isinstance(item, ActiveRequest) else item
-
-
-def header_text(item: ActiveRequest | RequestRecord, *, now: float) -> Text:
+def header_text(item: FlowDetail, *, now: float) -> Text:
     """Id, session, model routing, status, latency, time to first byte, tokens."""
-    record = record_of(item)
-    active = item if isinstance(item, ActiveRequest) else None
-    stream = active.stream if active is not None else cast(RequestRecord, item).streamed
-    model = (active.model if active else None) or (record.model if record else None)
-    provider = (active.provider if active else None) or (record.provider if record else None)
-    started = time.strftime("%H:%M:%S", time.localtime(item.started))
+    v = item.view
+    started = time.strftime("%H:%M:%S", time.localtime(v.started))
     text = Text.assemble(
-        (item.id, "bold"), f"  session {item.session[:8] or '–'}",
-        f"  {'stream' if stream else 'non-stream'}  started {started}\n",
-        (item.requested_model or "?", "bold"), " → ",
-        (f"{model} via {provider}" if model else "not routed yet", "bold"),
+        (v.id, "bold"), f"  session {v.session[:8] or '–'}",
+        f"  {'stream' if v.stream else 'non-stream'}  started {started}\n",
+        (v.requested_model or "?", "bold"), " → ",
+        (f"{v.model} via {v.provider}" if v.model else "not routed yet", "bold"),
     )  # fmt: skip
-    if record is not None:
-        ok = record.error_kind is None and record.status < 400
-        text.append("\nstatus ").append(str(record.status), "bold green" if ok else "bold red")
-        total, ttfb = _ms(record.latency_ms), _ms(record.ttfb_ms)
+    if v.status is not None:
+        ok = v.error_kind is None and v.status < 400
+        text.append("\nstatus ").append(str(v.status), "bold green" if ok else "bold red")
+        total, ttfb = _ms(item.latency_ms), _ms(v.ttfb_ms)
         tokens_in, tokens_out = (
-            ("–" if n is None else n) for n in (record.tokens_in, record.tokens_out)
+            ("–" if n is None else n) for n in (item.tokens_in, item.tokens_out)
         )
         tail = f"tokens {tokens_in} in / {tokens_out} out"
     else:
-        assert active is not None
-        text.append("\nstatus ").append(f"{active.phase} (attempt {active.attempt})", "yellow")
-        total = _secs(now - active.started) + " so far"
-        ttfb = _secs(None if active.first_byte_at is None else active.first_byte_at - item.started)
-        tail = f"chunks {active.chunks}"
+        text.append("\nstatus ").append(f"{v.state} (attempt {v.attempt})", "yellow")
+        total = _secs(now - v.started) + " so far"
+        ttfb = _ms(v.ttfb_ms)
+        tail = f"chunks {v.chunks}"
     return text.append(f"   total {total}   first byte {ttfb}   {tail}")
 
 
-def attempts_text(item: ActiveRequest | RequestRecord) -> Text:
+def attempts_text(item: FlowDetail) -> Text:
     """One line per upstream attempt; under each failed one, what routing did about it."""
-    record = record_of(item)
-    decisions = list(item.failures) if isinstance(item, ActiveRequest) else []
+    v = item.view
+    decisions = list(v.failures)
     text = Text()
-    if record is None:  # in flight: failures so far, then the attempt running now
-        assert isinstance(item, ActiveRequest)
-        for n, line in enumerate(decisions, start=1):
-            text.append(f"#{n}  ", "bold").append("failed", "red").append(f"\n    → {line}\n")
-        if item.model is not None:
-            text.append(f"#{item.attempt}  ", "bold").append(f"{item.model} ({item.provider})  ")
-            text.append(item.phase, "yellow")
-        return _trimmed(text, "no upstream tried yet")
-    attempts = record.attempts
+    attempts = item.attempts
     failed = [a.attempt for a in attempts if a.error is not None]
     paired = dict(zip(failed, decisions, strict=True)) if len(failed) == len(decisions) else {}
     for a in attempts:
@@ -142,7 +124,12 @@ def attempts_text(item: ActiveRequest | RequestRecord) -> Text:
             text.append(f"    → {paired[a.attempt]}\n", "italic")
     for line in decisions if not paired else []:
         text.append(f"→ {line}\n", "italic")
-    return _trimmed(text, "no upstream attempt")
+    running = v.status is None and v.model is not None and v.attempt > len(attempts)
+    if running:  # in flight: the attempt under way now
+        text.append(f"#{v.attempt}  ", "bold").append(f"{v.model} ({v.provider})  ")
+        text.append(v.state, "yellow")
+    empty = "no upstream attempt" if v.status is not None else "no upstream tried yet"
+    return _trimmed(text, empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +160,14 @@ def _strip(rows: list[Batch], end_s: float) -> str:
     return "".join(_BARS[(c * len(_BARS) - 1) // top] if c else "·" for c in cells)
 
 
-def timeline_text(request: ActiveRequest, *, now: float, stall_s: float) -> Text:
+def timeline_text(item: FlowDetail, *, now: float, stall_s: float) -> Text:
     """The chunk timeline: a strip, the longest gap against the stall timeout, the batches."""
-    rows = batches(request.started, request.timeline)
+    v = item.view
+    running = v.status is None
+    rows = batches(v.started, item.timeline or ())
     if not rows:
-        return Text("no chunks relayed" + (" yet" if request.record is None else ""), "dim")
-    end = rows[-1].at_s if request.record is not None else max(rows[-1].at_s, now - request.started)
+        return Text("no chunks relayed" + (" yet" if running else ""), "dim")
+    end = max(rows[-1].at_s, now - v.started) if running else rows[-1].at_s
     text = Text(f"{sum(b.chunks for b in rows)} chunks in {len(rows)} batches, first at "
                 f"t+{rows[0].at_s:.2f} s, last at t+{rows[-1].at_s:.2f} s\n")  # fmt: skip
     text.append(f"t+0 {_strip(rows, end)} t+{end:.1f} s\n", "cyan")
@@ -195,8 +184,8 @@ def timeline_text(request: ActiveRequest, *, now: float, stall_s: float) -> Text
         )  # fmt: skip
         text.append(f"longest gap {worst.gap_s:.2f} s before t+{worst.at_s:.2f} s: ")
         text.append(f"{verdict} ({share:.0%} of the {stall_s:g} s stall timeout)\n", style)
-    if request.record is None and request.last_chunk_at is not None:
-        text.append(f"quiet for {now - request.last_chunk_at:.2f} s now\n", "yellow")
+    if running and v.last_chunk_at is not None:
+        text.append(f"quiet for {now - v.last_chunk_at:.2f} s now\n", "yellow")
     half, shown = TIMELINE_ROWS // 2, list(range(len(rows)))
     if len(rows) > TIMELINE_ROWS:  # the first and last batches, and the marked gaps between
         shown = sorted({*shown[:half], *shown[-half:], *marked})
@@ -211,9 +200,10 @@ def timeline_text(request: ActiveRequest, *, now: float, stall_s: float) -> Text
     return _trimmed(text, "")
 
 
-def error_text(record: RequestRecord | None) -> Text | None:
-    """The error the client saw, or None."""
-    if record is None or (record.error_kind is None and record.status < 400):
+def error_text(item: FlowDetail) -> Text | None:
+    """The error the client saw, or None (also while the request runs)."""
+    v = item.view
+    if v.status is None or (v.error_kind is None and v.status < 400):
         return None
-    return Text.assemble((f"HTTP {record.status}  {record.error_kind or 'error'}", "bold red"),
-                         f": {record.error}" if record.error else "")  # fmt: skip
+    return Text.assemble((f"HTTP {v.status}  {v.error_kind or 'error'}", "bold red"),
+                         f": {item.error}" if item.error else "")  # fmt: skip

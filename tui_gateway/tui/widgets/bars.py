@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import Any, ClassVar, cast
 
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-if TYPE_CHECKING:
-    from ...domain.state import GatewayState
-    from ..app import GatewayApp
+from ...domain.views import Snapshot
+from ..host import AppHost, StateView
 
 __all__ = [
     "KeyedTable",
@@ -125,9 +124,9 @@ class KeyedTable(DataTable[Any]):
         self._shown: dict[str, tuple[Any, ...]] = {}
 
     @property
-    def gateway_state(self) -> GatewayState:
-        """The app's one `GatewayState`: actions call its verbs, never change it directly."""
-        return cast("GatewayApp", self.app).state
+    def gateway_state(self) -> StateView:
+        """The app's gateway state: actions call its verbs; panes read its snapshots."""
+        return cast(AppHost, self.app).state
 
     def on_mount(self) -> None:
         self._add_columns()
@@ -159,13 +158,13 @@ class KeyedTable(DataTable[Any]):
         """Names of this pane's actions that act on the row under the cursor."""
         return ()
 
-    def show(self, snapshot: dict[str, Any]) -> None:
-        """Update in place from a `GatewayState.snapshot()` (the app calls this ~10 times/s)."""
+    def show(self, snapshot: Snapshot) -> None:
+        """Update in place from a snapshot (the app calls this ~10 times/s)."""
         raise NotImplementedError
 
     def refresh_now(self) -> None:
         """Repaint at once from a fresh snapshot (after a key changed the state)."""
-        self.show(self.gateway_state.snapshot())
+        self.show(self.gateway_state.snapshot(intervals=False))
 
     def sync(self, rows: Iterable[tuple[str, Sequence[Any]]]) -> None:
         """Make the table show exactly `rows` (key, cells), in that order, touching only changes.

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
 
+from ...domain.views import Snapshot
 from .bars import Column, KeyedTable, countdown_bar, fit
 
 __all__ = ["CooldownsPane"]
@@ -48,12 +49,12 @@ class CooldownsPane(KeyedTable):
     def needs_row(self) -> Iterable[str]:
         return ("clear", "clear_all")
 
-    def show(self, snapshot: dict[str, Any]) -> None:
-        entries = snapshot["cooldowns"]
+    def show(self, snapshot: Snapshot) -> None:
+        entries = snapshot.cooldowns
         models: dict[str, str] = {}
         rows: list[tuple[str, tuple[Text, ...]]] = []
         for entry in entries:
-            model, key_id = entry["model"], entry["key_id"]
+            model, key_id = entry.model, entry.key_id
             row_key = f"{model}\x00{key_id or ''}"
             models[row_key] = model
             if key_id:
@@ -61,12 +62,12 @@ class CooldownsPane(KeyedTable):
                 what.append(" " + fit(model.split("/", 1)[-1], _WHAT_WIDTH - len(key_id) - 1))
             else:
                 what = Text(fit(model, _WHAT_WIDTH))
-            reason = entry["reason"]
+            reason = entry.reason
             rows.append((row_key, (
                 what,
                 Text(_REASONS.get(reason, reason)[:7], style="dim"),
-                Text(str(entry["failures"]), justify="right"),
-                countdown_bar(entry["remaining_s"], entry["duration_s"]),
+                Text(str(entry.failures), justify="right"),
+                countdown_bar(entry.remaining_s, entry.duration_s),
             )))  # fmt: skip
         self._models = models
         self.border_subtitle = f"{len(rows)} cooling" if rows else ""

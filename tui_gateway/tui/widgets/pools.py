@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any, ClassVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
 
 from ...config import PROTECTION_LEVELS
+from ...domain.views import Bans, KeyView, PoolEntry, Snapshot
 from .bars import Column, KeyedTable
 
 __all__ = ["PoolsPane"]
@@ -64,25 +65,25 @@ class PoolsPane(KeyedTable):
     def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
         self.border_subtitle = LEGEND
-        self._entries: dict[str, dict[str, Any]] = {}
+        self._entries: dict[str, PoolEntry] = {}
         """Model -> its entry in the last snapshot's pools (what the keys act on)."""
-        self._bans: dict[str, list[str]] = {"models": [], "providers": []}
+        self._bans = Bans((), ())
         self._protection: dict[str, str] = {}
 
     def needs_row(self) -> Iterable[str]:
         return ("move", "toggle_enabled", "ban_model", "ban_provider", "cycle_protection")
 
-    def show(self, snapshot: dict[str, Any]) -> None:
-        bans = self._bans = snapshot["bans"]
-        protection = self._protection = snapshot["protection"]
-        banned_models, banned_providers = set(bans["models"]), set(bans["providers"])
-        pinned = Counter(s["model"] for s in snapshot["sticky"] if s["model"])
-        keyless = _keyless(snapshot.get("keys", {}))  # .get: an older gateway, attached remotely
-        entries: dict[str, dict[str, Any]] = {}
+    def show(self, snapshot: Snapshot) -> None:
+        bans = self._bans = snapshot.bans
+        protection = self._protection = snapshot.protection
+        banned_models, banned_providers = set(bans.models), set(bans.providers)
+        pinned = Counter(s.model for s in snapshot.sticky if s.model)
+        keyless = _keyless(snapshot.keys)
+        entries: dict[str, PoolEntry] = {}
         rows: list[tuple[str, tuple[Text, ...]]] = []
-        for pool, chain in snapshot["pools"].items():
+        for pool, chain in snapshot.pools.items():
             for entry in chain:
-                key, provider = entry["model"], entry["provider"]
+                key, provider = entry.model, entry.provider
                 entries[key] = entry
                 flags = _flags(
                     entry,
@@ -92,10 +93,10 @@ class PoolsPane(KeyedTable):
                     pinned=pinned[key],
                 )
                 level = protection.get(provider, "")
-                label = _POOL_LABELS.get(pool, pool) if entry["position"] == 0 else ""
+                label = _POOL_LABELS.get(pool, pool) if entry.position == 0 else ""
                 rows.append((key, (
                     Text(label, style="bold"),
-                    Text(str(entry["position"] + 1), style="dim", justify="right"),
+                    Text(str(entry.position + 1), style="dim", justify="right"),
                     flags,
                     Text(_PROTECTION_LABELS.get(level, level), _PROTECTION_STYLES.get(level, "")),
                     Text(key, style=_model_style(entry)),
@@ -103,28 +104,28 @@ class PoolsPane(KeyedTable):
         self._entries = entries
         self.sync(rows)
 
-    def _target(self) -> dict[str, Any] | None:
+    def _target(self) -> PoolEntry | None:
         key = self.cursor_key()
         return None if key is None else self._entries.get(key)
 
     def action_move(self, delta: int) -> None:
         entry = self._target()
         if entry is not None:
-            self.gateway_state.move_in_pool(entry["model"], delta)
+            self.gateway_state.move_in_pool(entry.model, delta)
             self.refresh_now()  # the cursor follows the model to its new row
 
     def action_toggle_enabled(self) -> None:
         entry = self._target()
         if entry is not None:
-            self.gateway_state.set_enabled(entry["model"], not entry["enabled"])
+            self.gateway_state.set_enabled(entry.model, not entry.enabled)
             self.refresh_now()
 
     def action_ban_model(self) -> None:
         entry = self._target()
         if entry is None:
             return
-        state, key = self.gateway_state, entry["model"]
-        if key in self._bans["models"]:
+        state, key = self.gateway_state, entry.model
+        if key in self._bans.models:
             state.unban_model(key)
         else:
             state.ban_model(key)
@@ -134,8 +135,8 @@ class PoolsPane(KeyedTable):
         entry = self._target()
         if entry is None:
             return
-        state, provider = self.gateway_state, entry["provider"]
-        if provider in self._bans["providers"]:
+        state, provider = self.gateway_state, entry.provider
+        if provider in self._bans.providers:
             state.unban_provider(provider)
         else:
             state.ban_provider(provider)
@@ -145,20 +146,20 @@ class PoolsPane(KeyedTable):
         entry = self._target()
         if entry is None:
             return
-        provider = entry["provider"]
+        provider = entry.provider
         level = self._protection.get(provider, PROTECTION_LEVELS[-1])
         after = PROTECTION_LEVELS[(PROTECTION_LEVELS.index(level) + 1) % len(PROTECTION_LEVELS)]
         self.gateway_state.set_protection(provider, after)
         self.refresh_now()
 
 
-def _keyless(keys: dict[str, list[dict[str, Any]]]) -> set[str]:
+def _keyless(keys: Mapping[str, Sequence[KeyView]]) -> set[str]:
     """Providers whose API keys were all rejected."""
-    return {p for p, ring in keys.items() if ring and all(k["status"] != "ok" for k in ring)}
+    return {p for p, ring in keys.items() if ring and all(k.status != "ok" for k in ring)}
 
 
 def _flags(
-    entry: dict[str, Any],
+    entry: PoolEntry,
     *,
     model_banned: bool,
     provider_banned: bool,
@@ -166,22 +167,22 @@ def _flags(
     pinned: int,
 ) -> Text:
     text = Text()
-    text.append("●" if entry["enabled"] else "○", style="green" if entry["enabled"] else "dim")
+    text.append("●" if entry.enabled else "○", style="green" if entry.enabled else "dim")
     # One slot for why the model is out of rotation, the user's bans before the upstream's.
     if provider_banned or model_banned:
         text.append("B" if provider_banned else "b", style="bold red")
     else:
         text.append("k" if keyless else " ", style="bold magenta")
-    text.append("c" if entry["cooling"] else " ", style="yellow")
+    text.append("c" if entry.cooling else " ", style="yellow")
     if pinned:
         count = "" if pinned == 1 else str(pinned) if pinned < 10 else "+"
         text.append("s" + count, style="bold")
     return text
 
 
-def _model_style(entry: dict[str, Any]) -> str:
-    if entry["banned"]:
+def _model_style(entry: PoolEntry) -> str:
+    if entry.banned:
         return "dim strike"
-    if not entry["enabled"] or not entry["usable"]:
+    if not entry.enabled or not entry.usable:
         return "dim"
-    return "yellow" if entry["cooling"] else ""
+    return "yellow" if entry.cooling else ""

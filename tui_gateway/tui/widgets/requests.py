@@ -7,7 +7,7 @@ as it approaches the stall timeout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import ClassVar, cast
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
@@ -16,8 +16,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-if TYPE_CHECKING:
-    from ..app import GatewayApp
+from ...domain.views import FlowView, Snapshot
+from ..host import AppHost
 
 LINGER_S = 3.0
 """How long a finished request stays on screen, so fast ones are seen at all."""
@@ -91,24 +91,28 @@ class RequestsPane(DataTable[Text | str]):
         self.border_title = "Requests"
         for name, width in COLUMNS.items():
             self.add_column(name, key=name, width=width)
-        streaming = cast("GatewayApp", self.app).gateway.settings.streaming
+        streaming = cast(AppHost, self.app).gateway.settings.streaming
         self._first_byte_timeout_s = streaming.first_byte_timeout_s
         self._stall_timeout_s = streaming.stall_timeout_s
 
-    def show(self, snapshot: dict[str, Any]) -> None:
+    def show(self, snapshot: Snapshot) -> None:
         """Fill the table's row slots with the requests to show, oldest first.
 
         Rows are slots, not requests: under load requests come and go many times a second, and
         re-using a slot (rewriting only the cells whose text changed) costs far less than adding
         and removing rows, which makes the table lay itself out again.
         """
-        now = snapshot["now"]
-        finished = [r for r in snapshot["recent"] if now - r["finished_at"] < LINGER_S]
-        wanted = snapshot["active"] + finished[-MAX_LINGERING:]
+        now = snapshot.now
+        finished = [
+            r
+            for r in snapshot.recent
+            if r.finished_at is not None and now - r.finished_at < LINGER_S
+        ]
+        wanted = [*snapshot.active, *finished[-MAX_LINGERING:]]
         if self.filter_text:
             needle = self.filter_text.lower()
             wanted = [r for r in wanted if needle in _haystack(r)]
-        wanted.sort(key=lambda r: r["started"])
+        wanted.sort(key=lambda r: r.started)
         wanted = wanted[-MAX_ROWS:]
         # Slots are kept (blank) when requests leave, while there were many recently: changing
         # the number of rows makes the table, and so the screen, lay itself out again.
@@ -117,7 +121,7 @@ class RequestsPane(DataTable[Text | str]):
             self.remove_row(f"slot{self.row_count - 1}")
             self._shown.pop()
         grew = False
-        rows: list[dict[str, Any] | None] = [*wanted]
+        rows: list[FlowView | None] = [*wanted]
         rows += [None] * (self.row_count - len(wanted))
         for index, request in enumerate(rows):
             cells = BLANK if request is None else self._cells(request, now)
@@ -131,13 +135,13 @@ class RequestsPane(DataTable[Text | str]):
                 if old != new:
                     self.update_cell_at(Coordinate(index, column), new)
             self._shown[index] = cells
-        self._ids = [r["id"] for r in wanted]
+        self._ids = [r.id for r in wanted]
         if wanted:
             self._last_busy = now
         last = len(wanted) - 1
         if self.follow and last >= 0 and (grew or self.cursor_row != last):
             self.move_cursor(row=last)
-        subtitle = f"{len(snapshot['active'])} in flight"
+        subtitle = f"{len(snapshot.active)} in flight"
         if self.filter_text:
             subtitle += f"  filter: {self.filter_text}"
         if subtitle != self.border_subtitle:
@@ -156,49 +160,49 @@ class RequestsPane(DataTable[Text | str]):
         row = self.cursor_row
         return self._ids[row] if 0 <= row < len(self._ids) else None
 
-    def _cells(self, r: dict[str, Any], now: float) -> tuple[Text | str, ...]:
-        finished = r["finished_at"] is not None
-        end = r["finished_at"] if finished else now
-        model = r["model"] or r["requested_model"]
-        if r["model"] and r["requested_model"] not in (r["model"], *_virtual()):
-            model = f"{r['requested_model']}→{r['model']}"
-        ttfb = "" if r["ttfb_ms"] is None else f"{r['ttfb_ms']:.0f}ms"
+    def _cells(self, r: FlowView, now: float) -> tuple[Text | str, ...]:
+        finished = r.finished_at is not None
+        end = r.finished_at if r.finished_at is not None else now
+        model = r.model or r.requested_model
+        if r.model and r.requested_model not in (r.model, *_virtual()):
+            model = f"{r.requested_model}→{r.model}"
+        ttfb = "" if r.ttfb_ms is None else f"{r.ttfb_ms:.0f}ms"
         return (
-            r["id"][:6],
-            r["session"][:6],
-            Text(DIALECT_LABELS.get(r["dialect"], r["dialect"][:4]), style="dim"),
+            r.id[:6],
+            r.session[:6],
+            Text(DIALECT_LABELS.get(r.dialect, r.dialect[:4]), style="dim"),
             model,
-            r["provider"] or "",
-            str(r["attempt"]),
+            r.provider or "",
+            str(r.attempt),
             self._state_cell(r, now),
-            f"{end - r['started']:.1f}s",
+            f"{end - r.started:.1f}s",
             ttfb,
-            str(r["chunks"]),
+            str(r.chunks),
             Text("") if finished else self._quiet_cell(r, now),
         )
 
-    def _state_cell(self, r: dict[str, Any], now: float) -> Text:
-        if r["finished_at"] is not None:
-            ok = r["error_kind"] is None
-            label = f"{r['status']}" + ("" if ok else f" {r['error_kind']}")
+    def _state_cell(self, r: FlowView, now: float) -> Text:
+        if r.finished_at is not None:
+            ok = r.error_kind is None
+            label = f"{r.status}" + ("" if ok else f" {r.error_kind}")
             return Text(label, style="green" if ok else "bold red")
-        state = r["state"]
+        state = r.state
         quiet, limit = self._quiet(r, now)
         if state == "continuing":
             return Text("continuing", style="bold yellow")
-        if state == "fallback" or (r["attempt"] > 1 and state == "waiting"):
+        if state == "fallback" or (r.attempt > 1 and state == "waiting"):
             return Text("fallback", style="bold yellow")
         if quiet > limit / 2:
             return Text("stalling", style="bold red" if quiet > limit * 0.8 else "bold yellow")
         return Text(state, style="cyan" if state == "streaming" else "")
 
-    def _quiet(self, r: dict[str, Any], now: float) -> tuple[float, float]:
+    def _quiet(self, r: FlowView, now: float) -> tuple[float, float]:
         """Seconds since the upstream last sent data, and the limit that applies now."""
-        if r["last_chunk_at"] is None:
-            return now - r["started"], self._first_byte_timeout_s
-        return now - r["last_chunk_at"], self._stall_timeout_s
+        if r.last_chunk_at is None:
+            return now - r.started, self._first_byte_timeout_s
+        return now - r.last_chunk_at, self._stall_timeout_s
 
-    def _quiet_cell(self, r: dict[str, Any], now: float) -> Text:
+    def _quiet_cell(self, r: FlowView, now: float) -> Text:
         quiet, limit = self._quiet(r, now)
         share = quiet / limit
         style = "bold red" if share > 0.8 else "yellow" if share > 0.5 else "dim"
@@ -219,8 +223,8 @@ class RequestsPane(DataTable[Text | str]):
         return True
 
 
-def _haystack(r: dict[str, Any]) -> str:
-    fields = (r["id"], r["session"], r["requested_model"], r["model"], r["provider"], r["state"])
+def _haystack(r: FlowView) -> str:
+    fields = (r.id, r.session, r.requested_model, r.model, r.provider, r.state)
     return " ".join(str(f) for f in fields if f).lower()
 
 

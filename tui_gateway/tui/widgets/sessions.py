@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from ...domain.views import SessionView, Snapshot
 from .bars import Column, KeyedTable, fit, seconds
 
 __all__ = ["ConfirmScreen", "SessionsPane"]
@@ -101,8 +102,8 @@ class SessionsPane(KeyedTable):
     def needs_row(self) -> Iterable[str]:
         return ("clear", "clear_all")
 
-    def show(self, snapshot: dict[str, Any]) -> None:
-        rows = [(s["key"], _cells(s)) for s in snapshot["sticky"]]
+    def show(self, snapshot: Snapshot) -> None:
+        rows = [(s.key, _cells(s)) for s in snapshot.sticky]
         self.border_subtitle = f"{len(rows)} pinned" if rows else ""
         self.sync(rows)
 
@@ -137,20 +138,20 @@ SOURCE_TAGS = {
 """The header a client named its session in, shortened: Claude Code, Codex, opencode."""
 
 
-def _cells(session: dict[str, Any]) -> tuple[Text, ...]:
-    tag = SOURCE_TAGS.get(session.get("source", "history"))
+def _cells(session: SessionView) -> tuple[Text, ...]:
+    tag = SOURCE_TAGS.get(session.source)
     if tag is None:
-        label = Text(session["key"][:8], style="dim")
+        label = Text(session.key[:8], style="dim")
     else:
         label = Text(tag, style="bold")
-        label.append(f":{session['key'][:5]}", style="dim")
-    label.append(" " + fit(" ".join(session["preview"].split()), 7))
-    model = session["model"]
-    bans = Text(" ".join(f"{p} {seconds(s)}" for p, s in session["banned"].items()), "red")
+        label.append(f":{session.key[:5]}", style="dim")
+    label.append(" " + fit(" ".join(session.preview.split()), 7))
+    model = session.model
+    bans = Text(" ".join(f"{p} {seconds(s)}" for p, s in session.banned.items()), "red")
     return (
         label,
         Text(fit(model, 14)) if model else Text("—", style="dim"),
-        Text(seconds(session["expires_in"]), style="dim"),
+        Text(seconds(session.expires_in), style="dim"),
         bans,
-        Text(str(session["turns"]), justify="right"),
+        Text(str(session.turns), justify="right"),
     )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
+
+from ...domain.views import LogView, Snapshot
 
 WINDOW_S = 60.0
 
@@ -32,15 +33,15 @@ class StatusBar(Static):
         self.lag_ms = 0.0
         self._samples: deque[tuple[float, int, int]] = deque()
 
-    def show(self, snapshot: dict[str, Any]) -> None:
-        now, totals = snapshot["now"], snapshot["totals"]
+    def show(self, snapshot: Snapshot) -> None:
+        now, totals = snapshot.now, snapshot.totals
         samples = self._samples
-        samples.append((now, totals["finished"], totals["failed"]))
+        samples.append((now, totals.finished, totals.failed))
         while samples and now - samples[0][0] > WINDOW_S:
             samples.popleft()
         then, finished0, failed0 = samples[0]
-        finished = totals["finished"] - finished0
-        failed = totals["failed"] - failed0
+        finished = totals.finished - finished0
+        failed = totals.failed - failed0
         span = max(now - then, 1.0)
         rpm = finished * 60.0 / span if span >= 5 else float(finished)
         errors = failed / finished if finished else 0.0
@@ -50,26 +51,26 @@ class StatusBar(Static):
             (self.key_hint, "dim"),
             f"  {rpm:.0f} req/min  err ",
             (f"{errors:.0%}", "bold red" if errors > 0.2 else "yellow" if errors > 0.05 else ""),
-            _log_notice(snapshot["log"]),
-            f"  in flight {len(snapshot['active'])}  done {totals['finished']}  lag ",
+            _log_notice(snapshot.log),
+            f"  in flight {len(snapshot.active)}  done {totals.finished}  lag ",
             (f"{self.lag_ms:.0f}ms", _lag_style(self.lag_ms)),
         )
         if self.demo:
-            paused = snapshot["demo"]["paused"]
+            paused = snapshot.demo.paused
             text.append("  demo: paused" if paused else "  demo", style="dim")
         self.update(text, layout=False)  # one line, always: no need to lay the screen out again
 
 
-def _log_notice(log: dict[str, Any]) -> Text:
+def _log_notice(log: LogView) -> Text:
     """Nothing while the request log keeps up; else what is wrong with it."""
-    dropped = f", {log['dropped']} dropped" if log["dropped"] else ""
-    if log["failing"]:
-        return Text(f"  log failing: {log['last_error']} ({log['pending']} waiting{dropped})",
+    dropped = f", {log.dropped} dropped" if log.dropped else ""
+    if log.failing:
+        return Text(f"  log failing: {log.last_error} ({log.pending} waiting{dropped})",
                     "bold red")  # fmt: skip
-    if log["behind"]:
-        return Text(f"  log behind ({log['pending']} waiting{dropped})", "yellow")
-    if log["dropped"]:
-        return Text(f"  log dropped {log['dropped']} rows", "red")
+    if log.behind:
+        return Text(f"  log behind ({log.pending} waiting{dropped})", "yellow")
+    if log.dropped:
+        return Text(f"  log dropped {log.dropped} rows", "red")
     return Text()
 
 

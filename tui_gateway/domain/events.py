@@ -1,0 +1,252 @@
+"""What the state announces: small typed events that carry what changed, and the bus they go on.
+
+As mitmproxy's view signals carry the flow, each event carries its subject (a request id, a
+model, a provider, the log's health), and `text` renders the event log's line from it only when
+someone reads it. `topic` names the pane that cares. A plain success is announced too, but its
+`text` is empty: the panes repaint, the event log stays quiet.
+
+Publishing is guarded by `wants()`, so a headless run, where only the persistence listener
+subscribes (to control changes), builds no event on the request path at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .records import LogHealth
+
+__all__ = [
+    "AttemptBegan",
+    "AttemptFailed",
+    "ClientRejected",
+    "ContinuationBegan",
+    "ControlsChanged",
+    "CooldownsCleared",
+    "DemoToggled",
+    "Event",
+    "EventBus",
+    "KeyRejected",
+    "LogHealthChanged",
+    "Note",
+    "PrefillRefused",
+    "RequestBegan",
+    "RequestFinished",
+    "SessionsCleared",
+    "Subscriber",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something changed; `text` is the event log's line ("" for nothing worth a line)."""
+
+    topic: ClassVar[str] = "requests"
+
+    @property
+    def text(self) -> str:
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBegan(Event):
+    request_id: str
+    session: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptBegan(Event):
+    request_id: str
+    model: str
+    provider: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished(Event):
+    request_id: str
+    status: int
+    error_kind: str | None
+    model: str | None
+    attempts: int
+
+    @property
+    def text(self) -> str:
+        if self.error_kind is None and self.attempts <= 1:
+            return ""  # a plain success
+        fault = f" {self.error_kind}" if self.error_kind else ""
+        served = f" via {self.model}" if self.model else ""
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        return f"{self.request_id} {self.status}{fault}{served}{tries}"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed(Event):
+    request_id: str
+    model: str
+    kind: str
+    outcome: str
+    """What went wrong and what routing did: `m failed (…); cooling 15 s; conversation unpinned`."""
+
+    @property
+    def text(self) -> str:
+        return f"{self.request_id} {self.outcome}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContinuationBegan(Event):
+    request_id: str
+    failed_model: str
+    reason: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.request_id} continuing after {self.failed_model} broke off ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillRefused(Event):
+    provider: str
+
+    @property
+    def text(self) -> str:
+        return f"provider {self.provider} does not accept prefill; not asked again"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlsChanged(Event):
+    """The user changed the pools, the bans or a protection level: saved for the next run."""
+
+    topic: ClassVar[str] = "pools"
+    line: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.line
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRejected(Event):
+    topic: ClassVar[str] = "keys"
+    key_id: str
+    masked: str
+    provider: str
+    status: int | None
+    provider_out: bool
+    """It was the provider's last valid key: its models are out of routing until a restart."""
+
+    @property
+    def text(self) -> str:
+        code = "" if self.status is None else f" ({self.status})"
+        text = f"{self.key_id} ({self.masked}) rejected by {self.provider}{code}"
+        text += ": not used again until restart"
+        if self.provider_out:
+            text += f"; {self.provider} has no valid key left: its models are out"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsCleared(Event):
+    topic: ClassVar[str] = "sessions"
+    count: int
+    session: str | None = None
+    """The one session cleared, or None when all were."""
+
+    @property
+    def text(self) -> str:
+        if self.session is not None:
+            return f"session {self.session[:8]} cleared"
+        return f"{self.count} sessions cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class CooldownsCleared(Event):
+    topic: ClassVar[str] = "cooldowns"
+    count: int
+    model: str | None = None
+
+    @property
+    def text(self) -> str:
+        return f"{self.count} cooldowns cleared"
+
+
+@dataclass(frozen=True, slots=True)
+class LogHealthChanged(Event):
+    topic: ClassVar[str] = "log"
+    health: LogHealth
+
+    @property
+    def text(self) -> str:
+        health = self.health
+        if health.failing:
+            text = f"request log cannot write ({health.last_error}); {health.pending} rows kept"
+        else:
+            text = "request log writing again"
+        if health.dropped:
+            text += f"; {health.dropped} oldest rows dropped (backlog full)"
+        if health.repaired:
+            text += f"; {health.repaired} rows stored with unstorable text replaced"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRejected(Event):
+    line: str
+
+    @property
+    def text(self) -> str:
+        return self.line
+
+
+@dataclass(frozen=True, slots=True)
+class Note(Event):
+    """A line for the event log that changes nothing else."""
+
+    line: str
+
+    @property
+    def text(self) -> str:
+        return self.line
+
+
+@dataclass(frozen=True, slots=True)
+class DemoToggled(Event):
+    topic: ClassVar[str] = "demo"
+    paused: bool
+
+    @property
+    def text(self) -> str:
+        return f"demo traffic {'paused' if self.paused else 'resumed'}"
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Subscribers for every event, or for some event types only."""
+
+    def __init__(self) -> None:
+        self._everything: list[Subscriber] = []
+        self._by_type: dict[type[Event], list[Subscriber]] = {}
+
+    def subscribe(
+        self, subscriber: Subscriber, *, kinds: Iterable[type[Event]] | None = None
+    ) -> Callable[[], None]:
+        """Call `subscriber` on every event (or only on these types); returns the unsubscribe."""
+        lists = [self._by_type.setdefault(k, []) for k in kinds] if kinds else [self._everything]
+        for subscribers in lists:
+            subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            for subscribers in lists:
+                subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def wants(self, kind: type[Event]) -> bool:
+        """Someone would hear an event of this type: worth building it (one truth test when not)."""
+        return bool(self._everything or self._by_type.get(kind))
+
+    def publish(self, event: Event) -> None:
+        for subscriber in [*self._everything, *self._by_type.get(type(event), ())]:
+            subscriber(event)

@@ -1,0 +1,172 @@
+"""One client request and everything that happened to it: the one record per request.
+
+The relay updates it as attempts start, stream and end; the state indexes it (in flight, then
+recently finished); the request log writes it (its attributes are the log row's columns); the
+screen reads copies of it (`FlowView`, `FlowDetail`, see views.py). Every time on it comes from
+one injected clock, so tests drive a request's whole life with a fake one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ErrorKind, UpstreamError
+from .records import AttemptRecord
+
+TIMELINE_LIMIT = 2000
+"""Chunk batches remembered per request: enough for the detail screen, bounded for long streams."""
+
+Clock = Callable[[], float]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    provider: str
+    model: str
+    started: float
+    first_byte_at: float | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Flow:
+    """Mutated by the proxy (through its own methods and the state's verbs) while it runs."""
+
+    id: str
+    session: str
+    requested_model: str
+    stream: bool
+    started: float
+    clock: Clock = field(repr=False)
+    dialect: str = "chat"
+    """The client's API: chat (OpenAI chat completions), messages (Anthropic), responses."""
+    body: Mapping[str, Any] | None = field(default=None, repr=False)
+    """The request as the client sent it (the detail screen's summary and its curl copy)."""
+    provider: str | None = None
+    model: str | None = None
+    phase: str = "waiting"
+    """waiting | streaming | heartbeat (upstream quiet, keep-alives going out) | fallback (a failed
+    attempt is being replaced) | continuing (a broken stream resumes on another model) | done."""
+    first_byte_at: float | None = None
+    last_chunk_at: float | None = None
+    chunks: int = 0
+    heartbeats: int = 0
+    attempts: list[AttemptRecord] = field(default_factory=list)
+    """Attempts that ended, in order; the one under way is `current`."""
+    current: _Attempt | None = None
+    failures: list[tuple[str, UpstreamError]] = field(default_factory=list)
+    """(model, error) per failed attempt: what the client's error is built from."""
+    decisions: list[str] = field(default_factory=list)
+    """One line per failed attempt: the model, why, and what routing did about it."""
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    """(time, chunks) per upstream read relayed, for the detail screen's gaps."""
+    status: int = 200
+    """The status the client saw (200 even for a stream that ended with an error event)."""
+    error_kind: str | None = None
+    error: str | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    finished_at: float | None = None
+
+    # --- as the relay goes ------------------------------------------------------------------
+
+    @property
+    def attempt(self) -> int:
+        """Attempts begun so far (1 while the first is under way)."""
+        return len(self.attempts) + (self.current is not None)
+
+    def start_attempt(self, *, provider: str, model: str) -> None:
+        if self.current is not None:  # a caller forgot to close it: close it as interrupted
+            self.attempt_interrupted(ErrorKind.SHUTDOWN)
+        self.current = _Attempt(provider, model, self.clock())
+        self.provider, self.model = provider, model
+        self.phase = "waiting"
+
+    def first_byte_seen(self) -> None:
+        now = self.clock()
+        if self.current is not None and self.current.first_byte_at is None:
+            self.current.first_byte_at = now
+        if self.first_byte_at is None:
+            self.first_byte_at = now
+
+    def chunks_relayed(self, count: int) -> None:
+        """Hot path: no event, the screen reads counts from snapshots at its own pace."""
+        now = self.clock()
+        if self.phase != "streaming":
+            self.phase = "streaming"
+            if self.first_byte_at is None:
+                self.first_byte_at = now
+        self.last_chunk_at = now
+        self.chunks += count
+        if len(self.timeline) < TIMELINE_LIMIT:
+            self.timeline.append((now, count))
+
+    def heartbeat_sent(self) -> None:
+        self.heartbeats += 1
+        if self.phase != "continuing":
+            self.phase = "heartbeat"
+
+    def attempt_succeeded(self, status: int = 200) -> AttemptRecord:
+        return self._close_attempt(status=status)
+
+    def attempt_failed(self, exc: UpstreamError) -> AttemptRecord:
+        record = self._close_attempt(status=exc.status, error_kind=str(exc.kind), error=exc.message)
+        self.failures.append((record.model, exc))
+        return record
+
+    def attempt_interrupted(self, kind: ErrorKind) -> None:
+        """The client left or the gateway stopped during this attempt: not the model's fault."""
+        if self.current is not None:
+            self._close_attempt(status=None, error_kind=str(kind), error=None)
+
+    def fail(self, status: int, kind: ErrorKind | str, message: str) -> None:
+        """What the client is told went wrong (the log row's status and error)."""
+        self.status, self.error_kind, self.error = status, str(kind), message
+
+    def finish(self) -> None:
+        if self.current is not None:  # an exit path nobody named: still one row, still closed
+            self.attempt_interrupted(ErrorKind.SHUTDOWN)
+        self.phase = "done"
+        self.finished_at = self.clock()
+
+    def _close_attempt(
+        self, *, status: int | None, error_kind: str | None = None, error: str | None = None
+    ) -> AttemptRecord:
+        attempt = self.current
+        assert attempt is not None, "no attempt in progress"
+        self.current = None
+        first = attempt.first_byte_at
+        record = AttemptRecord(
+            attempt=len(self.attempts) + 1,
+            provider=attempt.provider,
+            model=attempt.model,
+            started=attempt.started,
+            latency_ms=round((self.clock() - attempt.started) * 1000, 2),
+            status=status,
+            error_kind=error_kind,
+            error=error,
+            ttfb_ms=None if first is None else round((first - attempt.started) * 1000, 2),
+        )
+        self.attempts.append(record)
+        return record
+
+    # --- as the log and the screen read it --------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def streamed(self) -> bool:
+        return self.stream
+
+    @property
+    def latency_ms(self) -> float:
+        end = self.finished_at if self.finished_at is not None else self.clock()
+        return round((end - self.started) * 1000, 2)
+
+    @property
+    def ttfb_ms(self) -> float | None:
+        first = self.first_byte_at
+        return None if first is None else round((first - self.started) * 1000, 2)

@@ -1,0 +1,111 @@
+"""The requests the gateway holds: in flight, recently finished, and who is busy where."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .events import AttemptBegan, EventBus, RequestBegan, RequestFinished
+from .flow import Flow
+
+RECENT_LIMIT = 200
+"""Finished requests kept in memory, newest last: the screen lingers on them and opens them."""
+
+
+class Flows:
+    """Begins, indexes and ends `Flow`s; counts what finished and what failed."""
+
+    def __init__(
+        self, bus: EventBus, clock: Callable[[], float], ids: random.Random | None = None
+    ) -> None:
+        self._bus = bus
+        self._clock = clock
+        # Seeded from the OS once: an id must be unique, not secret (tests pass a seeded one).
+        self._ids = ids or random.Random()
+        self.active: dict[str, Flow] = {}
+        self.recent: deque[Flow] = deque(maxlen=RECENT_LIMIT)
+        self.busy: dict[str, Counter[str]] = {}
+        """provider -> sessions with a request in flight on it (for the concurrency guard)."""
+        self.finished = 0
+        self.failed = 0
+
+    def new_id(self) -> str:
+        """A request id: 12 hex digits, unique across runs (they share one log)."""
+        return f"{self._ids.getrandbits(48):012x}"
+
+    def begin(
+        self,
+        *,
+        session: str,
+        requested_model: str,
+        stream: bool,
+        body: Mapping[str, Any] | None,
+        dialect: str,
+    ) -> Flow:
+        flow = Flow(
+            id=self.new_id(),
+            session=session,
+            requested_model=requested_model,
+            stream=stream,
+            started=self._clock(),
+            clock=self._clock,
+            dialect=dialect,
+            body=body,
+        )
+        self.active[flow.id] = flow
+        if self._bus.wants(RequestBegan):
+            self._bus.publish(RequestBegan(flow.id, session))
+        return flow
+
+    def begin_attempt(self, flow: Flow, *, model: str, provider: str) -> None:
+        self._release(flow)
+        flow.start_attempt(provider=provider, model=model)
+        sessions = self.busy.get(provider)
+        if sessions is None:
+            sessions = self.busy[provider] = Counter()
+        sessions[flow.session] += 1
+        if self._bus.wants(AttemptBegan):
+            self._bus.publish(AttemptBegan(flow.id, model, provider))
+
+    def finish(self, flow: Flow) -> bool:
+        """Move exactly this request from in flight to finished; False if it already was."""
+        if self.active.pop(flow.id, None) is None:
+            return False
+        self._release(flow)
+        flow.finish()
+        self.recent.append(flow)
+        self.finished += 1
+        if flow.error_kind is not None:
+            self.failed += 1
+        if self._bus.wants(RequestFinished):
+            self._bus.publish(
+                RequestFinished(flow.id, flow.status, flow.error_kind, flow.model, flow.attempt)
+            )
+        return True
+
+    def _release(self, flow: Flow) -> None:
+        if flow.provider is None:
+            return
+        sessions = self.busy.get(flow.provider)
+        if sessions is not None:
+            sessions[flow.session] -= 1
+            if sessions[flow.session] <= 0:
+                del sessions[flow.session]
+
+    def find(self, request_id: str) -> Flow | None:
+        """A request in flight or recently finished."""
+        found = self.active.get(request_id)
+        if found is not None:
+            return found
+        return next((f for f in reversed(self.recent) if f.id == request_id), None)
+
+    def provider_busy_elsewhere(self, provider: str, session: str) -> bool:
+        """Another conversation has a request in flight on this provider."""
+        sessions = self.busy.get(provider)
+        return bool(sessions) and any(s != session for s in sessions)  # type: ignore[union-attr]
+
+    def busy_providers(self) -> list[str]:
+        """Providers with any request in flight."""
+        return [p for p, sessions in self.busy.items() if sessions]
