@@ -3,7 +3,8 @@
 `parse` translates the request into an OpenAI chat body (see `messages_translate`) and maps the
 client's model name through `[dialects.anthropic] models`; the `MessagesContext` it leaves on the
 call (the client's model name, the input estimate, the stop sequences) is what `reply` and the
-stream encoder (`messages_stream`) need to answer in Anthropic's shape. Errors come as
+stream encoder (`messages_stream`) need to answer in Anthropic's shape. `count_tokens` answers
+with the same estimate (`messages_estimate`). Errors come as
 `{"type": "error", "error": {"type", "message"}}` (see `error_type` for the mapping).
 """
 
@@ -19,17 +20,10 @@ from aiohttp import web
 from ...config import VIRTUAL_MODEL_NAMES, AnthropicDialectSettings, Settings
 from ..errors import APIError
 from ..validation import ChatCall, read_json, validate_chat
-from .messages_reply import (
-    error_body,
-    to_message,
-)
+from .messages_estimate import input_estimate
+from .messages_reply import error_body, to_message
 from .messages_stream import MessagesStream
-from .messages_translate import (
-    MessagesContext,
-    gateway_model,
-    input_estimate,
-    to_chat_body,
-)
+from .messages_translate import MessagesContext, gateway_model, to_chat_body
 
 __all__ = ["MESSAGES_ERRORS", "MessagesDialect", "count_tokens"]
 

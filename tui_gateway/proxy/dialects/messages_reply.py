@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import APIError
+from .base import first_choice, tool_calls
 from .messages_translate import MessagesContext
 
 __all__ = ["error_body", "error_type", "stop_reason", "to_message", "tool_input", "usage_block"]
@@ -19,11 +20,7 @@ __all__ = ["error_body", "error_type", "stop_reason", "to_message", "tool_input"
 
 def to_message(completion: Mapping[str, Any], context: MessagesContext) -> dict[str, Any]:
     """A whole `chat.completion` as a Messages `message` (its first choice)."""
-    choices = completion.get("choices")
-    choice = choices[0] if isinstance(choices, list) and choices else {}
-    choice = choice if isinstance(choice, dict) else {}
-    message = choice.get("message")
-    message = message if isinstance(message, dict) else {}
+    choice, message = first_choice(completion)
     content: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -35,17 +32,13 @@ def to_message(completion: Mapping[str, Any], context: MessagesContext) -> dict[
         )
     if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    calls = message.get("tool_calls")
-    for call in calls if isinstance(calls, list) else ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(function, dict):
-            continue
-        name = function.get("name")
+    for call_id, name, arguments in tool_calls(message):
+        # The upstream's id, if any: the client sends it back as `tool_use_id`.
         content.append({
             "type": "tool_use",
-            "id": _call_id(call.get("id")),
-            "name": name if isinstance(name, str) else "",
-            "input": tool_input(function.get("arguments")),
+            "id": call_id or new_tool_id(),
+            "name": name,
+            "input": tool_input(arguments),
         })  # fmt: skip
     has_tools = any(block["type"] == "tool_use" for block in content)
     reason, sequence = stop_reason(
@@ -124,11 +117,6 @@ def new_message_id() -> str:
 
 def new_tool_id() -> str:
     return f"toolu_{uuid.uuid4().hex[:24]}"
-
-
-def _call_id(value: object) -> str:
-    """The upstream's tool call id (the client sends it back as `tool_use_id`), or a new one."""
-    return value if isinstance(value, str) and value else new_tool_id()
 
 
 def _count(value: object, default: int) -> int:

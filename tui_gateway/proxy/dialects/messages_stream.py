@@ -16,16 +16,14 @@ import json
 from typing import Any
 
 from ..errors import APIError
-from .base import END, relayed_chunks
+from .base import ChunkEncoder
 from .messages_reply import (
     error_body,
     new_tool_id,
     stop_reason,
     usage_block,
 )
-from .messages_translate import (
-    MessagesContext,
-)
+from .messages_translate import MessagesContext
 
 __all__ = ["PING", "MessagesStream", "sse"]
 
@@ -41,7 +39,7 @@ def _json(data: dict[str, Any]) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-class MessagesStream:
+class MessagesStream(ChunkEncoder):
     """The encoder of one streamed reply: it keeps the open block across relayed reads."""
 
     __slots__ = (
@@ -92,19 +90,7 @@ class MessagesStream:
         self._output_tokens: int | None = None
         self._deltas = 0
 
-    # --- StreamEncoder ----------------------------------------------------------------------
-
-    def events(self, framed: bytes) -> bytes:
-        if self._ended or not framed:
-            return b""
-        out: list[bytes] = []
-        self._start(out)
-        for chunk in relayed_chunks(framed):
-            if chunk is END:
-                self._stop(out)
-            else:
-                self._chunk(chunk, out)
-        return b"".join(out)
+    # --- StreamEncoder (`events` is ChunkEncoder's) -----------------------------------------
 
     def keepalive(self) -> bytes:
         out: list[bytes] = []
@@ -138,7 +124,7 @@ class MessagesStream:
         }
         out.append(sse("message_start", {"type": "message_start", "message": message}))
 
-    def _chunk(self, chunk: dict[str, Any], out: list[bytes]) -> None:
+    def _chunk(self, out: list[bytes], chunk: dict[str, Any]) -> None:
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
@@ -250,7 +236,7 @@ class MessagesStream:
         index = self._blocks - 1
         out.append(sse("content_block_stop", {"type": "content_block_stop", "index": index}))
 
-    def _stop(self, out: list[bytes]) -> None:
+    def _end(self, out: list[bytes]) -> None:
         """At `[DONE]`: close the open block, then the stop reason and usage, then the end."""
         self._close(out)
         self._ended = True

@@ -5,8 +5,8 @@ In: the request becomes a chat body (`responses_translate.py`).
 `previous_response_id` restores a stored conversation (see `domain/response_store.py`): the
 stored messages, then this request's input, with only this request's instructions in front.
 
-Out: a `response` object (here for a whole reply; `responses_stream.py` for a streamed one).
-Errors keep OpenAI's shape, which is the Responses API's own.
+Out: a `response` object (`responses_output.py`), whole here or as events by
+`responses_stream.py`. Errors keep OpenAI's shape, which is the Responses API's own.
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from ...domain.response_store import Messages, ResponseStore, StoreCounts
 from ..errors import APIError
 from ..fields import optional_field
 from ..validation import ChatCall, validate_chat
-from .responses_stream import (
+from .base import first_choice, tool_calls
+from .responses_output import (
     ResponsesContext,
-    ResponsesStream,
     assistant_message,
     function_item,
     message_item,
     response_json,
     usage_json,
 )
+from .responses_stream import ResponsesStream
 from .responses_translate import to_chat
 
 __all__ = ["ResponsesDialect"]
@@ -97,11 +98,7 @@ class ResponsesDialect:
         except ValueError:
             parsed = {}
         parsed = parsed if isinstance(parsed, dict) else {}
-        choices = parsed.get("choices")
-        choice = choices[0] if isinstance(choices, list) and choices else {}
-        choice = choice if isinstance(choice, dict) else {}
-        message = choice.get("message")
-        message = message if isinstance(message, dict) else {}
+        choice, message = first_choice(parsed)
         content = message.get("content")
         text = content if isinstance(content, str) else ""
         length = choice.get("finish_reason") == "length"
@@ -110,16 +107,9 @@ class ResponsesDialect:
         if text:
             output.append(message_item(f"msg_{self._ids()}", text, status=status))
         calls: list[tuple[str, str, str]] = []
-        for tool_call in message.get("tool_calls") or ():
-            function = tool_call.get("function") if isinstance(tool_call, dict) else None
-            if not isinstance(function, dict):
-                continue
-            call_id = tool_call.get("id")
-            call_id = call_id if isinstance(call_id, str) and call_id else f"call_{self._ids()}"
-            name = function.get("name")
-            name = name if isinstance(name, str) else ""
-            args = function.get("arguments")
-            args = args if isinstance(args, str) else json.dumps(args or {})
+        for upstream_id, name, arguments in tool_calls(message):
+            call_id = upstream_id or f"call_{self._ids()}"
+            args = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
             calls.append((call_id, name, args))
             output.append(function_item(
                 ctx, f"fc_{self._ids()}", call_id=call_id, name=name, arguments=args,

@@ -1,4 +1,4 @@
-"""The Responses API's output: the `response` object, its items, and its event stream.
+"""The Responses API's event stream: relayed OpenAI chunks as Responses events, item by item.
 
 `ResponsesStream` turns the relayed OpenAI chunks into Responses events, each framed as
 `event: NAME\\ndata: {"type": NAME, "sequence_number": n, ...}\\n\\n` with `n` counting from 0:
@@ -16,181 +16,32 @@ finished item from `response.output_item.done` and fails a turn whose stream end
 `response.completed`; the official SDK also insists on `response.created` first. So every
 stream starts with `response.created`, a keep-alive is `response.in_progress` again (both
 ignore it), and every stream ends with exactly one terminal event.
+
+The JSON of the response and its items, shared with the whole reply, is `responses_output.py`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...domain.response_store import Messages
-from ...providers.base import token_count
 from ..errors import APIError
-from .base import END, relayed_chunks
+from .base import ChunkEncoder
+from .responses_output import (
+    Remember,
+    ResponsesContext,
+    assistant_message,
+    failure_error,
+    function_item,
+    message_item,
+    response_json,
+    text_part,
+    usage_json,
+)
 
-DEFAULT_RETRY_S = 5
-"""What a rate-limited stream tells Codex to wait when no Retry-After said otherwise."""
-_RETRY_IN_MESSAGE = re.compile(r"(?i)(?:retry.after|try again in)\D{0,8}(\d+(?:\.\d+)?)")
-_RATE_CODES = frozenset({"rate_limit_exceeded", "rate_limited"})
-
-
-@dataclass(frozen=True, slots=True)
-class ResponsesContext:
-    """What a reply needs to know about the request it answers (`ChatCall.context`)."""
-
-    response_id: str
-    model: str
-    """The model name the client sent, echoed back."""
-    created_at: int
-    conversation: Messages
-    """Restored history and this request's input, as chat messages, without the instructions."""
-    instructions: str | None = None
-    store: bool = True
-    previous_response_id: str | None = None
-    echo: dict[str, Any] = field(default_factory=dict)
-    """Request fields a response repeats as they were sent: tools, tool_choice, text, ..."""
-    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)
-    """Flattened tool name sent upstream -> (namespace, name) the client knows it by."""
-
-
-Remember = Callable[[ResponsesContext, dict[str, Any]], None]
-"""Called once a reply is whole, with its assistant chat message, to store the conversation."""
-
-
-def response_json(
-    ctx: ResponsesContext,
-    *,
-    status: str,
-    output: list[dict[str, Any]],
-    usage: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
-    incomplete_reason: str | None = None,
-) -> dict[str, Any]:
-    echo = ctx.echo
-    return {
-        "id": ctx.response_id,
-        "object": "response",
-        "created_at": ctx.created_at,
-        "status": status,
-        "background": False,
-        "error": error,
-        "incomplete_details": {"reason": incomplete_reason} if incomplete_reason else None,
-        "instructions": ctx.instructions,
-        "max_output_tokens": echo.get("max_output_tokens"),
-        "model": ctx.model,
-        "output": output,
-        "parallel_tool_calls": echo.get("parallel_tool_calls", True),
-        "previous_response_id": ctx.previous_response_id,
-        "reasoning": echo.get("reasoning") or {"effort": None, "summary": None},
-        "store": ctx.store,
-        "temperature": echo.get("temperature"),
-        "text": echo.get("text") or {"format": {"type": "text"}},
-        "tool_choice": echo.get("tool_choice", "auto"),
-        "tools": echo.get("tools", []),
-        "top_p": echo.get("top_p"),
-        "truncation": "disabled",
-        "usage": usage,
-        "user": None,
-        "metadata": echo.get("metadata") or {},
-    }
-
-
-def usage_json(usage: object) -> dict[str, Any]:
-    """An OpenAI chat `usage` block in the Responses shape (zeros where nothing was counted)."""
-    usage = usage if isinstance(usage, dict) else {}
-    input_tokens = token_count(usage.get("prompt_tokens")) or 0
-    output_tokens = token_count(usage.get("completion_tokens")) or 0
-    cached = _detail(usage, "prompt_tokens_details", "cached_tokens")
-    reasoning = _detail(usage, "completion_tokens_details", "reasoning_tokens")
-    return {
-        "input_tokens": input_tokens,
-        "input_tokens_details": {"cached_tokens": cached},
-        "output_tokens": output_tokens,
-        "output_tokens_details": {"reasoning_tokens": reasoning},
-        "total_tokens": input_tokens + output_tokens,
-    }
-
-
-def _detail(usage: dict[str, Any], block: str, name: str) -> int:
-    details = usage.get(block)
-    return (token_count(details.get(name)) or 0) if isinstance(details, dict) else 0
-
-
-def message_item(item_id: str, text: str, *, status: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "message",
-        "status": status,
-        "role": "assistant",
-        "content": [] if status == "in_progress" else [text_part(text)],
-    }
-
-
-def text_part(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-
-
-def function_item(
-    ctx: ResponsesContext,
-    item_id: str,
-    *,
-    call_id: str,
-    name: str,
-    arguments: str,
-    status: str,
-) -> dict[str, Any]:
-    """A `function_call` item, named as the client declared the tool (namespace restored)."""
-    item: dict[str, Any] = {
-        "id": item_id,
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-    }
-    if name in ctx.namespaced:
-        item["namespace"], item["name"] = ctx.namespaced[name]
-    return item
-
-
-def assistant_message(text: str, calls: list[tuple[str, str, str]]) -> dict[str, Any]:
-    """The reply as a chat message for the store: text and (call id, upstream name, arguments)."""
-    message: dict[str, Any] = {"role": "assistant", "content": text or None}
-    if calls:
-        message["tool_calls"] = [
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
-            for call_id, name, args in calls
-        ]
-    return message
-
-
-def failure_error(error: APIError) -> dict[str, str]:
-    """`response.error` in codes Codex acts on: it waits and retries a `rate_limit_exceeded`
-    (reading "try again in N s" from the message), gives up on `context_length_exceeded`, and
-    retries anything else as a `server_error`."""
-    code = error.code or ""
-    message = error.message
-    if code in _RATE_CODES or error.status == 429:
-        seconds = _retry_after(error)
-        if not re.search(r"(?i)try again in\s*\d", message):
-            message = f"{message.rstrip('. ')}. Please try again in {seconds}s."
-        return {"code": "rate_limit_exceeded", "message": message}
-    if code == "context_length_exceeded":
-        return {"code": code, "message": message}
-    return {"code": "server_error", "message": message}
-
-
-def _retry_after(error: APIError) -> str:
-    for value in (error.headers.get("Retry-After"), error.message):
-        if not value:
-            continue
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*", value) or _RETRY_IN_MESSAGE.search(value)
-        if match:
-            return match.group(1)
-    return str(DEFAULT_RETRY_S)
+__all__ = ["ResponsesStream"]
 
 
 @dataclass(slots=True)
@@ -225,7 +76,7 @@ class _Call:
         )
 
 
-class ResponsesStream:
+class ResponsesStream(ChunkEncoder):
     """One streamed reply in Responses events; see the module docstring for the order.
 
     Args:
@@ -255,19 +106,7 @@ class ResponsesStream:
             response_json(ctx, status="in_progress", output=[]), separators=(",", ":")
         ).encode()
 
-    # --- the StreamEncoder protocol ------------------------------------------------------
-
-    def events(self, framed: bytes) -> bytes:
-        if self._ended or not framed:
-            return b""
-        out: list[bytes] = []
-        self._start(out)
-        for chunk in relayed_chunks(framed):
-            if chunk is END:
-                self._end(out)
-            else:
-                self._chunk(out, chunk)
-        return b"".join(out)
+    # --- the StreamEncoder protocol (`events` is ChunkEncoder's) -------------------------
 
     def keepalive(self) -> bytes:
         if self._ended:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ...domain.response_store import Messages
 from ..fields import bad, optional_field
-from .responses_stream import ResponsesContext
+from .responses_output import ResponsesContext
 
 __all__ = ["to_chat"]
 
