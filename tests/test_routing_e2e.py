@@ -192,7 +192,9 @@ async def test_moving_a_model_to_the_head_shifts_traffic_toward_it(
     # The head of the chain is favoured, though a model with a longer good record keeps its
     # share: the posteriors still count.
     assert after["sim/d"] > before["sim/d"] + 20, (before, after)
-    assert min(after.values()) > 0 or len(after) < 4  # the others still get some traffic
+    # Moving d up does not starve the model with the longest good record.
+    leader = before.most_common(1)[0][0]
+    assert leader != "sim/d" and after[leader] > 0, (before, after)
 
 
 async def test_admin_changes_survive_a_restart(tmp_path: Path, mock_url: str) -> None:

@@ -16,10 +16,13 @@ from textual.widgets import Static
 
 from tests.factories import FakeClock, make_settings, model
 from tui_gateway.config import Settings
-from tui_gateway.domain.active import ActiveRequest
-from tui_gateway.domain.errors import ErrorKind
-from tui_gateway.domain.records import AttemptRecord, RequestRecord
+from tui_gateway.domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
+from tui_gateway.domain.flow import Flow
+from tui_gateway.domain.records import RequestRecord
+from tui_gateway.domain.snapshot import detail_of_row
 from tui_gateway.domain.state import GatewayState
+from tui_gateway.domain.views import FlowDetail
+from tui_gateway.server import Gateway
 from tui_gateway.store.log import RequestLog
 from tui_gateway.tui.curl import as_curl
 from tui_gateway.tui.screens import RequestDetailScreen
@@ -51,76 +54,86 @@ def make_state(clock: FakeClock) -> GatewayState:
     return GatewayState(settings, clock=clock)
 
 
-def fail(state: GatewayState, request: ActiveRequest, key: str, reason: str) -> None:
-    decision = state.decide(key, ErrorKind.SERVER, after_first_byte=False)
+def fail(
+    state: GatewayState, flow: Flow, exc: UpstreamError, *, after_first_byte: bool = False
+) -> None:
+    """The current attempt fails as the relay reports it: closed, then learned from."""
+    record = flow.attempt_failed(exc)
+    retrying = "" if after_first_byte else "; retrying (next candidate)"
     state.record_failure(
-        request, model=key, key_id=None, started=state.clock(), kind=ErrorKind.SERVER,
-        decision=decision, reason=reason,
+        flow, record, kind=exc.kind, key_id=None,
+        decision=state.decide(record.model, exc.kind, after_first_byte=after_first_byte),
+        reason=exc.describe() + retrying,
     )  # fmt: skip
 
 
-def attempt(n: int, key: str, **extra: Any) -> AttemptRecord:
-    return AttemptRecord(attempt=n, provider="sim", model=key, started=0.0, **extra)
+def detail(state: GatewayState, flow: Flow) -> FlowDetail:
+    found = state.find_request(flow.id)
+    assert found is not None
+    return found
 
 
-def record_for(request: ActiveRequest, **extra: Any) -> RequestRecord:
-    fields: dict[str, Any] = {
-        "id": request.id, "started": request.started, "session": request.session,
-        "requested_model": request.requested_model, "streamed": request.stream, "status": 200,
-        "latency_ms": 14_600.0, "provider": "sim", "model": "sim/c", "ttfb_ms": 600.0,
-        "tokens_in": 21, "tokens_out": 9,
-        "attempts": (
-            attempt(1, "sim/a", latency_ms=120.0, status=503, error_kind="5xx", error="HTTP 503: overloaded"),
-            attempt(2, "sim/b", latency_ms=80.0, status=502, error_kind="5xx", error="HTTP 502: bad gateway"),
-            attempt(3, "sim/c", latency_ms=14_400.0, status=200, ttfb_ms=400.0),
-        ),
-    }  # fmt: skip
-    return RequestRecord(**{**fields, **extra})
-
-
-def two_failures_then_a_gappy_stream(state: GatewayState, clock: FakeClock) -> ActiveRequest:
+def two_failures_then_a_gappy_stream(state: GatewayState, clock: FakeClock) -> Flow:
     """sim/a and sim/b fail with 5xx; sim/c streams, with a 12 s silence in the middle."""
-    request = state.begin_request(session="s" * 16, requested_model="auto", stream=True, body=BODY)
-    for key in ("sim/a", "sim/b"):
-        state.begin_attempt(request, model=key, provider="sim")
-        clock.advance(0.1)
-        fail(state, request, key, "HTTP 5xx: boom; retrying (next candidate)")
-    state.begin_attempt(request, model="sim/c", provider="sim")
-    for delay, chunks in [(0.4, 3), (0.1, 5), (12.0, 2), (0.1, 4), (0.1, 1)]:
+    flow = state.begin_request(session="s" * 16, requested_model="auto", stream=True, body=BODY)
+    for key, took, status, message in [
+        ("sim/a", 0.12, 503, "overloaded"),
+        ("sim/b", 0.08, 502, "bad gateway"),
+    ]:
+        state.begin_attempt(flow, model=key, provider="sim")
+        clock.advance(took)
+        fail(state, flow, Unavailable(message, status=status))
+    state.begin_attempt(flow, model="sim/c", provider="sim")
+    for n, (delay, chunks) in enumerate([(0.4, 3), (0.1, 5), (12.0, 2), (0.1, 4), (0.1, 1)]):
         clock.advance(delay)
-        state.record_chunks(request, chunks)
-    return request
+        if n == 0:
+            flow.first_byte_seen()
+        flow.chunks_relayed(chunks)
+    return flow
+
+
+def the_stream_ends(state: GatewayState, flow: Flow, clock: FakeClock) -> None:
+    """sim/c answers in full 1.7 s after its last chunk: 14.4 s for it, 14.6 s in all."""
+    clock.advance(1.7)
+    flow.tokens_in, flow.tokens_out = 21, 9
+    state.record_success(flow, flow.attempt_succeeded(), key_id=None)
+    assert state.finish_request(flow)
 
 
 def test_attempts_show_each_failure_with_routings_decision() -> None:
     clock = FakeClock()
     state = make_state(clock)
-    request = two_failures_then_a_gappy_stream(state, clock)
-    live = attempts_text(request).plain
-    assert "#1  failed" in live and "#2  failed" in live
-    assert "sim/a failed (HTTP 5xx: boom; retrying (next candidate)); cooling 15 s" in live
-    assert "#3  sim/c (sim)  streaming" in live
+    flow = two_failures_then_a_gappy_stream(state, clock)
+    live = attempts_text(detail(state, flow)).plain.splitlines()
+    assert live[0] == "#1  sim/a (sim)  HTTP 503  5xx: overloaded  0.12 s  first byte –"
+    assert live[1] == (
+        "    → sim/a failed (503 5xx: overloaded; retrying (next candidate)); cooling 15 s"
+    )
+    assert live[2].startswith("#2  sim/b (sim)  HTTP 502  5xx: bad gateway")
+    assert live[3].startswith("    → sim/b failed (502 5xx: bad gateway")
+    assert live[4:] == ["#3  sim/c (sim)  streaming"]  # the attempt under way, last
+    assert "status streaming (attempt 3)" in header_text(detail(state, flow), now=clock()).plain
 
-    state.finish_request(request, record_for(request))
-    done = attempts_text(request).plain.splitlines()
-    assert done[0] == "#1  sim/a (sim)  HTTP 503  5xx: HTTP 503: overloaded  0.12 s  first byte –"
-    assert done[1].startswith("    → sim/a failed (HTTP 5xx: boom") and "cooling 15 s" in done[1]
-    assert done[2].startswith("#2  sim/b (sim)  HTTP 502  5xx")
-    assert done[3].startswith("    → sim/b failed")
-    assert done[4] == "#3  sim/c (sim)  HTTP 200  14.40 s  first byte 0.40 s"
-    header = header_text(request, now=clock()).plain
+    the_stream_ends(state, flow, clock)
+    done = detail(state, flow)
+    lines = attempts_text(done).plain.splitlines()
+    assert lines[:4] == live[:4]  # the closed attempts and routing's decisions stay as they were
+    assert lines[4:] == ["#3  sim/c (sim)  HTTP 200  14.40 s  first byte 0.40 s"]
+    header = header_text(done, now=clock()).plain
     assert "auto → sim/c via sim" in header and "status 200" in header
     assert "total 14.60 s   first byte 0.60 s   tokens 21 in / 9 out" in header
-    assert error_text(request.record) is None
+    assert error_text(done) is None
 
 
 def test_timeline_shows_gaps_and_marks_the_longest_against_the_stall_timeout() -> None:
     clock = FakeClock()
     state = make_state(clock)
-    request = two_failures_then_a_gappy_stream(state, clock)
-    rows = batches(request.started, request.timeline)
+    flow = two_failures_then_a_gappy_stream(state, clock)
+    live = detail(state, flow)
+    assert live.timeline is not None
+    rows = batches(live.view.started, live.timeline)
     assert [round(b.gap_s, 2) for b in rows] == [0.6, 0.1, 12.0, 0.1, 0.1]
-    lines = timeline_text(request, now=clock(), stall_s=20.0).plain.splitlines()
+    lines = timeline_text(live, now=clock(), stall_s=20.0).plain.splitlines()
     assert lines[0] == "15 chunks in 5 batches, first at t+0.60 s, last at t+12.90 s"
     assert lines[1].startswith("t+0 ") and "·" in lines[1]  # the silence shows in the strip
     assert lines[2] == (
@@ -130,19 +143,26 @@ def test_timeline_shows_gaps_and_marks_the_longest_against_the_stall_timeout() -
     marked = [line for line in lines if line.endswith("◀")]
     assert marked == ["t+  12.70 s  +2    chunks  (gap 12.00 s)  ◀"]
     assert "(first byte)" in lines[4]
-    calm = timeline_text(request, now=clock(), stall_s=60.0).plain
+    calm = timeline_text(live, now=clock(), stall_s=60.0).plain
     assert "well clear of a stall (20% of the 60 s stall timeout)" in calm
+
+    clock.advance(3.0)
+    quiet = timeline_text(detail(state, flow), now=clock(), stall_s=20.0).plain
+    assert "quiet for 3.00 s now" in quiet
+    the_stream_ends(state, flow, clock)
+    done = timeline_text(detail(state, flow), now=clock(), stall_s=20.0).plain
+    assert "quiet for" not in done and done.splitlines()[0] == lines[0]
 
 
 def test_a_long_timeline_lists_its_ends_and_its_big_gaps_not_every_batch() -> None:
     clock = FakeClock()
     state = make_state(clock)
-    request = state.begin_request(session="s", requested_model="auto", stream=True)
-    state.begin_attempt(request, model="sim/a", provider="sim")
+    flow = state.begin_request(session="s", requested_model="auto", stream=True)
+    state.begin_attempt(flow, model="sim/a", provider="sim")
     for n in range(1000):
         clock.advance(25.0 if n == 500 else 0.05)
-        state.record_chunks(request, 1)
-    lines = timeline_text(request, now=clock(), stall_s=20.0).plain.splitlines()
+        flow.chunks_relayed(1)
+    lines = timeline_text(detail(state, flow), now=clock(), stall_s=20.0).plain.splitlines()
     assert len(lines) < 100
     assert (
         "longest gap 25.00 s" in lines[2] and "stalled (125% of the 20 s stall timeout)" in lines[2]
@@ -205,21 +225,32 @@ class BrokenLog:
 
 
 class FakeGateway:
+    """Just enough of `Gateway` for the screen, with its real `request_detail`."""
+
     def __init__(
-        self, settings: Settings, request_log: RequestLog | BrokenLog | None = None
+        self,
+        state: GatewayState,
+        settings: Settings,
+        request_log: RequestLog | BrokenLog | None = None,
     ) -> None:
         self.base_url = BASE_URL
+        self.state = state
         self.settings = settings
         self.request_log = request_log
+
+    request_detail = Gateway.request_detail
+    """The gateway's own lookup: the state's memory first, then the request log's row."""
 
 
 class DetailApp(App[None]):
     """Just enough of `GatewayApp` for the screen: `state` and `gateway`."""
 
-    def __init__(self, state: GatewayState, gateway: FakeGateway) -> None:
+    def __init__(
+        self, state: GatewayState, request_log: RequestLog | BrokenLog | None = None
+    ) -> None:
         super().__init__()
         self.state = state
-        self.gateway = gateway
+        self.gateway = FakeGateway(state, make_settings(providers=SIM), request_log)
 
 
 def shown(app: App[None], selector: str) -> str:
@@ -237,55 +268,74 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool]) -> None:
 async def test_screen_shows_a_request_live_copies_curl_and_goes_back() -> None:
     clock = FakeClock()
     state = make_state(clock)
-    request = two_failures_then_a_gappy_stream(state, clock)
-    settings = make_settings(providers=SIM, models=[model("sim", "a")])
-    app = DetailApp(state, FakeGateway(settings))
+    flow = two_failures_then_a_gappy_stream(state, clock)
+    app = DetailApp(state)
     async with app.run_test(size=(120, 50)) as pilot:
-        await app.push_screen(RequestDetailScreen(request.id))
+        await app.push_screen(RequestDetailScreen(flow.id))
         await pilot.pause()
         assert isinstance(app.screen, RequestDetailScreen)
         assert "streaming (attempt 3)" in shown(app, "#detail-header")
         assert "first user  Why is the sky blue?…" in shown(app, "#detail-messages")
+        assert "#3  sim/c (sim)  streaming" in shown(app, "#detail-attempts")
         assert "approached a stall" in shown(app, "#detail-timeline")
         assert not app.screen.query_one("#detail-error").display
 
-        clock.advance(0.5)  # the stream goes on, then ends with an error event
-        state.record_chunks(request, 7)
+        clock.advance(0.5)  # the stream goes on, then goes quiet and is cut off as stalled
+        flow.chunks_relayed(7)
         await until(pilot, lambda: "22 chunks in 6 batches" in shown(app, "#detail-timeline"))
-        record = record_for(request, error_kind="stall", error="upstream went quiet")
-        state.finish_request(request, record)
+        clock.advance(20.0)
+        fail(state, flow, Stalled("no data for 20 s between chunks"), after_first_byte=True)
+        flow.fail(200, ErrorKind.STALL, "no data for 20 s between chunks")
+        assert state.finish_request(flow)
         await until(pilot, lambda: "status 200" in shown(app, "#detail-header"))
-        assert "→ sim/b failed" in shown(app, "#detail-attempts")
-        assert shown(app, "#detail-error") == "HTTP 200  stall: upstream went quiet"
+        attempts = shown(app, "#detail-attempts")
+        assert "→ sim/b failed" in attempts and "streaming" not in attempts
+        assert "→ sim/c failed (stall: no data for 20 s between chunks)" in attempts
+        assert shown(app, "#detail-error") == "HTTP 200  stall: no data for 20 s between chunks"
+        assert app.screen.query_one("#detail-error").display
 
         await pilot.press("c")
         assert app.clipboard == as_curl(BASE_URL, BODY)
         await pilot.press("escape")
         assert not isinstance(app.screen, RequestDetailScreen)
 
-        await app.push_screen(RequestDetailScreen(request.id))
+        await app.push_screen(RequestDetailScreen(flow.id))  # finished, still in memory
+        await pilot.pause()
+        assert "status 200" in shown(app, "#detail-header")
         await pilot.press("q")
         assert not isinstance(app.screen, RequestDetailScreen)
 
 
+def an_earlier_run_logs_a_failed_request(log: RequestLog) -> Flow:
+    """A request of an earlier run: sim/a answers 502 and nothing else is tried."""
+    clock = FakeClock(1_000.0)
+    state = make_state(clock)
+    flow = state.begin_request(session="old-session", requested_model="auto", stream=False)
+    state.begin_attempt(flow, model="sim/a", provider="sim")
+    clock.advance(0.3)
+    fail(state, flow, Unavailable("bad", status=502))
+    flow.fail(502, ErrorKind.SERVER, "every candidate failed")
+    assert state.finish_request(flow)
+    log.append(flow)  # not flushed yet: `get` flushes first
+    return flow
+
+
 async def test_screen_loads_an_old_request_from_the_log_in_a_worker(tmp_path: Path) -> None:
-    state = make_state(FakeClock())
     log = RequestLog(tmp_path / "log.db")
     await log.open()
     try:
-        old = RequestRecord(
-            id="0123456789ab", started=1_000.0, session="old-session", requested_model="auto",
-            streamed=False, status=502, latency_ms=300.0, provider="sim", model="sim/a",
-            error_kind="5xx", error="every candidate failed",
-            attempts=(attempt(1, "sim/a", latency_ms=300.0, status=502, error_kind="5xx", error="bad"),),
-        )  # fmt: skip
-        log.append(old)  # not flushed yet: `get` flushes first
-        app = DetailApp(state, FakeGateway(make_settings(providers=SIM), log))
+        old = an_earlier_run_logs_a_failed_request(log)
+        state = make_state(FakeClock())  # this run has not seen it
+        assert state.find_request(old.id) is None
+        app = DetailApp(state, log)
         async with app.run_test(size=(120, 40)) as pilot:
             await app.push_screen(RequestDetailScreen(old.id))
             await until(pilot, lambda: "status 502" in shown(app, "#detail-header"))
-            assert "#1  sim/a (sim)  HTTP 502  5xx: bad" in shown(app, "#detail-attempts")
+            assert "auto → sim/a via sim" in shown(app, "#detail-header")
+            attempts = shown(app, "#detail-attempts")
+            assert attempts == "#1  sim/a (sim)  HTTP 502  5xx: bad  0.30 s  first byte –"
             assert shown(app, "#detail-error") == "HTTP 502  5xx: every candidate failed"
+            assert "from the request log" in shown(app, "#detail-messages")
             assert not app.screen.query_one("#detail-timeline").display
             assert app.screen.check_action("copy_curl", ()) is None  # no body kept
             await pilot.press("c")
@@ -299,7 +349,7 @@ async def test_screen_loads_an_old_request_from_the_log_in_a_worker(tmp_path: Pa
 
 
 async def test_a_log_that_fails_to_load_is_reported_on_the_screen() -> None:
-    app = DetailApp(make_state(FakeClock()), FakeGateway(make_settings(providers=SIM), BrokenLog()))
+    app = DetailApp(make_state(FakeClock()), BrokenLog())
     async with app.run_test(size=(120, 40)) as pilot:
         await app.push_screen(RequestDetailScreen("0123456789ab"))
         await until(pilot, lambda: "could not load" in shown(app, "#detail-header"))
@@ -312,10 +362,23 @@ async def test_request_log_get_reads_one_request_with_its_attempts(tmp_path: Pat
     await log.open()
     try:
         clock = FakeClock()
-        request = two_failures_then_a_gappy_stream(make_state(clock), clock)
-        record = record_for(request)
-        log.append(record)
-        assert await log.get(record.id) == record
+        state = make_state(clock)
+        flow = two_failures_then_a_gappy_stream(state, clock)
+        the_stream_ends(state, flow, clock)
+        log.append(flow)
+        row = await log.get(flow.id)
+        assert row == RequestRecord(
+            id=flow.id, started=flow.started, session="s" * 16, requested_model="auto",
+            streamed=True, status=200, latency_ms=14_600.0, provider="sim", model="sim/c",
+            ttfb_ms=600.0, tokens_in=21, tokens_out=9, attempts=tuple(flow.attempts),
+        )  # fmt: skip
+        assert [(a.model, a.status, a.error) for a in row.attempts] == [
+            ("sim/a", 503, "overloaded"), ("sim/b", 502, "bad gateway"), ("sim/c", 200, None),
+        ]  # fmt: skip
+        # What the log kept shows the same attempts; only routing's decisions stay in memory.
+        from_log = attempts_text(detail_of_row(row)).plain.splitlines()
+        in_memory = attempts_text(detail(state, flow)).plain.splitlines()
+        assert from_log == [line for line in in_memory if "→" not in line]
         assert await log.get("missing") is None
     finally:
         await log.close()

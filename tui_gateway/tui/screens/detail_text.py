@@ -114,7 +114,10 @@ def attempts_text(item: FlowDetail) -> Text:
     paired = dict(zip(failed, decisions, strict=True)) if len(failed) == len(decisions) else {}
     for a in attempts:
         text.append(f"#{a.attempt}  ", "bold").append(f"{a.model} ({a.provider})  ")
-        status = "no response" if a.status is None else f"HTTP {a.status}"
+        if a.status is not None:
+            status = f"HTTP {a.status}"
+        else:  # no status: nothing came, or the stream was cut off after its first byte
+            status = "no response" if a.ttfb_ms is None else "cut off"
         bad = a.error_kind is not None or (a.status or 200) >= 400
         text.append(status, "red" if bad else "green")
         if a.error_kind is not None:
