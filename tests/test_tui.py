@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 from openai import AsyncOpenAI
 from textual.pilot import Pilot
 from textual.widgets import RichLog
@@ -28,6 +29,17 @@ async def until(pilot: Pilot[None], condition: Callable[[], bool], *, seconds: f
     assert condition()
 
 
+class ScreenClock:
+    """The screen's clock: the state's (real time: the proxy runs for real) until a test sets it."""
+
+    def __init__(self, follow: Callable[[], float]) -> None:
+        self.follow = follow
+        self.at: float | None = None
+
+    def __call__(self) -> float:
+        return self.follow() if self.at is None else self.at
+
+
 def make_gateway(tmp_path: Path, *, demo: bool = False, **simulate: float) -> Gateway:
     behaviour = {"first_token_ms": 0, "tokens_per_s": 50, "reply_tokens": 40, **simulate}
     settings = make_settings(providers=SIM, models=[model("sim", "steady", simulate=behaviour)])
@@ -44,7 +56,8 @@ async def test_screen_shows_a_streaming_request_while_it_runs_and_logs_it_after(
     tmp_path: Path,
 ) -> None:
     gateway = make_gateway(tmp_path)
-    app = GatewayApp(gateway)
+    clock = ScreenClock(gateway.state.clock)
+    app = GatewayApp(gateway, clock=clock)
     async with app.run_test(size=(120, 36)) as pilot:
         assert gateway.base_url in str(app.query_one(StatusBar).render())
         async with AsyncOpenAI(base_url=gateway.base_url, api_key=API_KEY) as client:
@@ -65,11 +78,19 @@ async def test_screen_shows_a_streaming_request_while_it_runs_and_logs_it_after(
             ]
             text = "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
             assert text
-        # Finished: it lingers with its status, then leaves the pane.
+        # Finished: it lingers with its status for LINGER_S on the screen's clock, then leaves.
         await until(pilot, lambda: str(table.get_row_at(0)[6]) == "200")
-        await until(pilot, lambda: table.request_ids == [], seconds=LINGER_S + 2)
+        [done] = gateway.state.snapshot(intervals=False).recent
+        assert done.finished_at is not None
+        clock.at = done.finished_at + LINGER_S - 0.05
+        await pilot.pause(0.3)  # a few repaints
+        assert len(table.request_ids) == 1 and str(table.get_row_at(0)[6]) == "200"
+        clock.at = done.finished_at + LINGER_S + 0.01
+        await until(pilot, lambda: table.request_ids == [])
         assert all(str(cell) == "" for cell in table.get_row_at(0))  # a blank slot for the next
         assert "done 1" in str(app.query_one(StatusBar).render())
+        clock.at += 5.0  # quiet for a while: the slot goes too
+        await until(pilot, lambda: table.row_count == 0)
     assert gateway.state.active == {}
 
 
@@ -162,6 +183,19 @@ async def test_t_switches_theme_and_e_copies_the_client_env(tmp_path: Path) -> N
         await pilot.press("e")
         assert app.clipboard == "\n".join(app.gateway.client_env()) + "\n"
         assert app.clipboard.startswith("OPENAI_BASE_URL=http://127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("requested", "started", "warned"),
+    [("no-such-theme", "gateway-dark", True), ("textual-light", "textual-light", False)],
+)
+async def test_the_theme_flag_picks_a_theme_and_an_unknown_one_falls_back_with_a_warning(
+    tmp_path: Path, requested: str, started: str, warned: bool
+) -> None:
+    app = GatewayApp(make_gateway(tmp_path), theme=requested)
+    async with app.run_test(size=(100, 30)):
+        assert app.theme == started
+        assert [requested in p for p in app.theme_problems] == ([True] if warned else [])
 
 
 async def test_question_mark_shows_every_key_of_the_screen(tmp_path: Path) -> None:

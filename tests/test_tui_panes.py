@@ -13,10 +13,12 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from tests.factories import FakeClock, make_settings, model
+from tui_gateway.domain.beta import central_interval
 from tui_gateway.domain.errors import ErrorKind
 from tui_gateway.domain.posteriors import Outcome
 from tui_gateway.domain.state import GatewayState
 from tui_gateway.domain.views import FlowView
+from tui_gateway.tui.widgets import posteriors as posteriors_pane
 from tui_gateway.tui.widgets.bars import KeyedTable, countdown_bar, interval_bar, sparkline
 from tui_gateway.tui.widgets.cooldowns import CooldownsPane
 from tui_gateway.tui.widgets.pools import PoolsPane
@@ -370,6 +372,49 @@ async def test_posteriors_trend_follows_the_latency_of_finished_requests() -> No
         failed = finished(9, 900.0, "5xx")
         pane.show(msgspec.structs.replace(snapshot, recent=(*snapshot.recent, failed)))
         assert str(pane.get_row("a/1")[5]) == "▁▅█"
+
+
+async def test_posteriors_pane_computes_intervals_for_rows_in_view_when_their_counts_move(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 10: a 90% interval costs 50-500 µs, and every model's was computed on every repaint."""
+    models = [model("a", f"m{n:02d}") for n in range(60)]
+    settings = make_settings(providers=[{"name": "a", "kind": "simulated"}], models=models)
+    state = GatewayState(settings, clock=FakeClock(), rng=random.Random(1))
+    asked: list[tuple[float, float]] = []
+
+    def counted(a: float, b: float, mass: float) -> tuple[float, float]:
+        asked.append((a, b))
+        return central_interval(a, b, mass)
+
+    monkeypatch.setattr(posteriors_pane, "central_interval", counted)
+
+    def drawn(key: str) -> str:
+        p = state.snapshot().posteriors[key]  # with its interval, computed by the domain
+        assert p.interval is not None
+        assert str(pane.get_row(key)[3]) == str(interval_bar(p.mean, *p.interval))
+        return key
+
+    pane = PosteriorsPane()
+    async with PaneApp(state, pane, tick=False).run_test(size=(100, 14)) as pilot:
+        await pilot.pause()
+        pane.show(state.snapshot(intervals=False))
+        assert 0 < len(asked) < 60
+        drawn("a/m00")
+        asked.clear()
+        pane.show(state.snapshot(intervals=False))
+        assert asked == []  # nothing moved
+        for key in ("a/m00", "a/m59"):  # in view, then far below it
+            for success in (True, True, False):
+                state.book.record(Outcome(key, state.clock(), success))
+        pane.show(state.snapshot(intervals=False))
+        first = state.book.posterior("a/m00")
+        assert asked == [(first.alpha, first.beta)] and drawn("a/m00")
+        pane.move_cursor(row=59, animate=False)
+        await pilot.pause()
+        pane.show(state.snapshot(intervals=False))
+        last = state.book.posterior("a/m59")
+        assert (last.alpha, last.beta) in asked and drawn("a/m59")
 
 
 # --- shared ---------------------------------------------------------------------------------

@@ -263,6 +263,20 @@ async def test_help_follows_the_keymap() -> None:
         assert ban.keys == ("x",)
 
 
+async def test_help_lists_an_unfocused_panes_keys_as_they_work_once_focused() -> None:
+    app = StandIn()
+    async with app.run_test(size=(100, 40)) as pilot:
+        requests = app.query_one(RequestsPane)
+        requests.focus()
+        await pilot.pause()
+        app.set_keymap({"pools.ban": "x"})
+        owners = collect_help(app.screen)
+        [pools] = [o for o in owners if o.title == "Pools"]
+        [ban] = [k for k in pools.keys if k.action == "ban"]
+        assert not pools.focused and ban.keys == ("x",) and not ban.enabled
+        assert app.screen.focused is requests  # asking moved no focus
+
+
 def test_every_help_screen_binding_has_an_action() -> None:
     for binding in Binding.make_bindings(HelpScreen.BINDINGS):
         assert hasattr(HelpScreen, f"action_{binding.action}"), binding

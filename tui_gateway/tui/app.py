@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from textual import on
@@ -27,7 +28,7 @@ from .commands import GatewayCommands
 from .help import HelpScreen
 from .host import StateView
 from .screens.detail import RequestDetailScreen
-from .themes import THEMES, load_theme_files, next_theme, themes_dir
+from .themes import DEFAULT_THEME, install_themes, load_theme_files, next_theme
 from .widgets import (
     CooldownsPane,
     PoolsPane,
@@ -45,7 +46,6 @@ BUSY_REFRESH_S = ((20.0, 0.2), (200.0, 0.35))
 """(requests finished per second, interval): under load the screen repaints less often, since no
 eye follows hundreds of rows a second and every frame costs the proxy on the same loop."""
 LAG_PROBE_S = 0.25
-DEFAULT_THEME = "gateway-dark"
 
 
 class GatewayApp(App[None]):
@@ -60,15 +60,27 @@ class GatewayApp(App[None]):
         Binding("P", "toggle_demo", "Pause demo", id="app.toggle_demo"),
     ]
 
-    def __init__(self, gateway: Gateway, *, theme: str = DEFAULT_THEME, live: bool = True) -> None:
-        """`live=False` shows the state as it is without starting the server or any timer
-        (snapshot tests and screenshots)."""
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        theme: str = DEFAULT_THEME,
+        live: bool = True,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """Args:
+        gateway: The gateway to show (and, when `live`, to start and stop).
+        theme: A theme name; an unknown one falls back to the default, with a warning.
+        live: False shows the state as it is without starting the server or any timer
+            (snapshot tests and screenshots).
+        clock: The screen's clock, for how long finished requests stay in view; by default
+            the snapshot's `now` (the state's clock). Tests move it instead of sleeping.
+        """
         theme_files, self.theme_problems = load_theme_files()
-        super().__init__(css_path=[*theme_files, themes_dir() / "layout.tcss"])
+        super().__init__(css_path=[*theme_files])
+        self.theme_problems += install_themes(self, theme)
         self.gateway = gateway
-        self._initial_theme = theme if theme in THEMES else DEFAULT_THEME
-        if theme not in THEMES:
-            self.theme_problems.append(f"unknown theme {theme!r}; using {DEFAULT_THEME}")
+        self._clock = clock
         self._events: list[Event] = []
         self._unsubscribe = gateway.state.subscribe(self._on_state_event)
         self._lag_ms = 0.0
@@ -91,7 +103,7 @@ class GatewayApp(App[None]):
         yield StatusBar(
             self.gateway.base_url, mask(self.gateway.api_key), demo=self.gateway.demo, id="status"
         )
-        yield RequestsPane(id="requests")
+        yield RequestsPane(id="requests", clock=self._clock)
         yield RichLog(id="events", max_lines=1000, markup=False, wrap=False)
         with Horizontal(id="middle"):
             yield PoolsPane(id="pools")
@@ -108,9 +120,6 @@ class GatewayApp(App[None]):
         return main.query_one(selector, kind) if selector else main.query_one(kind)
 
     async def on_mount(self) -> None:
-        for theme in THEMES.values():
-            self.register_theme(theme)
-        self.theme = self._initial_theme
         self.query_one("#events", RichLog).border_title = "Events"
         for problem in self.theme_problems:
             self.notify(problem, severity="warning")

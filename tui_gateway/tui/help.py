@@ -1,9 +1,11 @@
 """A help screen generated from the real key bindings, so it cannot drift from them.
 
 `collect_help(screen)` reads the bindings of the focused widget (and the containers around it),
-of every other pane on the screen that can take focus, of the screen and of the app, with the
-keymap applied and `check_action` asked. `HelpScreen` renders that as one Markdown page, with a
-widget class's `HELP` text as prose. The command palette (`commands.py`) reads the same data.
+of every other pane on the screen that can take focus, of the screen and of the app, as Textual's
+`Screen.active_bindings` gives them: the keymap applied, `check_action` asked, and keys a nearer
+widget takes (its own binding, or an `Input` typing it) left out. `HelpScreen` renders that as
+one Markdown page, with a widget class's `HELP` text as prose. The command palette
+(`commands.py`) reads the same data.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from textual import actions
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import ActiveBinding, Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.dom import DOMNode
@@ -63,9 +64,13 @@ def collect_help(screen: Screen[Any]) -> list[OwnerHelp]:
         for w in screen.walk_children(Widget)
         if w not in chain and _takes_keys(w) and _displayed(w, screen)
     ]
+    active = _active_bindings(screen, focused)
     owners: list[OwnerHelp] = []
     for node in [*chain, *panes, screen, app]:
-        keys = _keys_of(node, screen)
+        if node in panes:  # its keys as they are once focus is on it (or inside it)
+            keys = _keys_of(node, _active_bindings(screen, _focus_target(node)))
+        else:
+            keys = _keys_of(node, active)
         if keys:
             prose = (getattr(node, "HELP", None) or "").strip()
             owners.append(OwnerHelp(node, owner_title(node), prose, node is focused, keys))
@@ -162,35 +167,50 @@ def _displayed(widget: Widget, screen: Screen[Any]) -> bool:
     return all(n.display for n in widget.ancestors_with_self if n is not screen.app)
 
 
-def _keys_of(node: DOMNode, screen: Screen[Any]) -> tuple[KeyHelp, ...]:
-    """The effective bindings of `node`, keymap applied, grouped by action."""
-    app = screen.app
-    bindings = node._bindings.copy()  # what Textual dispatches on, subclass keys winning
-    if app._keymap:
-        bindings.apply_keymap(app._keymap)
+def _focus_target(widget: Widget) -> Widget:
+    """Where focus goes for `widget`'s keys to apply: itself, else its first focusable child."""
+    if widget.can_focus:
+        return widget
+    return next(w for w in widget.walk_children(Widget) if w.can_focus)
+
+
+def _active_bindings(screen: Screen[Any], focus: Widget | None) -> dict[str, ActiveBinding]:
+    """`screen.active_bindings` as they are while `focus` has the focus.
+
+    Textual has no public way to ask for a widget's effective keys other than through the
+    focused widget, so for a pane without focus this gives the screen that focus for the length
+    of this (synchronous) call with `set_reactive`, which runs no watchers, and puts it back.
+    """
+    focused = screen.focused
+    if focus is focused:
+        return screen.active_bindings
+    screen.set_reactive(Screen.focused, focus)
+    try:
+        return screen.active_bindings
+    finally:
+        screen.set_reactive(Screen.focused, focused)
+
+
+def _keys_of(node: DOMNode, active: dict[str, ActiveBinding]) -> tuple[KeyHelp, ...]:
+    """The effective bindings `node` owns among `active`, grouped by action."""
     ours = _own_actions(node)
-    grouped: dict[tuple[str, str], list[Binding]] = {}
-    for _key, binding in bindings:
-        if not binding.description:
-            continue  # Textual's own fallbacks such as ctrl+c "help_quit"
-        grouped.setdefault((binding.action, binding.description), []).append(binding)
-    result = []
-    for (action, description), group in grouped.items():
-        state = _action_state(node, action, screen)
-        if state is False:
-            continue  # Textual's meaning: not available here at all
-        keys = tuple(dict.fromkeys(app.get_key_display(b) for b in group))
-        result.append(
-            KeyHelp(
-                keys=keys,
-                action=action,
-                description=description,
-                enabled=bool(state),
-                shown=any(b.show for b in group),
-                ours=action in ours,
-            )
+    grouped: dict[tuple[str, str], list[ActiveBinding]] = {}
+    for found in active.values():
+        binding = found.binding
+        if found.node is not node or not binding.description:
+            continue  # another owner's, or one of Textual's fallbacks such as ctrl+c "help_quit"
+        grouped.setdefault((binding.action, binding.description), []).append(found)
+    return tuple(
+        KeyHelp(
+            keys=tuple(dict.fromkeys(node.app.get_key_display(f.binding) for f in group)),
+            action=action,
+            description=description,
+            enabled=all(f.enabled for f in group),
+            shown=any(f.binding.show for f in group),
+            ours=action in ours,
         )
-    return tuple(result)
+        for (action, description), group in grouped.items()
+    )
 
 
 def _own_actions(node: DOMNode) -> set[str]:
@@ -201,24 +221,6 @@ def _own_actions(node: DOMNode) -> set[str]:
         if declared and not cls.__module__.startswith("textual."):
             own.update(b.action for b in Binding.make_bindings(declared))
     return own
-
-
-def _action_state(node: DOMNode, action: str, screen: Screen[Any]) -> bool | None:
-    """`check_action` of the node the action would run on: True, None (greyed) or False."""
-    try:
-        namespace, name, params = actions.parse(action)
-    except actions.ActionError:
-        return False
-    targets: dict[str, DOMNode | None] = {
-        "": node,
-        "app": screen.app,
-        "screen": screen,
-        "focused": screen.focused,
-    }
-    target = targets.get(namespace)
-    if target is None:
-        return False
-    return target.check_action(name, params)
 
 
 def _keys_md(keys: tuple[str, ...]) -> str:

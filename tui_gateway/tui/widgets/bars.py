@@ -184,7 +184,9 @@ class KeyedTable(DataTable[Any]):
             if old is None:
                 # A fresh first cell per row: `_reorder` tells rows apart by its identity.
                 self.add_row(_own(cells[0]), *cells[1:], key=key)
-            elif any(not _same(a, b) for a, b in zip(old, cells, strict=True)):
+            elif old is not cells and any(
+                not _same(a, b) for a, b in zip(old, cells, strict=True)
+            ):  # a pane may hand back the very cells it drew last time: nothing changed
                 for (column, grows), before, after in zip(columns, old, cells, strict=True):
                     if not _same(before, after):
                         value = _own(after) if column == columns[0][0] else after

@@ -49,12 +49,41 @@ class PosteriorsPane(KeyedTable):
         """Ids of the finished requests (in the last snapshot) already in `_ttfb`."""
         self._intervals: dict[str, tuple[float, float, tuple[float, float]]] = {}
         """Model -> (alpha, beta, 90% interval): a Beta quantile costs 50-500 µs, so each model's
-        is computed again only when its posterior moved, not on every repaint."""
+        is computed again only when its posterior moved, and only while its row is in view."""
+        self._rows: dict[str, tuple[PosteriorView, tuple[float, ...], tuple[Text, ...], bool]] = {}
+        """Model -> (view, trend, cells, whether drawn with its own interval): a row whose
+        posterior and trend did not change is not drawn again, unless it comes into view with
+        an interval left from before."""
 
     def show(self, snapshot: Snapshot) -> None:
         self._note_latencies(snapshot.recent)
         order = sorted(snapshot.posteriors.values(), key=lambda p: (_pool_rank(p.pool), p.position))
-        self.sync((p.model, self._cells(p)) for p in order)
+        window = self._window()
+        self.sync((p.model, self._row(p, index in window)) for index, p in enumerate(order))
+        for model in self._rows.keys() - snapshot.posteriors.keys():
+            del self._rows[model]
+            self._intervals.pop(model, None)
+
+    def _window(self) -> range:
+        """Rows worth an up-to-date interval: those in view and a page either side.
+
+        Before the first layout the pane has no height yet; the terminal's bounds it.
+        """
+        page = self.scrollable_content_region.height or self.app.size.height
+        top = round(self.scroll_y)
+        return range(max(0, top - page), top + 2 * page)
+
+    def _row(self, p: PosteriorView, in_view: bool) -> tuple[Text, ...]:
+        trend = tuple(self._ttfb.get(p.model, ()))
+        drawn = self._rows.get(p.model)
+        if drawn is not None:
+            view, drawn_trend, cells, exact = drawn
+            if view == p and drawn_trend == trend and (exact or not in_view):
+                return cells
+        interval, exact = self._interval(p, compute=in_view)
+        cells = self._cells(p, interval, trend)
+        self._rows[p.model] = (p, trend, cells, exact)
+        return cells
 
     def _note_latencies(self, recent: Iterable[FlowView]) -> None:
         counted: set[str] = set()
@@ -67,19 +96,28 @@ class PosteriorsPane(KeyedTable):
                 self._ttfb.setdefault(model, deque(maxlen=HISTORY)).append(ttfb)
         self._counted = counted
 
-    def _interval(self, p: PosteriorView) -> tuple[float, float]:
-        if p.interval is not None:
-            return p.interval
-        known = self._intervals.get(p.model)
-        if known is None or known[0] != p.alpha or known[1] != p.beta:
-            known = self._intervals[p.model] = (
-                p.alpha, p.beta, central_interval(p.alpha, p.beta, 0.9)
-            )  # fmt: skip
-        return known[2]
+    def _interval(self, p: PosteriorView, *, compute: bool) -> tuple[tuple[float, float], bool]:
+        """The 90% interval to draw, and whether it is `p`'s own (not one left from before).
 
-    def _cells(self, p: PosteriorView) -> tuple[Text, ...]:
+        Out of view (`compute=False`) a row keeps the interval it last had, or only its mean
+        before it ever had one; it gets its own once it comes into view.
+        """
+        if p.interval is not None:
+            return p.interval, True
+        known = self._intervals.get(p.model)
+        if known is not None and known[0] == p.alpha and known[1] == p.beta:
+            return known[2], True
+        if not compute:
+            return (p.mean, p.mean) if known is None else known[2], False
+        interval = central_interval(p.alpha, p.beta, 0.9)
+        self._intervals[p.model] = (p.alpha, p.beta, interval)
+        return interval, True
+
+    def _cells(
+        self, p: PosteriorView, interval: tuple[float, float], trend: tuple[float, ...]
+    ) -> tuple[Text, ...]:
         seen = p.seen
-        low, high = self._interval(p)
+        low, high = interval
         model = Text(fit(p.model, _MODEL_WIDTH), style="" if seen else "dim")
         mean = Text(f"{round(p.mean * 100):d}", justify="right", style="" if seen else "dim")
         weighted = f"{_count(p.weighted_successes)}/{_count(p.weighted_failures)}"
@@ -89,7 +127,7 @@ class PosteriorsPane(KeyedTable):
             mean,
             interval_bar(p.mean, low, high, width=10),
             Text(_ms(p.ttfb_ms), justify="right"),
-            sparkline(self._ttfb.get(p.model, ()), width=HISTORY),
+            sparkline(trend, width=HISTORY),
             Text(weighted, style="dim"),
             Text(f"{p.successes}/{p.failures}", style="dim"),
         )

@@ -7,6 +7,7 @@ as it approaches the stall timeout.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, cast
 
 from rich.text import Text
@@ -77,8 +78,13 @@ class RequestsPane(DataTable[Text | str]):
             super().__init__()
             self.request_id = request_id
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, *, id: str | None = None, clock: Callable[[], float] | None = None) -> None:
+        """Args:
+        clock: What time it is for the rows (their age, how long finished ones linger); by
+            default the snapshot's `now`, the state's clock.
+        """
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self._clock = clock
         self._first_byte_timeout_s = 10.0
         self._stall_timeout_s = 20.0
         self._ids: list[str] = []
@@ -102,7 +108,7 @@ class RequestsPane(DataTable[Text | str]):
         re-using a slot (rewriting only the cells whose text changed) costs far less than adding
         and removing rows, which makes the table lay itself out again.
         """
-        now = snapshot.now
+        now = snapshot.now if self._clock is None else self._clock()
         finished = [
             r
             for r in snapshot.recent
