@@ -1,7 +1,8 @@
 """What the TUI costs the proxy: throughput with the screen running, against headless.
 
     python scripts/bench_tui.py [--requests 9000] [--rounds 3] [--output FILE] [--quick]
-                                [--profile-tui tui.prof]
+                                [--profile-tui tui.prof] [--gateway-args "--loop asyncio"]
+                                [--gateway-root /tmp/worktree]
 
 Starts, on 127.0.0.1: the mock upstream, `python -m tui_gateway --headless`, and the same
 gateway with its TUI in a real terminal (a private tmux server, 120x36). The TUI prints its URL
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import math
 import re
+import shlex
 import signal
 import socket
 import sys
@@ -129,7 +131,13 @@ def _free_port() -> int:
 
 
 async def start_tui(
-    workdir: Path, mock_url: str, screen: Screen, *, profile: str | None = None
+    workdir: Path,
+    mock_url: str,
+    screen: Screen,
+    *,
+    profile: str | None = None,
+    root: Path = ROOT,
+    extra: str = "",
 ) -> tuple[Target, int, int]:
     """Run the gateway with its TUI in a detached tmux pane; wait until it answers."""
     port = _free_port()
@@ -138,10 +146,12 @@ async def start_tui(
     (workdir / "tmux.conf").write_text("set -g remain-on-exit on\nset -g status off\n")
     # Under cProfile the ratio is distorted; that run is for finding where the time goes.
     python = f"{sys.executable} -m cProfile -o {profile}" if profile else sys.executable
-    command = f"exec {python} -m tui_gateway --config {config} --db {workdir / 'tui.db'}"
+    command = f"exec {python} -m tui_gateway --config {config} --db {workdir / 'tui.db'} {extra}"
+    if root != ROOT:
+        command = f"PYTHONPATH={shlex.quote(str(root))} {command}"
     await screen.tmux(
         "-f", str(workdir / "tmux.conf"), "new-session", "-d", "-s", "bench",
-        "-x", str(COLUMNS), "-y", str(LINES), "-c", str(ROOT), command,
+        "-x", str(COLUMNS), "-y", str(LINES), "-c", str(root), command,
     )  # fmt: skip
     pid = int((await screen.tmux("list-panes", "-t", "bench", "-F", "#{pane_pid}")).split()[0])
     server_pid = int((await screen.tmux("display-message", "-p", "#{pid}")).strip())
@@ -205,10 +215,17 @@ async def measure(args: argparse.Namespace, run: Run, screen: Screen, workdir: P
         (workdir / "headless.toml").write_text(gateway_config(mock.url))
         argv = [py, "-m", "tui_gateway", "--headless", "--config", str(workdir / "headless.toml")]
         argv += ["--port", "0", "--db", str(workdir / "headless.db")]
-        gw = await fleet.spawn("headless", argv, extra_lines=2)
+        argv += shlex.split(args.gateway_args or "")
+        root = Path(args.gateway_root).resolve() if args.gateway_root else None
+        gw = await fleet.spawn("headless", argv, extra_lines=2, root=root)
         headless = Target("headless", gw.url + "/chat/completions", GATEWAY_API_KEY, gw.pid)
         tui, tui_pid, tmux_pid = await start_tui(
-            workdir, mock.url, screen, profile=args.profile_tui
+            workdir,
+            mock.url,
+            screen,
+            profile=args.profile_tui,
+            root=root or ROOT,
+            extra=args.gateway_args or "",
         )
         targets = [headless, tui]
         workload = Workload("stream-c32", True, args.concurrency, args.requests, STREAM_MODEL)
@@ -352,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="600 streams, 2 rounds: a smoke run")
     parser.add_argument("--output", help="also write the markdown results to this file")
     parser.add_argument("--profile-tui", metavar="FILE", help="run the TUI gateway under cProfile")
+    parser.add_argument(
+        "--gateway-args", metavar="ARGS", help='extra flags for both gateways: "--loop asyncio"'
+    )
+    parser.add_argument("--gateway-root", metavar="DIR", help="run this checkout's gateway")
     args = parser.parse_args(argv)
     if args.profile_tui:
         args.profile_tui = str(Path(args.profile_tui).resolve())

@@ -12,17 +12,67 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
-from . import paths
+from . import event_loop, paths
 from .config import ConfigError, Settings, load_settings, warnings_for
 from .domain.records import LogHealth
 from .server import BindError, Gateway, bind_socket
-from .starter import starter_config
+
+
+class _PlainValue:
+    """Converts one `str`, `int`, `bool` or `Path` option value the way click did, no pydantic."""
+
+    _BOOLS = {
+        **dict.fromkeys(("1", "true", "t", "yes", "y", "on"), True),
+        **dict.fromkeys(("0", "false", "f", "no", "n", "off"), False),
+    }
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+
+    def coerce(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value is None or isinstance(value, self.kind):
+            return value
+        if self.kind is int or self.kind is bool:
+            try:
+                return int(value) if self.kind is int else self._BOOLS[str(value).strip().lower()]
+            except (TypeError, ValueError, KeyError):
+                name = "integer" if self.kind is int else "boolean"
+                raise typer.BadParameter(
+                    f"{value!r} is not a valid {name}.", ctx=ctx, param=param
+                ) from None
+        return self.kind(value)
+
+
+class _Group(TyperGroup):
+    """The app's command group, whose own options (the run flags) are converted without pydantic.
+
+    typer 0.29 builds a pydantic `TypeAdapter` for every option it parses; importing pydantic
+    for that was 8 MB of a headless gateway's idle RSS, half of what the gateway added
+    over a bare aiohttp hop. The run flags are plain `str`, `int`, `bool` and `Path`, so they get a
+    plain conversion. If typer's internals move (no `_runtime_param`), its own coercion runs:
+    the same behaviour, a bigger process. Subcommands (`init`, `setup`) are left to typer.
+    """
+
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)  # the declared options, and --help
+        for param in params:
+            kind = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            if not (isinstance(kind, type) and kind in (str, int, bool, Path)):
+                continue
+            if param.multiple or param.nargs != 1:
+                continue
+            if getattr(param, "_runtime_param", False) is None:  # typer would build it lazily
+                param._runtime_param = _PlainValue(kind)  # type: ignore[attr-defined]
+        return params
+
 
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=False,
     help="A local OpenAI-compatible gateway over flaky LLM providers, with a live terminal UI.",
@@ -53,10 +103,21 @@ def run(
     theme: Annotated[
         str, typer.Option(help="Screen theme: gateway-dark or gateway-light (t cycles them).")
     ] = "gateway-dark",
+    loop: Annotated[
+        str,
+        typer.Option(
+            "--loop",
+            help="Event loop: auto (uvloop when installed, else asyncio), uvloop or asyncio.",
+        ),
+    ] = "auto",
 ) -> None:
     """Run the gateway (with its terminal UI unless --headless)."""
     if ctx.invoked_subcommand is not None:
         return
+    try:
+        event_loop.loop_factory(loop)
+    except (ValueError, event_loop.LoopUnavailable) as exc:
+        _fail(str(exc))
     try:
         settings = _settings(config, demo=demo)
     except ConfigError as exc:
@@ -87,12 +148,13 @@ def run(
     )
     _tune_gc()
     if headless:
-        asyncio.run(_serve_headless(gateway))
+        event_loop.run(_serve_headless(gateway), choice=loop)
     else:
         _announce(gateway)
         from .tui.app import GatewayApp  # only here: the headless path never imports Textual
 
-        GatewayApp(gateway, theme=theme).run()
+        # `App.run()` is `asyncio.run(app.run_async())`; this is the same on the chosen loop.
+        event_loop.run(GatewayApp(gateway, theme=theme).run_async(), choice=loop)
         _announce(gateway)  # again after the screen is gone, so the URL and key stay visible
     _report_unwritten(gateway.request_log.health())
 
@@ -106,6 +168,8 @@ def init(
     target = path or paths.default_config_path()
     if target.exists() and not force:
         _fail(f"{target} already exists; pass --force to overwrite it")
+    from .starter import starter_config  # only here: the gateway itself never needs it
+
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(starter_config(os.environ), encoding="utf-8")
     typer.echo(f"wrote {target}")
@@ -237,6 +301,7 @@ async def _serve_headless(gateway: Gateway) -> None:
         loop.add_signal_handler(signum, stop.set)
     await gateway.start()
     _announce(gateway)
+    typer.echo(f"tui-gateway: event loop {event_loop.running_kind()}", err=True)
     await stop.wait()
     typer.echo("tui-gateway: shutting down", err=True)
     await gateway.stop()
