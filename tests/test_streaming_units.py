@@ -176,3 +176,14 @@ async def test_watchdog_heartbeats_while_quiet_without_resetting_the_stall_clock
     assert [round(b - start) for b in beats] == [3, 6, 9, 12, 15, 18]
     assert outcome == ["stalled", "stalled"]
     await task
+
+
+def test_aiohttp_still_has_the_switch_that_sends_headers_with_the_first_event() -> None:
+    # relay._EventStream turns it off to save a send per stream; if aiohttp renames it the
+    # headers would still go out (a second send), so say so here instead of silently.
+    from aiohttp import web
+
+    from tui_gateway.proxy.relay import _EventStream
+
+    assert web.StreamResponse._send_headers_immediately is True
+    assert _EventStream._send_headers_immediately is False

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from ..config import ModelSettings, ProviderSettings
 from ..domain.errors import UpstreamClientError, UpstreamError, WrappedError
@@ -68,7 +69,7 @@ class GeminiUpstream:
     @staticmethod
     def _request(body: dict[str, Any], api_key: str) -> tuple[bytes, dict[str, str]]:
         headers = {"x-goog-api-key": api_key, "Content-Type": "application/json"}
-        return json.dumps(to_gemini(body)).encode(), headers
+        return msgspec.json.encode(to_gemini(body)), headers
 
     async def complete(
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str

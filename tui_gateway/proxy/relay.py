@@ -227,7 +227,10 @@ class Relay:
                                 self.flow.first_byte_seen()
                             dog.feed(limit_s=streaming.stall_timeout_s)
                             self.flow.chunks_relayed(batch.count)
-                            await response.write(out.events(batch.framed))
+                            if batch.done:  # the last event: out with the stream's end, one send
+                                await response.write_eof(out.events(batch.framed))
+                            else:
+                                await response.write(out.events(batch.framed))
                             beats.last = loop.time()
                             delivered.append(batch.framed)
                 self._dog = None
@@ -338,7 +341,7 @@ class Relay:
     async def _commit(self, model: ModelSettings) -> web.StreamResponse:
         """Send status and headers once: from here on, failures are stream events."""
         if self._response is None:
-            response = self._response = web.StreamResponse(
+            response = self._response = _EventStream(
                 status=200,
                 headers={
                     "Content-Type": "text/event-stream",
@@ -352,6 +355,16 @@ class Relay:
         elif self._prepared is not None and not self._prepared.is_set():
             await self._prepared.wait()  # a heartbeat is sending the headers right now
         return self._response
+
+
+class _EventStream(web.StreamResponse):
+    """Headers go out with the first event, in one send instead of two.
+
+    `prepare()` is always followed by a write here (an event or a keep-alive). The attribute is
+    aiohttp's own switch (`web.Response` turns it off the same way); a test pins it.
+    """
+
+    _send_headers_immediately = False
 
 
 def _client_gone(request: web.Request) -> bool:
