@@ -22,6 +22,8 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
+import msgspec
+
 from ..config import ModelSettings
 from ..domain.errors import (
     ErrorKind,
@@ -67,19 +69,30 @@ class Upstream(Protocol):
         ...
 
 
+class _CompletionShape(msgspec.Struct):
+    choices: msgspec.Raw
+    """Checked to be an array, never decoded: the reply goes to the client as it came."""
+    usage: Any = None
+
+
+_read_completion = msgspec.json.Decoder(_CompletionShape).decode
+
+
 def parse_completion(raw: bytes) -> Completion:
     """Check an HTTP 200 body really is a chat completion; raise WrappedError if it is not."""
     error = wrapped_error(raw)
     if error is not None:
         raise error
     try:
-        parsed = json.loads(raw)
-    except ValueError:
+        parsed = _read_completion(raw)
+    except msgspec.ValidationError:  # JSON, but not an object with `choices`
+        parsed = None
+    except msgspec.DecodeError:
         snippet = raw[:80].decode("utf-8", "replace")
         raise WrappedError(f"200 with a body that is not JSON: {snippet!r}", status=502) from None
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("choices"), list):
+    if parsed is None or not bytes(parsed.choices).startswith(b"["):
         raise WrappedError("200 with JSON that is not a chat completion", status=502)
-    usage = parsed.get("usage")
+    usage = parsed.usage
     if not isinstance(usage, dict):
         return Completion(raw)
     return Completion(

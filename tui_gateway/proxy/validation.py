@@ -6,6 +6,7 @@ anything uses it; fields nobody reads are forwarded untouched for the upstream t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,54 +47,36 @@ def validate_chat(body: dict[str, Any]) -> ChatCall:
     if not isinstance(messages, list) or not messages:
         raise bad("messages", "'messages' must be a non-empty array of message objects")
     for i, message in enumerate(messages):
-        _check_message(message, f"messages[{i}]")
+        _check_message(message, i)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise bad("stream", "'stream' must be true or false")
-    options = body.get("stream_options")
-    if options is not None:
-        if not isinstance(options, dict):
-            raise bad("stream_options", "'stream_options' must be an object")
-        optional_field(options, "include_usage", bool, "true or false", "stream_options.")
-    _check_number(body, "temperature", 0, 2)
-    _check_number(body, "top_p", 0, 1)
-    _check_number(body, "presence_penalty", -2, 2)
-    _check_number(body, "frequency_penalty", -2, 2)
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        value = body.get(name)
-        if value is not None and (not is_int(value) or value < 1):
-            raise bad(name, f"'{name}' must be a whole number of at least 1")
-    if is_int(body.get("n")) and body["n"] > MAX_CHOICES:
-        raise bad("n", f"'n' must be at most {MAX_CHOICES}")
-    for name in ("seed", "top_k"):
-        if body.get(name) is not None and not is_int(body[name]):
-            raise bad(name, f"'{name}' must be a whole number")
-    _check_stop(body.get("stop"))
-    _check_tools(body.get("tools"))
-    choice = body.get("tool_choice")
-    if choice is not None and not isinstance(choice, str | dict):
-        raise bad("tool_choice", "'tool_choice' must be a string ('auto', 'none', 'required')"
-                   " or an object naming a function")  # fmt: skip
-    for name in ("response_format", "metadata"):
-        if body.get(name) is not None and not isinstance(body[name], dict):
-            raise bad(name, f"'{name}' must be an object")
-    if body.get("user") is not None and not isinstance(body["user"], str):
-        raise bad("user", "'user' must be a string")
+    for name in body:  # only the fields the client sent: most bodies have a few of them
+        check = _FIELD_CHECKS.get(name)
+        if check is not None:
+            check(body, name)
     return ChatCall(body=body, model=model, stream=stream, messages=messages)
 
 
-def _check_message(message: object, where: str) -> None:
+def _check_message(message: object, i: int) -> None:
+    """One message; its path (`messages[3].content`) is only spelled out for an error."""
     if not isinstance(message, dict):
-        raise bad(where, f"{where} must be an object")
+        raise bad(f"messages[{i}]", f"messages[{i}] must be an object")
     role = message.get("role")
     if not isinstance(role, str) or role not in _ROLES:
+        where = f"messages[{i}]"
         raise bad(f"{where}.role", f"{where}.role must be one of {_ROLE_LIST}")
-    _check_content(message.get("content"), f"{where}.content")
-    optional_field(message, "name", str, "a string", f"{where}.")
-    optional_field(message, "tool_call_id", str, "a string", f"{where}.")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        _check_content(content, f"messages[{i}].content")
+    for name in ("name", "tool_call_id"):
+        value = message.get(name)
+        if value is not None and not isinstance(value, str):
+            raise bad(f"messages[{i}].{name}", f"messages[{i}].{name} must be a string")
     calls = message.get("tool_calls")
     if calls is None:
         return
+    where = f"messages[{i}]"
     if not isinstance(calls, list):
         raise bad(f"{where}.tool_calls", f"{where}.tool_calls must be an array")
     for n, call in enumerate(calls):
@@ -168,3 +151,67 @@ def _check_number(body: dict[str, Any], name: str, low: float, high: float) -> N
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise bad(name, f"'{name}' must be a number from {low} to {high}")
+
+
+def _check_stream_options(body: dict[str, Any], name: str) -> None:
+    options = body[name]
+    if options is None:
+        return
+    if not isinstance(options, dict):
+        raise bad("stream_options", "'stream_options' must be an object")
+    optional_field(options, "include_usage", bool, "true or false", "stream_options.")
+
+
+def _number_from(low: float, high: float) -> Callable[[dict[str, Any], str], None]:
+    return lambda body, name: _check_number(body, name, low, high)
+
+
+def _check_count(body: dict[str, Any], name: str) -> None:
+    value = body[name]
+    if value is not None and (not is_int(value) or value < 1):
+        raise bad(name, f"'{name}' must be a whole number of at least 1")
+    if name == "n" and value is not None and value > MAX_CHOICES:
+        raise bad("n", f"'n' must be at most {MAX_CHOICES}")
+
+
+def _check_whole(body: dict[str, Any], name: str) -> None:
+    if body[name] is not None and not is_int(body[name]):
+        raise bad(name, f"'{name}' must be a whole number")
+
+
+def _check_tool_choice(body: dict[str, Any], name: str) -> None:
+    choice = body[name]
+    if choice is not None and not isinstance(choice, str | dict):
+        raise bad("tool_choice", "'tool_choice' must be a string ('auto', 'none', 'required')"
+                   " or an object naming a function")  # fmt: skip
+
+
+def _check_object(body: dict[str, Any], name: str) -> None:
+    if body[name] is not None and not isinstance(body[name], dict):
+        raise bad(name, f"'{name}' must be an object")
+
+
+def _check_user(body: dict[str, Any], name: str) -> None:
+    if body[name] is not None and not isinstance(body[name], str):
+        raise bad("user", "'user' must be a string")
+
+
+_FIELD_CHECKS: dict[str, Callable[[dict[str, Any], str], None]] = {
+    "stream_options": _check_stream_options,
+    "temperature": _number_from(0, 2),
+    "top_p": _number_from(0, 1),
+    "presence_penalty": _number_from(-2, 2),
+    "frequency_penalty": _number_from(-2, 2),
+    "max_tokens": _check_count,
+    "max_completion_tokens": _check_count,
+    "n": _check_count,
+    "seed": _check_whole,
+    "top_k": _check_whole,
+    "stop": lambda body, name: _check_stop(body[name]),
+    "tools": lambda body, name: _check_tools(body[name]),
+    "tool_choice": _check_tool_choice,
+    "response_format": _check_object,
+    "metadata": _check_object,
+    "user": _check_user,
+}
+"""Field -> its check; `validate_chat` runs those of the fields present, in the body's order."""
