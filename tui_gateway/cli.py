@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import signal
 import sqlite3
 import sys
@@ -20,6 +19,7 @@ from typer.core import TyperGroup
 from . import event_loop, paths
 from .config import ConfigError, Settings, load_settings, warnings_for
 from .domain.records import LogHealth
+from .environment import process_environment
 from .server import BindError, Gateway, bind_socket
 
 
@@ -171,7 +171,7 @@ def init(
     from .starter import starter_config  # only here: the gateway itself never needs it
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(starter_config(os.environ), encoding="utf-8")
+    target.write_text(starter_config(process_environment()), encoding="utf-8")
     typer.echo(f"wrote {target}")
     typer.echo(
         "edit the providers and models, then run: tui-gateway"

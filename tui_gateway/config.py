@@ -7,13 +7,12 @@ span fields (unique names, references between tables) are `_check` at the bottom
 Every mistake a user can make in the file becomes a `ConfigError` that names the file, the key and
 what was expected; nothing here raises a bare KeyError or TypeError at a user.
 
-The environment is read in one place: the loaders take `environ` (default `os.environ`, looked up
-only in `settings_from_dict`), which is where `env:NAME` values come from.
+The loaders take `environ` (default: the process environment, from `environment.py`, the one
+place that reads it), which is where `env:NAME` values come from.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 from msgspec import Meta
 
 from .config_convert import ConfigError, Converted, convert, did_you_mean
+from .environment import process_environment
 from .presets import PRESETS
 
 __all__ = ["ConfigError"]  # re-exported: callers catch it from here
@@ -240,7 +240,7 @@ def settings_from_dict(
     """Validate a parsed config; `environ` defaults to the process environment."""
     raw = _with_presets(raw, source)
     converted = convert(
-        Settings, raw, source=source, environ=os.environ if environ is None else environ
+        Settings, raw, source=source, environ=process_environment() if environ is None else environ
     )
     settings = _with_missing_env(replace(converted.value, source=source), converted)
     _check(settings, source)

@@ -9,7 +9,6 @@ so the command line stays a thin layer; problems are `SetupError`s with a messag
 from __future__ import annotations
 
 import ipaddress
-import os
 import shlex
 import sys
 from datetime import datetime
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from .. import paths
 from ..config import ServerSettings
+from ..environment import process_environment
 from .clients import CLIENTS, Client, ConfigFile, EnvLines, Plan, Target, Where
 from .files import SetupError, merge_file
 
@@ -37,7 +37,7 @@ __all__ = [
 
 def current_where() -> Where:
     """The home directory and environment this process runs with (clients see the same)."""
-    return Where(home=Path.home(), environ=dict(os.environ), platform=sys.platform)
+    return Where(home=Path.home(), environ=dict(process_environment()), platform=sys.platform)
 
 
 def get_client(name: str) -> Client:
