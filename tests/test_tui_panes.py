@@ -23,7 +23,7 @@ from tui_gateway.tui.widgets.bars import KeyedTable, countdown_bar, interval_bar
 from tui_gateway.tui.widgets.cooldowns import CooldownsPane
 from tui_gateway.tui.widgets.pools import PoolsPane
 from tui_gateway.tui.widgets.posteriors import PosteriorsPane
-from tui_gateway.tui.widgets.sessions import ConfirmScreen, SessionsPane
+from tui_gateway.tui.widgets.sessions import MAX_ROWS, ConfirmScreen, SessionsPane
 
 
 def make_state() -> GatewayState:
@@ -214,6 +214,19 @@ async def test_sessions_pane_shows_hash_words_model_expiry_bans_and_turns() -> N
             ["aaaa1111 Fix th…", "a/1", "30m", "", "1"],
         ]
         assert pane.border_subtitle == "2 pinned"
+
+
+async def test_a_busy_gateway_lists_its_newest_sessions_and_counts_them_all() -> None:
+    state = make_state()
+    now = state.clock()
+    for n in range(MAX_ROWS + 5):
+        state.sessions.open(f"s{n:04d}xxxx", mode="auto", preview=f"q{n}", now=now + n)
+    pane = SessionsPane()
+    async with PaneApp(state, pane).run_test() as pilot:
+        await pilot.pause()
+        assert pane.row_count == MAX_ROWS
+        assert [r.key.value for r in pane.ordered_rows][0] == f"s{MAX_ROWS + 4:04d}xxxx"
+        assert pane.border_subtitle == f"{MAX_ROWS} newest of {MAX_ROWS + 5} pinned"
 
 
 async def test_d_clears_the_selected_session_and_the_cursor_stays_on_its_row() -> None:

@@ -103,8 +103,12 @@ class SessionsPane(KeyedTable):
         return ("clear", "clear_all")
 
     def show(self, snapshot: Snapshot) -> None:
-        rows = [(s.key, _cells(s)) for s in snapshot.sticky]
-        self.border_subtitle = f"{len(rows)} pinned" if rows else ""
+        sessions = snapshot.sticky  # most recently used first
+        rows = [(s.key, _cells(s)) for s in sessions[:MAX_ROWS]]
+        shown = "" if len(sessions) <= MAX_ROWS else f"{MAX_ROWS} newest of "
+        subtitle = f"{shown}{len(sessions)} pinned" if sessions else ""
+        if subtitle != self.border_subtitle:
+            self.border_subtitle = subtitle
         self.sync(rows)
 
     def action_clear(self) -> None:
@@ -126,6 +130,11 @@ class SessionsPane(KeyedTable):
         plural = "" if count == 1 else "s"
         question = f"Forget all {count} sticky session{plural}? Their next turns route afresh."
         self.app.push_screen(ConfirmScreen(question), answered)
+
+
+MAX_ROWS = 100
+"""Sessions listed, most recently used first: a busy gateway holds thousands, and a table that
+grows by a row a request lays the whole screen out again on every repaint."""
 
 
 SOURCE_TAGS = {
