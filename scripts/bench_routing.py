@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import inspect
+import dataclasses
 import random
 import sqlite3
 import statistics
@@ -38,8 +38,10 @@ import aiosqlite
 
 from tui_gateway.asyncio_utils import spawn
 from tui_gateway.domain.posteriors import BucketRow, Outcome, PosteriorBook
+from tui_gateway.domain.records import AttemptRecord
 from tui_gateway.domain.scoring import ScoreTerms, score
-from tui_gateway.store.schema import MIGRATIONS
+from tui_gateway.store.rows import outcome_values
+from tui_gateway.store.schema import sql_migrations
 from tui_gateway.store.stats import load_buckets
 
 NOW = 1_750_000_000.0
@@ -166,10 +168,6 @@ def bench_plan(models: list[str], rank: dict[str, int], book: PosteriorBook, run
         from tui_gateway.domain.state import GatewayState
     except ImportError as exc:
         return (what, "-", "-", f"TODO: not importable yet ({exc})")
-    params = inspect.signature(plan_candidates).parameters
-    if "rng" not in params or "now" not in params:
-        # TODO: time plan_candidates once routing.py takes `now` and `rng` (issue 3).
-        return (what, "-", "-", "TODO: plan_candidates has no rng/now parameters yet")
     try:
         providers = sorted({k.split("/")[0] for k in models})
         settings = settings_from_dict(
@@ -188,14 +186,13 @@ def bench_plan(models: list[str], rank: dict[str, int], book: PosteriorBook, run
             },
             source="bench",
         )
-        state: Any = GatewayState(settings)
-        state.book = book
+        state = GatewayState(settings, clock=lambda: NOW)
+        state.router.book = book
         rng = random.Random(2)
-        extra = {"session": None} if "session" in params else {}
 
         def decide() -> list[Any]:
             return plan_candidates(
-                state, Target(pool=POOL), now=NOW, rng=rng, max_attempts=KEEP, **extra
+                state.router, Target(pool=POOL), session=None, rng=rng, max_attempts=KEEP
             )
 
         assert len(decide()) == KEEP
@@ -214,7 +211,7 @@ def build_log(path: Path, n_rows: int, n_models: int, old_rows: int) -> float:
     kinds += ["client_closed"] * 2 + ["shutdown"]
     db = sqlite3.connect(path)
     db.execute("PRAGMA journal_mode=WAL")
-    db.executescript("".join(MIGRATIONS))
+    db.executescript(sql_migrations())
 
     def rows() -> Any:
         for i in range(n_rows + old_rows):
@@ -222,13 +219,17 @@ def build_log(path: Path, n_rows: int, n_models: int, old_rows: int) -> float:
             age = rng.random() * WEEK if i < n_rows else WEEK * (1 + 3 * rng.random())
             kind = rng.choice(kinds)
             ok = kind is None
-            yield (f"r{i:08d}", 1, provider, key, NOW - age, 200 if ok else 500,
-                   kind, None if ok else "boom", rng.uniform(200, 8000),
-                   rng.uniform(80, 3000) if ok else None)  # fmt: skip
+            attempt = AttemptRecord(
+                1, provider, key, NOW - age, rng.uniform(200, 8000), 200 if ok else 500, kind,
+                None if ok else "boom", rng.uniform(80, 3000) if ok else None,
+            )  # fmt: skip
+            outcome = outcome_values(attempt, streamed=True, tokens_out=None)
+            yield (f"r{i:08d}", *dataclasses.astuple(attempt), *outcome)
 
     db.executemany(
-        "INSERT INTO attempts (request_id, attempt, provider, model, started, status, error_kind,"
-        " error, latency_ms, ttfb_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO attempts (request_id, attempt, provider, model, started, latency_ms, status,"
+        " error_kind, error, ttfb_ms, outcome_success, outcome_ttfb_ms, outcome_tokens_per_s)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows(),
     )
     db.commit()
