@@ -38,9 +38,6 @@ from .beta import central_interval, cheng_draw, cheng_setup
 from .errors import ErrorKind
 from .records import AttemptRecord
 
-NEUTRAL_ERROR_KINDS: frozenset[str] = frozenset(k.value for k in ErrorKind if k.neutral)
-"""The values of the kinds with `kind.neutral` (errors.py), for code that holds a logged string."""
-
 MIN_GENERATING_MS = 50.0
 """A success whose tokens took less than this to arrive after the first byte counts its speed over
 the whole latency: the tokens came in one burst, and dividing by a few ms would be noise."""
