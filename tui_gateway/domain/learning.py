@@ -96,8 +96,9 @@ class Learner:
         outcome = attempt_outcome(attempt, streamed=flow.stream, tokens_out=flow.tokens_out)
         if outcome is not None:
             self._learn(outcome)
-        self.cooldowns.record_success(model=attempt.model, key_id=key_id, now=self._clock())
-        self.sessions.pin(flow.session, attempt.model, key_id, self._clock())
+        now = self._clock()
+        self.cooldowns.record_success(model=attempt.model, key_id=key_id, now=now)
+        self.sessions.pin(flow.session, attempt.model, key_id, now)
 
     def record_failure(
         self,

@@ -34,6 +34,8 @@ from .sticky import SessionEntry, StickySessions
 
 Plan = tuple[list["Candidate"], Callable[[], list["Candidate"]]]
 """The head of a request's candidates and the function that ranks the rest (see `Router.plan`)."""
+_Filters = tuple[Callable[[str], bool], Callable[[str], bool], float]
+"""What may be tried, what is cooling, and when that was decided (see `_filters`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,9 +194,6 @@ def plan_lazily(
         return ranked
 
     return head, rest if head else _computed(rest((allowed, cooling, now)))
-
-
-_Filters = tuple[Callable[[str], bool], Callable[[str], bool], float]
 
 
 def _filters(router: Router, session: SessionEntry | None) -> _Filters:

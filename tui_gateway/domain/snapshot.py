@@ -63,7 +63,7 @@ RECENT_IN_SNAPSHOT = 20
 
 def view_of(flow: Flow) -> FlowView:
     first = flow.first_byte_at
-    done = flow.finished_at is not None
+    done = flow.done
     return FlowView(
         id=flow.id,
         session=flow.session,
@@ -86,7 +86,7 @@ def view_of(flow: Flow) -> FlowView:
     )
 
 
-def detail_of(flow: Flow, now: float) -> FlowDetail:
+def detail_of(flow: Flow) -> FlowDetail:
     """A copy of everything the detail screen shows of a request still in memory."""
     attempts = tuple(flow.attempts)
     return FlowDetail(

@@ -131,7 +131,7 @@ class GatewayState:
     def find_request(self, request_id: str) -> FlowDetail | None:
         """A copy of a request in flight or recently finished (the detail screen)."""
         flow = self.flows.find(request_id)
-        return None if flow is None else detail_of(flow, self.clock())
+        return None if flow is None else detail_of(flow)
 
     # --- requests (called by the proxy) ---------------------------------------------------
 

@@ -91,9 +91,12 @@ class PosteriorsPane(KeyedTable):
             counted.add(request.id)
             model, ttfb = request.model, request.ttfb_ms
             # A whole reply's first byte is its whole latency: only streams show time to first byte.
-            if request.id in self._counted or request.error_kind or ttfb is None:
-                continue
-            if not request.stream:
+            if (
+                request.id in self._counted
+                or request.error_kind
+                or ttfb is None
+                or not request.stream
+            ):
                 continue
             if model is not None:
                 self._ttfb.setdefault(model, deque(maxlen=HISTORY)).append(ttfb)
