@@ -37,6 +37,8 @@ EXPECTED: dict[str, tuple[Blame, set[str]]] = {
     "shutdown":        (Blame.NOBODY, {NEUTRAL}),
     "no_candidate":    (Blame.NOBODY, {NEUTRAL}),
     "invalid_request": (Blame.NOBODY, {NEUTRAL}),
+    "unaligned":       (Blame.NOBODY, {NEUTRAL}),
+    "skipped":         (Blame.USER, {NEUTRAL}),
 }  # fmt: skip
 KINDS = list(ErrorKind)
 NOTHING = Decision(ban_provider=False, skip_model=False, clear_sticky=False)
@@ -103,7 +105,10 @@ def test_protection_has_a_cell_for_every_kind_and_spares_the_neutral_ones(
     kind: ErrorKind, level: str
 ) -> None:
     before, after = MATRIX[level, kind, False], MATRIX[level, kind, True]
-    if has(kind, NEUTRAL):
+    if kind is ErrorKind.SKIPPED:  # the user moved on: leave the model, learn nothing about it
+        assert before == after and before.skip_model and before.clear_sticky
+        assert not before.ban_provider
+    elif has(kind, NEUTRAL):
         assert before == after == NOTHING
     else:
         assert before.skip_model

@@ -201,29 +201,26 @@ async def test_non_streaming_timeout_falls_back(
     assert reply.choices[0].message.content.startswith("rescued")
 
 
-@pytest.mark.parametrize(
-    ("scenario", "kind", "error_type"),
-    [
-        ("stall-after-first:after=2", "stall", "stream_timeout"),
-        ("drop-mid-stream:after=2", "truncated", "upstream_error"),
-        ("cut:after=2", "truncated", "upstream_error"),
-        ("wrapped-error:after=2,delay_ms=30", "wrapped", "upstream_error"),
-    ],
-)
-async def test_failure_after_first_chunk_ends_stream_with_error_event(
+BREAKS = [
+    ("stall-after-first:after=2", "stall", "stream_timeout"),
+    ("drop-mid-stream:after=2", "truncated", "upstream_error"),
+    ("cut:after=2", "truncated", "upstream_error"),
+    ("wrapped-error:after=2,delay_ms=30", "wrapped", "upstream_error"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "kind", "error_type"), BREAKS)
+async def test_without_continuation_a_failure_after_the_first_chunk_ends_with_an_error_event(
     gateway_factory: GatewayFactory, mock_url: str, scenario: str, kind: str, error_type: str
 ) -> None:
+    provider = {"name": "mock", "kind": "openai", "base_url": mock_url, "api_keys": ["sk-mock"]}
     settings = make_settings(
-        mock_url, [model("mock", scenario), model("mock", "ok")], streaming=FAST_TIMERS
+        providers=[provider | {"continuation": "none"}],
+        models=[model("mock", scenario), model("mock", "ok")],
+        streaming=FAST_TIMERS,
     )
     gateway = await gateway_factory(settings)
-    async with aiohttp.ClientSession(headers=AUTH) as session:
-        async with session.post(
-            gateway.base_url + "/chat/completions",
-            json={"model": "auto", "messages": HELLO, "stream": True},
-        ) as resp:
-            assert resp.status == 200
-            events = await read_sse(resp)
+    events = await _stream_events(gateway)
     assert events[-1] == "[DONE]"
     error = events[-2]["error"]
     assert error["type"] == error_type and error["code"] == kind
@@ -233,6 +230,36 @@ async def test_failure_after_first_chunk_ends_stream_with_error_event(
     [row] = await logged(gateway.request_log)
     assert row.error_kind == kind and row.model == f"mock/{scenario}"
     assert gateway.state.active == {}
+
+
+@pytest.mark.parametrize(("scenario", "kind", "error_type"), BREAKS)
+async def test_by_default_a_failure_after_the_first_chunk_is_continued_on_the_next_model(
+    gateway_factory: GatewayFactory, mock_url: str, scenario: str, kind: str, error_type: str
+) -> None:
+    settings = make_settings(
+        mock_url, [model("mock", scenario), model("mock", "ok")], streaming=FAST_TIMERS
+    )
+    gateway = await gateway_factory(settings)
+    events = await _stream_events(gateway)
+    assert events[-1] == "[DONE]"
+    assert not any("error" in e for e in events[:-1])
+    assert events[-2]["choices"][0]["finish_reason"] == "stop"
+    assert len({e["id"] for e in events[:-1]}) == 1, "one completion id throughout"
+    roles = [e for e in events[:-1] if e["choices"] and "role" in e["choices"][0]["delta"]]
+    assert len(roles) == 1
+    [row] = await logged(gateway.request_log)
+    assert row.status == 200 and row.error_kind is None and row.model == "mock/ok"
+    assert [a.error_kind for a in row.attempts] == [kind, None]
+
+
+async def _stream_events(gateway: Gateway) -> list[Any]:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        async with session.post(
+            gateway.base_url + "/chat/completions",
+            json={"model": "auto", "messages": HELLO, "stream": True},
+        ) as resp:
+            assert resp.status == 200
+            return await read_sse(resp)
 
 
 async def test_stream_without_done_but_with_final_chunk_is_complete(

@@ -183,7 +183,7 @@ def test_aiohttp_still_has_the_switch_that_sends_headers_with_the_first_event() 
     # headers would still go out (a second send), so say so here instead of silently.
     from aiohttp import web
 
-    from tui_gateway.proxy.relay import _EventStream
+    from tui_gateway.proxy.client_stream import _EventStream
 
     assert web.StreamResponse._send_headers_immediately is True
     assert _EventStream._send_headers_immediately is False

@@ -32,6 +32,11 @@ _INTERNAL = {"internal": True}  # filled in by the loader, never read from the f
 ProviderKind = Literal["openai", "cohere", "cloudflare", "gemini", "simulated"]
 Protection = Literal["provider-ban", "model-skip", "off"]
 PoolName = Literal["fast", "balanced", "smart"]
+ContinuationMode = Literal["auto", "prefill", "instruct", "none"]
+"""How a broken answer is continued on this provider's (or model's) models: `auto` prefills
+unless the model refused a prefill before, then instructs; see proxy/continuation.py."""
+Continuation = Literal["prefill", "instruct"]
+"""How one continuation is asked for (what `ContinuationMode` resolves to for a model)."""
 
 POOLS: tuple[str, ...] = get_args(PoolName)
 PROVIDER_KINDS: tuple[str, ...] = get_args(ProviderKind)
@@ -166,7 +171,7 @@ class ProviderSettings:
     ] = ""
     api_keys: tuple[str, ...] = ()
     protection: Protection = "model-skip"
-    continuation: Literal["prefill", "none"] = "none"
+    continuation: ContinuationMode = "auto"
     missing_env: tuple[str, ...] = field(default=(), metadata=_INTERNAL)
     """Environment variables named by `api_keys` that were not set (filled in by the loader)."""
 
@@ -185,6 +190,8 @@ class ModelSettings:
     enabled: bool = True
     intelligence: Annotated[int, Meta(ge=1, le=10)] = 5
     """Rank from 1 (weak) to 10 (strong); used by smart routing."""
+    continuation: ContinuationMode | None = None
+    """Overrides the provider's `continuation` for this model."""
     simulate: SimulatedBehaviour = field(default_factory=SimulatedBehaviour)
 
     @property

@@ -11,6 +11,9 @@ Rules, in order, after an attempt fails before any byte reached the client:
 4. Otherwise the next candidate, leaving out the failed model and, when protection banned its
    provider, every model of that provider.
 
+After the first byte a failed model is left out (`exclude`), except that a model that refused a
+prefilled continuation is offered once more (`again`), to be asked by instruction.
+
 Candidates of a provider whose keys were all rejected are passed over without a try, even those
 planned before its last key went.
 
@@ -109,6 +112,12 @@ class AttemptPlan:
         if decision.ban_provider:
             self._skipped_providers.add(candidate.provider)
         return None
+
+    def again(self, candidate: Candidate, why: str) -> None:
+        """Offer `candidate` once more, next (asked another way: a refused prefill)."""
+        if (candidate.model, why) not in self._retried:
+            self._retried.add((candidate.model, why))
+            self._pending = Retry(candidate, 0.0, why)
 
     def exclude(self, candidate: Candidate, decision: Decision) -> None:
         """Leave out a model that failed mid-answer (and its provider, if protection banned it)."""

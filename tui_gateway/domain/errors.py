@@ -30,6 +30,8 @@ client's error (proxy/outcomes.py) all read it, as `kind.neutral`, `kind.transie
     shutdown         nobody    yes
     no_candidate     nobody    yes
     invalid_request  nobody    yes
+    unaligned        nobody    yes
+    skipped          user      yes
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class ErrorKind(StrEnum):
     SHUTDOWN = "shutdown"
     NO_CANDIDATE = "no_candidate"
     INVALID_REQUEST = "invalid_request"
+    UNALIGNED = "unaligned"
+    """A continuation's text could not be joined to what the client had (see alignment.py)."""
+    SKIPPED = "skipped"
+    """The user moved the request on from this attempt (a key on the screen, the admin API)."""
 
     @classmethod
     def parse(cls, value: ErrorKind | str) -> ErrorKind | None:
@@ -108,6 +114,9 @@ class Blame(StrEnum):
     NOBODY = "nobody"
     """Nothing upstream: the client left or sent what every upstream refuses, or the gateway
     stopped or had no candidate left."""
+    USER = "user"
+    """The user moved the request on: the model is left for this request and its conversation,
+    and nothing is learned about it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +134,7 @@ class Traits:
     @property
     def neutral(self) -> bool:
         """Says nothing about the model: neither a success nor a failure, no cooldown, no ban."""
-        return self.blame in (Blame.KEY, Blame.NOBODY)
+        return self.blame in (Blame.KEY, Blame.NOBODY, Blame.USER)
 
 
 _K, _B = ErrorKind, Blame
@@ -145,6 +154,8 @@ TRAITS = MappingProxyType(
         _K.SHUTDOWN: Traits(_B.NOBODY),
         _K.NO_CANDIDATE: Traits(_B.NOBODY),
         _K.INVALID_REQUEST: Traits(_B.NOBODY),
+        _K.UNALIGNED: Traits(_B.NOBODY),
+        _K.SKIPPED: Traits(_B.USER),
     }
 )
 """Every kind's traits: the one classification of error kinds (see the module docstring)."""

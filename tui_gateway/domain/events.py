@@ -106,11 +106,15 @@ class ContinuationBegan(Event):
 
 @dataclass(frozen=True, slots=True)
 class PrefillRefused(Event):
-    provider: str
+    """A model answered a prefilled continuation with a 400: it continues by instruction now,
+    in this run and the next (the refusal is saved)."""
+
+    model: str
+    reason: str = ""
 
     @property
     def text(self) -> str:
-        return f"provider {self.provider} does not accept prefill; not asked again"
+        return f"{self.model} refuses an assistant prefill; it continues by instruction from now on"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,11 @@ class _Attempt:
     model: str
     started: float
     first_byte_at: float | None = None
+    text_from: int | None = None
+    """A continuation: characters of the answer the client had when this attempt began."""
+    last_read: float | None = None
+    max_gap: float = 0.0
+    """The longest silence between two upstream reads so far, in seconds."""
 
 
 @dataclass(slots=True, eq=False)
@@ -68,6 +73,9 @@ class Flow:
     tokens_in: int | None = None
     tokens_out: int | None = None
     finished_at: float | None = None
+    mover: Callable[[], bool] | None = field(default=None, repr=False)
+    """Set by the proxy: cuts the attempt under way short so the request moves on (True if one
+    was waiting). The state's `skip_request` and bans call it."""
 
     # --- as the relay goes ------------------------------------------------------------------
 
@@ -76,10 +84,10 @@ class Flow:
         """Attempts begun so far (1 while the first is under way)."""
         return len(self.attempts) + (self.current is not None)
 
-    def start_attempt(self, *, provider: str, model: str) -> None:
+    def start_attempt(self, *, provider: str, model: str, text_from: int | None = None) -> None:
         if self.current is not None:  # a caller forgot to close it: close it as interrupted
             self.attempt_interrupted(ErrorKind.SHUTDOWN)
-        self.current = _Attempt(provider, model, self.clock())
+        self.current = _Attempt(provider, model, self.clock(), text_from=text_from)
         self.provider, self.model = provider, model
         self.phase = "waiting"
 
@@ -89,6 +97,22 @@ class Flow:
             self.current.first_byte_at = now
         if self.first_byte_at is None:
             self.first_byte_at = now
+
+    def upstream_read(self) -> None:
+        """Hot path: a read of the upstream's stream made progress (relayed or held back)."""
+        now = self.clock()
+        attempt = self.current
+        if attempt is not None:
+            last = attempt.last_read
+            if last is None:
+                if attempt.first_byte_at is None:
+                    attempt.first_byte_at = now
+            elif now - last > attempt.max_gap:
+                attempt.max_gap = now - last
+            attempt.last_read = now
+        if self.first_byte_at is None:
+            self.first_byte_at = now
+        self.last_chunk_at = now
 
     def chunks_relayed(self, count: int) -> None:
         """Hot path: no event, the screen reads counts from snapshots at its own pace."""
@@ -147,6 +171,8 @@ class Flow:
             error_kind=error_kind,
             error=error,
             ttfb_ms=None if first is None else round((first - attempt.started) * 1000, 2),
+            max_gap_ms=None if attempt.last_read is None else round(attempt.max_gap * 1000, 2),
+            text_from=attempt.text_from,
         )
         self.attempts.append(record)
         return record

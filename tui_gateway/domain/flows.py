@@ -59,9 +59,26 @@ class Flows:
             self._bus.publish(RequestBegan(flow.id, session))
         return flow
 
-    def begin_attempt(self, flow: Flow, *, model: str, provider: str) -> None:
+    def move_on(self, request_id: str) -> bool | None:
+        """Cut the request's attempt short (see `Flow.mover`); None if it is not in flight."""
+        flow = self.active.get(request_id)
+        if flow is None:
+            return None
+        return flow.mover is not None and flow.mover()
+
+    def move_on_all(self, serving: Callable[[Flow], bool]) -> list[str]:
+        """Move on every request whose attempt under way `serving` picks; returns their ids."""
+        return [
+            f.id
+            for f in list(self.active.values())
+            if f.current is not None and serving(f) and f.mover is not None and f.mover()
+        ]
+
+    def begin_attempt(
+        self, flow: Flow, *, model: str, provider: str, text_from: int | None = None
+    ) -> None:
         self._release(flow)
-        flow.start_attempt(provider=provider, model=model)
+        flow.start_attempt(provider=provider, model=model, text_from=text_from)
         sessions = self.busy.get(provider)
         if sessions is None:
             sessions = self.busy[provider] = Counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from ..config import Continuation
 from .catalog import Catalog
 from .controls import Controls
 from .cooldowns import Cooldowns
@@ -50,7 +51,8 @@ class Learner:
         self.score_bases = score_bases
         self._bus = bus
         self._clock = clock
-        self.prefill_refused: set[str] = set()
+        self.prefill_refused: dict[str, str] = {}
+        """Model -> why it refused an assistant prefill (its 400's message); kept across runs."""
 
     # --- keys and capabilities ------------------------------------------------------------
 
@@ -71,18 +73,36 @@ class Learner:
         ids = self.keys.valid_ids(self.catalog.provider_names[model])
         return any(k != failed_key for k in self.cooldowns.usable_keys(model, ids, self._clock()))
 
-    def can_continue(self, model: str) -> bool:
-        """The model's provider accepts a trailing assistant message (prefill) to continue from."""
-        provider = self.catalog.models[model].provider
-        return (
-            self.catalog.providers[provider].continuation == "prefill"
-            and provider not in self.prefill_refused
-        )
+    def continuation(self, model: str) -> Continuation | None:
+        """How a broken answer would be continued on `model` now, or None if it is not.
 
-    def refuse_prefill(self, provider: str) -> None:
-        """The provider rejected a prefill: do not ask it to continue again in this run."""
-        self.prefill_refused.add(provider)
-        self._bus.publish(PrefillRefused(provider))
+        `auto` (the default) prefills unless the model refused a prefill, then instructs; an
+        explicit `prefill` that was refused leaves the model out of continuations.
+        """
+        settings = self.catalog.models[model]
+        mode = settings.continuation or self.catalog.providers[settings.provider].continuation
+        if mode == "none":
+            return None
+        if mode == "instruct":
+            return "instruct"
+        refused = model in self.prefill_refused
+        if mode == "prefill":
+            return None if refused else "prefill"
+        return "instruct" if refused else "prefill"
+
+    def can_continue(self, model: str) -> bool:
+        return self.continuation(model) is not None
+
+    def refuse_prefill(self, model: str, reason: str) -> None:
+        """The model answered a prefill with a 400 about it: instruct it from now on."""
+        self.prefill_refused[model] = reason
+        self._bus.publish(PrefillRefused(model, reason))
+
+    def restore_refusals(self, saved: dict[str, str]) -> None:
+        """The refusals saved by an earlier run, for the models this config still has."""
+        self.prefill_refused.update(
+            (model, str(reason)) for model, reason in saved.items() if model in self.catalog.models
+        )
 
     # --- learning from attempts -----------------------------------------------------------
 

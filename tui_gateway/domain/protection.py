@@ -12,7 +12,9 @@ errors.py) and these rows:
     model      client_error (this model refused it)   SKIP+CLEAR     SKIP+CLEAR   SKIP
     key        key_rejected (see keys.py)             -              -            -
     nobody     rejected, client_closed, shutdown,     -              -            -
-               no_candidate, invalid_request
+               no_candidate, invalid_request,
+               unaligned
+    user       skipped (moved on from the screen)     SKIP+CLEAR     SKIP+CLEAR   SKIP+CLEAR
 
     BAN         ban the provider for this session, skip the model, clear the sticky pin
     SKIP+CLEAR  skip the model for the rest of this request, clear the sticky pin
@@ -72,6 +74,7 @@ _TABLE: dict[Blame, tuple[Decision, Decision, Decision]] = {
     Blame.MODEL: (SKIP_CLEAR, SKIP_CLEAR, SKIP),
     Blame.KEY: (NOTHING, NOTHING, NOTHING),
     Blame.NOBODY: (NOTHING, NOTHING, NOTHING),
+    Blame.USER: (SKIP_CLEAR, SKIP_CLEAR, SKIP_CLEAR),
 }
 """Blame -> decision before the first byte, per level in `_LEVELS` order: the docstring's table.
 Building `MATRIX` below fails at import if a blame has no row."""

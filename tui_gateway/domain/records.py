@@ -20,6 +20,10 @@ class AttemptRecord:
     error_kind: str | None = None
     error: str | None = None
     ttfb_ms: float | None = None
+    max_gap_ms: float | None = None
+    """The longest silence between two reads of a streamed reply (None: not streamed)."""
+    text_from: int | None = None
+    """A continuation: characters of the answer the client had when this attempt began."""
 
 
 @dataclass(frozen=True, slots=True)

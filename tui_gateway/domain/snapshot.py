@@ -13,6 +13,7 @@ from .cooldowns import Cooldowns
 from .flow import Flow
 from .flows import Flows
 from .keys import KeyRing
+from .learning import Learner
 from .posteriors import PosteriorBook
 from .records import LogHealth, RequestRecord
 from .rejections import Rejections
@@ -51,6 +52,7 @@ class Parts(Protocol):
     book: PosteriorBook
     flows: Flows
     router: Router
+    learner: Learner
     rejections: Rejections
     demo_paused: bool
     log_health: Callable[[], LogHealth]
@@ -138,6 +140,7 @@ def detail_of_row(row: RequestRecord) -> FlowDetail:
 def build_pools(state: Parts) -> dict[str, tuple[PoolEntry, ...]]:
     now = state.clock()
     router, controls, models = state.router, state.controls, state.catalog.models
+    learner = state.learner
     out: dict[str, tuple[PoolEntry, ...]] = {}
     for pool in POOLS:
         out[pool] = tuple(
@@ -151,6 +154,8 @@ def build_pools(state: Parts) -> dict[str, tuple[PoolEntry, ...]]:
                 or models[key].provider in controls.banned_providers,
                 cooling=router.available_at(key, now) > now,  # a cooling model, or all its keys
                 usable=router.is_usable(key),
+                continuation=learner.continuation(key) or "none",
+                prefill_refused=key in learner.prefill_refused,
             )
             for position, key in enumerate(router.chain(pool))
         )

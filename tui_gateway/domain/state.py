@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..config import Settings
+from ..config import Continuation, Settings
 from .catalog import Catalog, Target
 from .controls import Controls
 from .conversations import ConversationIndex
@@ -185,8 +185,11 @@ class GatewayState:
             dialect=dialect,
         )  # fmt: skip
 
-    def begin_attempt(self, flow: Flow, *, model: str, provider: str) -> None:
-        self.flows.begin_attempt(flow, model=model, provider=provider)
+    def begin_attempt(
+        self, flow: Flow, *, model: str, provider: str, text_from: int | None = None
+    ) -> None:
+        """An attempt starts; `text_from`: a continuation, after that many characters."""
+        self.flows.begin_attempt(flow, model=model, provider=provider, text_from=text_from)
 
     def finish_request(self, flow: Flow) -> bool:
         """Move exactly this request out of the active set (idempotent)."""
@@ -207,8 +210,11 @@ class GatewayState:
     def can_continue(self, model: str) -> bool:
         return self.learner.can_continue(model)
 
-    def refuse_prefill(self, provider: str) -> None:
-        self.learner.refuse_prefill(provider)
+    def continuation(self, model: str) -> Continuation | None:
+        return self.learner.continuation(model)
+
+    def refuse_prefill(self, model: str, reason: str) -> None:
+        self.learner.refuse_prefill(model, reason)
 
     def decide(self, model: str, kind: ErrorKind, *, after_first_byte: bool) -> Decision:
         return self.learner.decide(model, kind, after_first_byte=after_first_byte)
@@ -304,16 +310,32 @@ class GatewayState:
         self._changed(f"{key} {'enabled' if enabled else 'disabled'}")
 
     def ban_model(self, key: str) -> None:
+        """Out of routing everywhere; requests it is serving now move on at once."""
         self.controls.banned_models.add(self._known(key))
         self._changed(f"{key} banned")
+        self._move_on(lambda flow: flow.model == key, f"{key} was banned")
 
     def unban_model(self, key: str) -> None:
         self.controls.banned_models.discard(self._known(key))
         self._changed(f"{key} unbanned")
 
     def ban_provider(self, provider: str) -> None:
+        """Its models out of routing everywhere; requests on them now move on at once."""
         self.controls.banned_providers.add(self._known_provider(provider))
         self._changed(f"provider {provider} banned")
+        self._move_on(lambda flow: flow.provider == provider, f"provider {provider} was banned")
+
+    def skip_request(self, request_id: str) -> bool | None:
+        """Move a request in flight on from its attempt, as a stall would, blaming no one.
+        None: not in flight; False: no attempt is waiting now (between two, say)."""
+        moved = self.flows.move_on(request_id)
+        if moved:
+            self.note(f"{request_id} moved on by the user")
+        return moved
+
+    def _move_on(self, serving: Callable[[Flow], bool], why: str) -> None:
+        if moved := self.flows.move_on_all(serving):
+            self.note(f"{why}: {', '.join(moved)} moved on")
 
     def unban_provider(self, provider: str) -> None:
         self.controls.banned_providers.discard(self._known_provider(provider))

@@ -85,6 +85,10 @@ class PoolEntry(msgspec.Struct, frozen=True):
     cooling: bool
     """Cooling itself, or all of its keys are: routing skips it while anything else is left."""
     usable: bool
+    continuation: str = "none"
+    """How it would continue a broken answer now: prefill, instruct or none."""
+    prefill_refused: bool = False
+    """It answered a prefill with a 400 (remembered across restarts): it is instructed instead."""
 
 
 class SessionView(msgspec.Struct, frozen=True):

@@ -11,6 +11,7 @@
     DELETE /gateway/sessions/{session}                 forget one sticky session
     DELETE /gateway/sessions                           forget them all
     DELETE /gateway/cooldowns                          end every cooldown now
+    POST   /gateway/requests/{id}/skip                 move a request on from its attempt now
     POST   /gateway/demo                               {"paused": true}
 
 `{model}` is the `provider/id` key from /v1/models (slashes and all).
@@ -119,6 +120,19 @@ async def clear_cooldowns(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "cleared": request.app[STATE].clear_cooldowns()})
 
 
+async def skip_request(request: web.Request) -> web.Response:
+    """The screen's `x`: cut the request's current attempt short; it goes on from the next."""
+    request_id = request.match_info["id"]
+    moved = request.app[STATE].skip_request(request_id)
+    if moved is None:
+        raise APIError(404, f"no request '{request_id}' in flight", code="request_not_found")
+    if not moved:
+        raise APIError(
+            409, f"request '{request_id}' is between attempts; try again", code="nothing_to_skip"
+        )
+    return web.json_response({"ok": True, "skipped": request_id})
+
+
 async def set_demo(request: web.Request) -> web.Response:
     """`{"paused": true}` pauses the demo's built-in traffic; false resumes it."""
     paused = _field(await read_json(request), "paused", bool, "true or false")
@@ -141,4 +155,5 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_delete("/gateway/sessions/{session}", clear_session)
     router.add_delete("/gateway/sessions", clear_sessions)
     router.add_delete("/gateway/cooldowns", clear_cooldowns)
+    router.add_post("/gateway/requests/{id}/skip", skip_request)
     router.add_post("/gateway/demo", set_demo)

@@ -11,10 +11,11 @@ from aiohttp import web
 
 from ..asyncio_utils import spawn
 from ..config import Settings
+from ..domain.events import PrefillRefused
 from ..domain.state import PERSISTED_EVENTS, GatewayState
 from ..providers import Upstream, make_upstream
 from ..store import RequestLog
-from ..store.saved import Saver, load_saved
+from ..store.saved import PREFILL_REFUSED, Saver, load_saved
 from ..store.stats import load_buckets
 from .admin import add_admin_routes
 from .auth import auth_middleware
@@ -85,6 +86,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         saver = Saver(request_log.db, state.controls.saved, lock=request_log.write_lock)
         stack.push_async_callback(saver.close)
         stack.callback(state.subscribe(lambda _e: saver.changed(), kinds=PERSISTED_EVENTS))
+        learner = state.learner
+        learner.restore_refusals(await load_saved(request_log.db, PREFILL_REFUSED))
+        refusals = Saver(
+            request_log.db,
+            lambda: dict(learner.prefill_refused),
+            key=PREFILL_REFUSED,
+            lock=request_log.write_lock,
+        )
+        stack.push_async_callback(refusals.close)
+        stack.callback(state.subscribe(lambda _e: refusals.changed(), kinds=(PrefillRefused,)))
         refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
         stack.callback(refresher.cancel)
         yield

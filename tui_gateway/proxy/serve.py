@@ -19,6 +19,7 @@ from .headers import session_header
 from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .rejected import ROUTED
 from .relay import Relay
+from .stream_relay import StreamRelay
 from .validation import read_json
 
 
@@ -55,7 +56,8 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         dialect=dialect.name,
     )
     request[ROUTED] = True  # from here on, this request's own record is its log row
-    relay = Relay(request, call, state, app[UPSTREAMS], settings, flow, target.pool, dialect)
+    kind = StreamRelay if call.stream else Relay
+    relay = kind(request, call, state, app[UPSTREAMS], settings, flow, target.pool, dialect)
     in_flight = app[IN_FLIGHT]
     in_flight.add(relay)
     try:
@@ -66,7 +68,7 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             message = f"no enabled model can serve '{call.model}' ({why})"
             flow.fail(503, ErrorKind.NO_CANDIDATE, message)
             raise APIError(503, message, type="upstream_error", code="no_candidate")
-        if call.stream:
+        if isinstance(relay, StreamRelay):
             return await relay.stream(plan)
         return await relay.once(plan)
     except asyncio.CancelledError:

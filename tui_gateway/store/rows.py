@@ -43,7 +43,8 @@ ATTEMPT_RECORD_COLUMNS = (
     Column("attempt", "int"), Column("provider", "text"), Column("model", "text"),
     Column("started", "real"), Column("latency_ms", "real"), Column("status", "int", True),
     Column("error_kind", "text", True), Column("error", "text", True),
-    Column("ttfb_ms", "real", True),
+    Column("ttfb_ms", "real", True), Column("max_gap_ms", "real", True),
+    Column("text_from", "int", True),
 )  # fmt: skip
 """The `attempts` columns that are `AttemptRecord` fields, in its field order: a row of them is
 `AttemptRecord(*row)` (checked below)."""
@@ -81,7 +82,7 @@ def attempt_row(
     request_id: str, a: AttemptRecord, *, streamed: bool, tokens_out: int | None
 ) -> Row:
     return (request_id, a.attempt, a.provider, a.model, a.started, a.latency_ms, a.status,
-            a.error_kind, a.error, a.ttfb_ms,
+            a.error_kind, a.error, a.ttfb_ms, a.max_gap_ms, a.text_from,
             *outcome_values(a, streamed=streamed, tokens_out=tokens_out))  # fmt: skip
 
 

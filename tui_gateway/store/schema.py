@@ -17,6 +17,9 @@ from .rows import ATTEMPT_RECORD_COLUMNS, names, outcome_values
 
 BACKFILL_CHUNK = 20_000
 """Attempt rows read per query while backfilling their outcomes."""
+_BACKFILL_COLUMNS = ATTEMPT_RECORD_COLUMNS[:9]
+"""The attempt columns migration 6 reads: those of the schema it runs on (up to `ttfb_ms`);
+columns added by later migrations do not exist yet when it runs."""
 
 
 async def _backfill_outcomes(db: aiosqlite.Connection) -> None:
@@ -28,7 +31,7 @@ async def _backfill_outcomes(db: aiosqlite.Connection) -> None:
     filled are left alone, so running it again changes nothing.
     """
     select = (
-        f"SELECT a.rowid, r.streamed, r.tokens_out, {names(ATTEMPT_RECORD_COLUMNS, 'a.')}"
+        f"SELECT a.rowid, r.streamed, r.tokens_out, {names(_BACKFILL_COLUMNS, 'a.')}"
         " FROM attempts a LEFT JOIN requests r ON r.id = a.request_id"
         " WHERE a.rowid > ? AND a.outcome_success IS NULL ORDER BY a.rowid LIMIT ?"
     )
@@ -115,6 +118,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     """,
     # 6: the outcomes of the attempts logged before 5
     _backfill_outcomes,
+    # 7: each attempt's largest gap between two chunks, for the learned stall timers
+    # (domain/timers.py, store/timing.py); NULL in rows logged before, and for no stream.
+    # And where a continuation's text starts in the answer (NULL: not a continuation).
+    """
+    ALTER TABLE attempts ADD COLUMN max_gap_ms REAL;
+    ALTER TABLE attempts ADD COLUMN text_from INTEGER;
+    """,
 )
 """In order; the SQL ones alone (`sql_migrations()`) make a complete schema for a new file."""
 

@@ -1,0 +1,246 @@
+"""A streamed request: relayed as it comes, failed over before content, continued after.
+
+    StreamRelay.stream()       attempts in plan order until one finishes the answer
+      _stream_attempt()        one upstream stream: watchdog, scan, whole tool calls, the join
+        _relay()               one batch to the client (ClientStream: headers once, events)
+
+Before any content reached the client a failed attempt is replaced silently. After, the answer
+goes on from the next candidate that can continue it (continuation.py: by prefill or by
+instruction), and only what is new of the continuation is relayed (alignment.py). A user's skip
+(`skip()`) ends the attempt under way as a stall would, without blaming the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..asyncio_utils import spawn
+from ..config import Continuation, ModelSettings
+from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
+from ..domain.protection import NOTHING
+from ..domain.routing import Plan
+from ..providers.sse import SSEBatch
+from .chunks import StreamScan, owes_usage, usage_event
+from .client_stream import ClientStream
+from .continuation import JOIN_FAILED, AnswerSoFar, Continued, Unaligned, refuses_prefill
+from .outcomes import mid_stream_error, refused, shut_down
+from .relay import Relay, _Attempt
+from .watchdog import Heartbeat, Watchdog
+from .whole_calls import WholeCalls
+
+
+@dataclass(slots=True, eq=False)
+class StreamRelay(Relay):
+    """A `Relay` whose answer streams back to the client as server-sent events."""
+
+    client_gone: bool = False
+    """A heartbeat found the client gone: the waiting read is cut short."""
+    client: ClientStream | None = None
+    """The event stream to the client, made when the stream starts."""
+    _beat_model: ModelSettings | None = None
+
+    async def stream(self, candidates: Plan) -> web.StreamResponse:
+        """Relay a stream; fail over silently before content, continue on another model after.
+
+        Headers go out at the first content chunk or the first heartbeat, whichever is first.
+        Before any content reached the client a failed attempt is replaced silently; after, the
+        answer continues on the next candidate that can continue it (continuation.py), and only
+        what is new of the continuation is relayed. Tool calls go out whole (whole_calls.py).
+        """
+        streaming = self.settings.streaming
+        plan = self._plan(candidates)
+        client = self.client = ClientStream(
+            self.request, self.dialect.encoder(self.call, self.flow.id)
+        )
+        loop = asyncio.get_running_loop()
+        beats = Heartbeat(streaming.heartbeat_interval_s, loop.time())
+        delivered: list[bytes] = []
+        """Framed batches that reached the client: what a continuation goes on from."""
+        broke: UpstreamError | None = None
+        """The failure that broke the answer off, if one did: the one the client is told about."""
+        broke_model = ""
+        answer: AnswerSoFar | None = None
+        while (attempt := await self._next(plan, text_from=_length(answer))) is not None:
+            how = None if answer is None else self.state.continuation(attempt.candidate.model)
+            try:
+                done = await self._stream_attempt(attempt, beats, delivered, answer, how)
+            except UpstreamError as failure:
+                exc = failure
+            except Unaligned:
+                assert broke is not None
+                self.state.record_failure(
+                    self.flow,
+                    self.flow.attempt_failed(JOIN_FAILED),
+                    key_id=attempt.key_id,
+                    kind=ErrorKind.UNALIGNED,
+                    decision=NOTHING,
+                    reason=f"{JOIN_FAILED.describe()}; ending with the failure that broke it",
+                )
+                break
+            except ConnectionResetError:
+                # The client hung up; leaving the `async with` above already aborted the upstream.
+                return self._client_left()
+            else:
+                if done is None:
+                    return self._client_left()
+                return done
+            if not delivered:
+                self._failed(plan, attempt, exc, after_first_byte=False)
+                if not exc.retryable:
+                    if not client.open:
+                        raise refused(self.flow, exc)
+                    return await client.fail(refused(self.flow, exc))
+                continue
+            decision = self._failed(plan, attempt, exc, after_first_byte=True)
+            if how == "prefill" and refuses_prefill(exc):
+                self.state.refuse_prefill(attempt.candidate.model, exc.message)
+                plan.again(attempt.candidate, "prefill refused")  # by instruction this time
+            else:
+                plan.exclude(attempt.candidate, decision)
+            if broke is None:
+                broke, broke_model = exc, attempt.candidate.model
+            answer = AnswerSoFar.of(delivered)
+            plan.only = lambda c: self.state.can_continue(c.model)
+            self.state.begin_continuation(self.flow, attempt.candidate.model, exc.describe())
+        if self.stopping:
+            if not client.open:
+                raise shut_down(self.flow)
+            return await client.fail(shut_down(self.flow))
+        if broke is not None:
+            # The answer broke off and nothing could continue it: say why, never `stop`.
+            self.flow.fail(200, broke.kind, broke.message)
+            return await client.fail(mid_stream_error(broke, broke_model))
+        if client.open:  # committed by a heartbeat: the error goes in-stream
+            return await client.fail(self._exhausted())
+        raise self._exhausted()
+
+    async def _stream_attempt(
+        self,
+        attempt: _Attempt,
+        beats: Heartbeat,
+        delivered: list[bytes],
+        answer: AnswerSoFar | None,
+        how: Continuation | None,
+    ) -> web.StreamResponse | None:
+        """One attempt's stream, relayed; returns the finished response (None: the client left).
+
+        Raises the attempt's `UpstreamError` (a stall, a cut, an error dressed as a chunk, the
+        user's skip), or `Unaligned` when a continuation cannot be joined to the answer.
+        """
+        streaming = self.settings.streaming
+        client = self.client
+        assert client is not None
+        body = (
+            self.call.body if answer is None else answer.request(self.call.body, how or "instruct")
+        )
+        scan, whole = StreamScan(), WholeCalls()
+        joined = None if answer is None else Continued(answer)
+        self._beat_model = attempt.model
+        try:
+            async with Watchdog(
+                streaming.first_byte_timeout_s, heartbeat=beats, on_quiet=self._on_quiet
+            ) as self._dog:
+                dog = self._dog
+                async with attempt.upstream.stream(
+                    body, attempt.model, api_key=attempt.api_key
+                ) as chunks:
+                    async for received in chunks:
+                        batch = scan.scan(received)  # raises on an error dressed as a chunk
+                        if not batch.framed:
+                            continue  # nothing but malformed events
+                        if scan.done and scan.chunks == 0 and not delivered:
+                            raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
+                        self.flow.upstream_read()
+                        dog.feed(limit_s=streaming.stall_timeout_s)
+                        batch = whole.through(batch)
+                        if joined is not None:
+                            batch = joined.feed(batch)
+                        if batch.framed:
+                            await self._relay(attempt, batch, scan, delivered, beats)
+            if not (scan.finished or scan.done):
+                raise Unavailable("stream ended without a final chunk", kind=ErrorKind.TRUNCATED)
+            if joined is not None and (rest := joined.end()).framed:
+                await self._relay(attempt, rest, scan, delivered, beats)
+        except TimeoutError:
+            if self.client_gone:
+                return None
+            if self.stopping:
+                if not client.open:
+                    raise shut_down(self.flow) from None
+                return await client.fail(shut_down(self.flow))
+            raise self._timed_out(dog) from None
+        finally:
+            self._dog = None
+        if scan.malformed:
+            self.state.note(
+                f"{self.flow.id} dropped {scan.malformed} malformed event(s)"
+                f" from {attempt.candidate.model}"
+            )
+        self.flow.tokens_in = scan.prompt_tokens
+        self.flow.tokens_out = scan.completion_tokens or scan.chunks
+        self._succeeded(attempt)
+        owed = owes_usage(self.call.body, scan)
+        tail = b"" if scan.done and not owed else b"data: [DONE]\n\n"
+        if owed:
+            usage = usage_event(self.call.body, attempt.model.id, scan, self.flow.id)
+            tail = usage + tail
+        return await client.end(tail)
+
+    async def _relay(
+        self,
+        attempt: _Attempt,
+        batch: SSEBatch,
+        scan: StreamScan,
+        delivered: list[bytes],
+        beats: Heartbeat,
+    ) -> None:
+        """Send one batch of events to the client (the headers first, once)."""
+        if batch.done and owes_usage(self.call.body, scan):
+            batch = batch.without_done()  # usage goes before [DONE]
+        client = self.client
+        assert client is not None
+        if not client.open:
+            await client.start(self._headers(attempt.model))
+        self.flow.chunks_relayed(batch.count)
+        await client.send(batch.framed, last=batch.done)  # the last event ends the body too
+        beats.last = asyncio.get_running_loop().time()
+        delivered.append(batch.framed)
+
+    def _timed_out(self, dog: Watchdog) -> UpstreamError:
+        """What the watchdog firing meant: the user's skip, or the upstream's silence."""
+        streaming = self.settings.streaming
+        limit = streaming.stall_timeout_s if dog.fed else streaming.first_byte_timeout_s
+        where = "between chunks" if dog.fed else "before the first chunk"
+        kind = ErrorKind.STALL if dog.fed else ErrorKind.TIMEOUT
+        return self._skipped() or Stalled(f"no data for {limit:g} s {where}", kind=kind)
+
+    def _client_left(self) -> web.StreamResponse:
+        self.flow.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
+        self.flow.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
+        response = None if self.client is None else self.client.response
+        return response or web.Response(status=499)
+
+    def _on_quiet(self) -> None:
+        """Watchdog callback (must not raise): the upstream has been quiet for a heartbeat."""
+        spawn(self._beat(), name=f"heartbeat-{self.flow.id}")
+
+    async def _beat(self) -> None:
+        assert self.client is not None and self._beat_model is not None
+        try:
+            await self.client.start(self._headers(self._beat_model))
+            await self.client.keepalive()
+        except (ConnectionResetError, RuntimeError):
+            # The client is gone (or the stream just ended): stop waiting for the upstream.
+            self.client_gone = self.client.open and self.client.gone
+            if self.client_gone and self._dog is not None:
+                self._dog.fire()
+            return
+        self.flow.heartbeat_sent()
+
+
+def _length(answer: AnswerSoFar | None) -> int | None:
+    """Where a continuation's text starts in the answer (None: not a continuation)."""
+    return None if answer is None else len(answer.text)
