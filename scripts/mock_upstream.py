@@ -5,7 +5,8 @@ The model string is `scenario` or `scenario:key=value,key=value`, for example
 
 Scenarios (unknown names behave like `ok`):
 
-    ok                  normal reply. chunks=8, delay_ms=0, ttft_ms=0, text=<word>
+    ok                  normal reply. chunks=8, delay_ms=0, ttft_ms=0, text=<word>,
+                        sentence=0 (N > 0 ends every Nth word with "."; see repeat-sentence)
     slow-first-token    ok with ttft_ms=3000
     long                ok with chunks=200
     error-NNN           HTTP NNN with an OpenAI-style error body (error-500, error-404, ...)
@@ -30,6 +31,31 @@ Scenarios (unknown names behave like `ok`):
                         `tool-call:args={"path":"a.md"%2C"limit":5}`. When the last message
                         is a `tool` result it answers with text instead: "tool result received"
 
+Continuations: a request whose messages end with an assistant message (prefill), or with an
+assistant message and then a user message containing "cut off" (instruct), asks to continue
+that assistant text, `sent`. Models of `ok`, `slow-first-token`, `long` and the faults that
+break an answer (`stall-*`, `drop-mid-stream`, `no-done`, `cut`, `malformed`, `wrapped-error`)
+answer it from their full answer: the `chunks` words a fresh request to `ok` gets (4 for
+`malformed`, 200 for `long`). The fault is played only to fresh requests; a continuation is
+answered as `ok` would, so a faulty model can still be continued. Other scenarios answer a
+continuation as any request. `continue=` says how:
+
+    exact               (default) the rest of the answer after `sent`, cut into the same
+                        chunks (the first is the rest of a word cut in half, or keeps its
+                        leading space); the whole answer if it does not start with `sent`
+    restart             the whole answer from its beginning
+    repeat-word         the rest from the start of the last word `sent` holds whole
+                        (`lorem ipsum dol` -> `ipsum dolor sit ...`)
+    repeat-sentence     the rest from the start of `sent`'s last sentence (after its last
+                        `. `, `! ` or `? `; all of `sent` if none, as with the default words)
+    diverge             the answer's first `same`=2 words, then other words ("alpha bravo
+                        ..."), as many as the answer has; it departs from `sent` only when
+                        `sent` is longer than those words
+
+`prefill=refuse` answers a prefill request HTTP 400 invalid_request_error (param `messages`),
+as models without prefill do; it answers an instructed continuation normally. Each request's
+style is recorded (`ReceivedRequest.continuation`).
+
 Keys: a request whose `Authorization: Bearer KEY` names a rejected key gets a 401
 `invalid_api_key` (`--reject-key KEY`, repeatable), a forbidden key a 403 `permission_denied`
 (`--forbid-key KEY`), whatever its model. Every request is recorded first, headers included.
@@ -51,9 +77,16 @@ import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # run as a script, `scripts` is not importable otherwise
+
+from scripts import mock_continuation as cont  # noqa: E402  (the path above makes it importable)
 
 __all__ = ["RECEIVED", "REFUSED_KEYS", "ReceivedRequest", "make_app", "parse_model"]
 
@@ -76,6 +109,11 @@ _TOOL_STOP = b'{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls
 _DEFAULT_TOOL_ARGS = '{"path": "README.md"}'
 _TOOL_RESULT_WORDS = ["ok,", "tool", "result", "received"]
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+# Faults that break an answer: played to fresh requests only, a continuation gets `ok`'s reply.
+_BREAKS_ANSWERS = frozenset({
+    "stall-before-first", "stall-after-first", "drop-mid-stream", "no-done", "cut", "malformed",
+    "wrapped-error",
+})  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -89,6 +127,8 @@ class ReceivedRequest:
     body: dict[str, Any]
     disconnected: bool = False
     """Set when the client went away while the mock was stalling or streaming."""
+    continuation: cont.Style | None = None
+    """How the request asked to continue an answer (`prefill`, `instruct`), None if fresh."""
 
 
 RECEIVED = web.AppKey("received", list[ReceivedRequest])
@@ -135,21 +175,27 @@ def _error_response(
 
 
 @functools.lru_cache(maxsize=4096)
-def _encoded_word(word: str, first: bool) -> bytes:
-    # The JSON string for one chunk's content; words after the first carry their space.
-    return json.dumps(word if first else " " + word).encode()
+def _encoded_piece(piece: str) -> bytes:
+    # The JSON string for one chunk's content.
+    return json.dumps(piece).encode()
 
 
 class _Reply:
     """Pre-encoded pieces of one completion: the chunk head is built once per request."""
 
-    __slots__ = ("cid", "created", "model", "words", "head")
+    __slots__ = ("cid", "created", "model", "pieces", "head")
 
-    def __init__(self, cid: str, model: str, n_chunks: int, text: str | None) -> None:
+    def __init__(
+        self, cid: str, model: str, n_chunks: int, text: str | None, *, sentence: int = 0
+    ) -> None:
         self.cid = cid
         self.created = int(time.time())
         self.model = model
-        self.words = [text or _WORDS[i % len(_WORDS)] for i in range(max(n_chunks, 0))]
+        words = [text or _WORDS[i % len(_WORDS)] for i in range(max(n_chunks, 0))]
+        if sentence > 0:
+            words = [w + "." if (i + 1) % sentence == 0 else w for i, w in enumerate(words)]
+        # Each chunk's content: a word, those after the first with their leading space.
+        self.pieces = cont.spaced(words)
         self.head = (
             f'data: {{"id":"{cid}","object":"chat.completion.chunk","created":{self.created},'
             f'"model":{json.dumps(model)},"choices":['
@@ -159,7 +205,7 @@ class _Reply:
         role = b'"role":"assistant",' if i == 0 else b""
         return b"".join(
             (self.head, b'{"index":0,"delta":{', role, b'"content":',
-             _encoded_word(self.words[i], i == 0), _CHUNK_TAIL)
+             _encoded_piece(self.pieces[i]), _CHUNK_TAIL)
         )  # fmt: skip
 
     def stop(self) -> bytes:
@@ -170,7 +216,7 @@ class _Reply:
         return self.head + b'],"usage":' + usage.encode() + b"}\n\n"
 
     def usage(self, prompt_tokens: int, completion_tokens: int | None = None) -> dict[str, int]:
-        n = len(self.words) if completion_tokens is None else completion_tokens
+        n = len(self.pieces) if completion_tokens is None else completion_tokens
         return {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": n,
@@ -178,7 +224,7 @@ class _Reply:
         }
 
     def text(self) -> str:
-        return " ".join(self.words)
+        return "".join(self.pieces)
 
     def completion(self, prompt_tokens: int) -> bytes:
         message = {"role": "assistant", "content": self.text()}
@@ -278,20 +324,26 @@ async def _finish(resp: web.StreamResponse, record: ReceivedRequest) -> web.Stre
 class _Call:
     """Everything a scenario handler needs about one request."""
 
-    __slots__ = ("request", "record", "params", "body")
+    __slots__ = ("request", "record", "params", "body", "continuing")
 
     def __init__(
-        self, request: web.Request, record: ReceivedRequest, params: dict[str, str]
+        self,
+        request: web.Request,
+        record: ReceivedRequest,
+        params: dict[str, str],
+        continuing: cont.Continuing | None,
     ) -> None:
         self.request = request
         self.record = record
         self.params = params
         self.body = record.body
+        self.continuing = continuing
 
     def make_reply(self, n: int) -> _Reply:
         ids = self.request.app[_IDS]
         cid = f"chatcmpl-mock{next(ids):012d}"
-        return _Reply(cid, self.record.model, n, self.params.get("text"))
+        sentence = _int(self.params, "sentence", 0)
+        return _Reply(cid, self.record.model, n, self.params.get("text"), sentence=sentence)
 
     @property
     def include_usage(self) -> bool:
@@ -301,25 +353,39 @@ class _Call:
         return asked and self.params.get("usage") != "0"
 
 
+def _continue_mode(params: dict[str, str]) -> str:
+    mode = params.get("continue", "exact")
+    if mode not in cont.MODES:
+        raise _BadParam(f"mock: parameter continue={mode!r} is not one of {', '.join(cont.MODES)}")
+    return mode
+
+
 async def _ok(
     call: _Call, *, ttft_ms: int = 0, chunks: int = 8, words: list[str] | None = None
 ) -> web.StreamResponse:
     reply = call.make_reply(_int(call.params, "chunks", chunks))
     if words is not None:
-        reply.words = words
+        reply.pieces = cont.spaced(words)
+    elif call.continuing is not None:
+        reply.pieces = cont.reply_pieces(
+            reply.pieces,
+            call.continuing.sent,
+            _continue_mode(call.params),
+            same=_int(call.params, "same", 2),
+        )
     ttft_s = _int(call.params, "ttft_ms", ttft_ms) / 1000
     delay_s = _int(call.params, "delay_ms", 0) / 1000
     prompt = _prompt_tokens(call.body)
     if not call.record.stream:
         # Non-streaming waits as long as the stream would have taken in total.
-        wait_s = ttft_s + delay_s * max(len(reply.words) - 1, 0)
+        wait_s = ttft_s + delay_s * max(len(reply.pieces) - 1, 0)
         if wait_s > 0 and await _hold(call.request, call.record, wait_s):
             return web.Response()
         return web.Response(body=reply.completion(prompt), content_type="application/json")
     if ttft_s > 0 and await _hold(call.request, call.record, ttft_s):
         return web.Response()
     resp = await _start_stream(call.request)
-    parts = [reply.chunk(i) for i in range(len(reply.words))]
+    parts = [reply.chunk(i) for i in range(len(reply.pieces))]
     parts.append(reply.stop())
     if call.include_usage:
         parts.append(reply.usage_chunk(prompt))
@@ -356,7 +422,7 @@ async def _wrapped_error(call: _Call) -> web.StreamResponse:
         return web.json_response(error)
     reply = call.make_reply(_int(call.params, "after", 0))
     resp = await _start_stream(call.request)
-    parts = [reply.chunk(i) for i in range(len(reply.words))]
+    parts = [reply.chunk(i) for i in range(len(reply.pieces))]
     parts.append(b"data: " + json.dumps(error).encode() + b"\n\n")
     delay_s = _int(call.params, "delay_ms", 0) / 1000
     if not await _write_paced(call.request, resp, call.record, parts, delay_s):
@@ -375,7 +441,7 @@ async def _stall_after_first(call: _Call) -> web.StreamResponse:
         return await _stall_before_first(call)
     reply = call.make_reply(_int(call.params, "after", 1))
     resp = await _start_stream(call.request)
-    if not await _write_all(resp, call.record, [reply.chunk(i) for i in range(len(reply.words))]):
+    if not await _write_all(resp, call.record, [reply.chunk(i) for i in range(len(reply.pieces))]):
         return resp
     if not await _hold(call.request, call.record, _int(call.params, "ms", DEFAULT_STALL_MS) / 1000):
         _abort(call.request)
@@ -388,7 +454,7 @@ async def _drop_mid_stream(call: _Call) -> web.StreamResponse:
         return web.Response()
     reply = call.make_reply(_int(call.params, "after", 2))
     resp = await _start_stream(call.request)
-    if await _write_all(resp, call.record, [reply.chunk(i) for i in range(len(reply.words))]):
+    if await _write_all(resp, call.record, [reply.chunk(i) for i in range(len(reply.pieces))]):
         _abort(call.request)
     return resp
 
@@ -399,7 +465,7 @@ async def _truncated(call: _Call, *, with_stop: bool) -> web.StreamResponse:
         return await _ok(call)
     reply = call.make_reply(_int(call.params, "chunks", 8))
     resp = await _start_stream(call.request)
-    parts = [reply.chunk(i) for i in range(len(reply.words))]
+    parts = [reply.chunk(i) for i in range(len(reply.pieces))]
     if with_stop:
         parts.append(reply.stop())
         if call.include_usage:
@@ -415,7 +481,7 @@ async def _malformed(call: _Call) -> web.StreamResponse:
         return await _ok(call)
     reply = call.make_reply(_int(call.params, "chunks", 4))
     resp = await _start_stream(call.request)
-    parts = [reply.chunk(i) for i in range(len(reply.words))]
+    parts = [reply.chunk(i) for i in range(len(reply.pieces))]
     parts.insert(_int(call.params, "after", 1), b"data: {not json\n\n")
     parts += [reply.stop(), _DONE]
     if not await _write_all(resp, call.record, parts):
@@ -530,7 +596,26 @@ async def _tool_call(call: _Call) -> web.StreamResponse:
     return await _finish(resp, call.record)
 
 
+def _refuses_prefill(call: _Call) -> web.Response | None:
+    """The 400 of a model without prefill (`prefill=refuse`) for a prefill request, else None."""
+    refuse = call.params.get("prefill", "accept")
+    if refuse not in ("accept", "refuse"):
+        raise _BadParam(f"mock: parameter prefill={refuse!r} is not accept or refuse")
+    if refuse == "accept" or call.continuing is None or call.continuing.style != "prefill":
+        return None
+    body = _error_body(
+        cont.PREFILL_REFUSAL, type_="invalid_request_error", code=None, param="messages"
+    )
+    return _error_response(400, body)
+
+
 async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
+    _continue_mode(call.params)  # a bad value is a 400 even on a fresh request
+    refused = _refuses_prefill(call)
+    if refused is not None:
+        return refused
+    if call.continuing is not None and scenario in _BREAKS_ANSWERS:
+        return await _ok(call, chunks=4 if scenario == "malformed" else 8)
     match scenario:
         case "slow-first-token":
             return await _ok(call, ttft_ms=3000)
@@ -595,14 +680,18 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
         return _error_response(400, err)
     model = str(body.get("model") or "ok")
-    record = ReceivedRequest(model, body.get("stream") is True, dict(request.headers), body)
+    continuing = cont.recognise(body.get("messages"))
+    style = continuing.style if continuing is not None else None
+    record = ReceivedRequest(
+        model, body.get("stream") is True, dict(request.headers), body, continuation=style
+    )
     request.app[RECEIVED].append(record)
     refused = _refused_key(request)
     if refused is not None:
         return refused
     scenario, params = parse_model(model)
     try:
-        return await _dispatch(_Call(request, record, params), scenario)
+        return await _dispatch(_Call(request, record, params, continuing), scenario)
     except _BadParam as exc:
         return _error_response(400, _error_body(str(exc), type_="invalid_request_error", code=None))
 

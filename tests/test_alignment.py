@@ -38,6 +38,8 @@ def reads(sent: str, new: str) -> str | None:
          SENT + " has bridges."),
         ("repeated last word", "and has bridges.", SENT + " has bridges."),
         ("diverging restart: refused", "The capital of France is Lyon, which", None),
+        ("diverging right after the opening words: refused", "The capital of Spain is Madrid.",
+         None),
         ("retelling an earlier part: refused", "It sits on the Seine, and it is old.", None),
     ],
 )  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tui_gateway.domain.errors import ErrorKind, UpstreamError, UpstreamClientError
+from tui_gateway.domain.errors import ErrorKind, UpstreamClientError, UpstreamError
 from tui_gateway.providers.sse import SSEBatch
 from tui_gateway.proxy.continuation import (
     INSTRUCTION,

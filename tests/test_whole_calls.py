@@ -40,7 +40,9 @@ def test_text_passes_untouched_and_unparsed() -> None:
 
 def test_a_call_is_held_until_the_next_one_starts_then_sent_whole() -> None:
     whole = WholeCalls()
-    assert relayed(whole, fragment(0, args="", id="c0", name="read"), fragment(0, args='{"pa')) == []
+    assert (
+        relayed(whole, fragment(0, args="", id="c0", name="read"), fragment(0, args='{"pa')) == []
+    )
     assert relayed(whole, fragment(0, args='th": "a"}')) == []
     out = relayed(whole, fragment(1, args="", id="c1", name="grep"))
     assert calls_in(out) == [

@@ -25,22 +25,18 @@ heartbeat_interval_s = 3
 [[providers]]
 name = "swift"
 kind = "simulated"
-continuation = "prefill"
 
 [[providers]]
 name = "steady"
 kind = "simulated"
-continuation = "prefill"
 
 [[providers]]
 name = "sage"
 kind = "simulated"
-continuation = "prefill"
 
 [[providers]]
 name = "flaky"
 kind = "simulated"
-continuation = "prefill"
 protection = "provider-ban"
 
 [[models]]

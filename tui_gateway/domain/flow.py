@@ -73,6 +73,12 @@ class Flow:
     tokens_in: int | None = None
     tokens_out: int | None = None
     finished_at: float | None = None
+    limit_s: float | None = None
+    """How long the attempt under way may stay silent now (its first byte, then between
+    chunks): the model's learned timeout, or the configured one."""
+    usual_s: float | None = None
+    """The model's usual silence at this point (first byte, then longest gap); None if unknown.
+    Silence past it is unusual: the screen says `stalling`."""
     mover: Callable[[], bool] | None = field(default=None, repr=False)
     """Set by the proxy: cuts the attempt under way short so the request moves on (True if one
     was waiting). The state's `skip_request` and bans call it."""
@@ -97,6 +103,10 @@ class Flow:
             self.current.first_byte_at = now
         if self.first_byte_at is None:
             self.first_byte_at = now
+
+    def expect(self, *, limit_s: float, usual_s: float | None) -> None:
+        """The silence the attempt is allowed now, and what is usual for its model."""
+        self.limit_s, self.usual_s = limit_s, usual_s
 
     def upstream_read(self) -> None:
         """Hot path: a read of the upstream's stream made progress (relayed or held back)."""

@@ -24,6 +24,7 @@ from .protection import Decision, decide
 from .records import AttemptRecord
 from .scoring import ScoreBases
 from .sticky import StickySessions
+from .timers import LearnedTimers
 
 
 class Learner:
@@ -39,6 +40,7 @@ class Learner:
         keys: KeyRing,
         book: PosteriorBook,
         score_bases: ScoreBases,
+        timers: LearnedTimers,
         bus: EventBus,
         clock: Callable[[], float],
     ) -> None:
@@ -49,6 +51,7 @@ class Learner:
         self.keys = keys
         self.book = book
         self.score_bases = score_bases
+        self.timers = timers
         self._bus = bus
         self._clock = clock
         self.prefill_refused: dict[str, str] = {}
@@ -116,6 +119,12 @@ class Learner:
         outcome = attempt_outcome(attempt, streamed=flow.stream, tokens_out=flow.tokens_out)
         if outcome is not None:
             self._learn(outcome)
+        if flow.stream:  # what its timers learn: how soon it starts, how long it pauses
+            self.timers.observe(
+                attempt.model,
+                first_byte_s=None if attempt.ttfb_ms is None else attempt.ttfb_ms / 1000,
+                max_gap_s=None if attempt.max_gap_ms is None else attempt.max_gap_ms / 1000,
+            )
         now = self._clock()
         self.cooldowns.record_success(model=attempt.model, key_id=key_id, now=now)
         self.sessions.pin(flow.session, attempt.model, key_id, now)

@@ -85,6 +85,8 @@ def view_of(flow: Flow) -> FlowView:
         finished_at=flow.finished_at,
         status=flow.status if done else None,
         error_kind=flow.error_kind if done else None,
+        limit_s=flow.limit_s,
+        usual_s=flow.usual_s,
     )
 
 

@@ -54,6 +54,7 @@ from .routing import Plan, Router
 from .sessions import session_preview
 from .snapshot import build_pools, build_snapshot, detail_of
 from .sticky import SessionEntry, StickySessions
+from .timers import LearnedTimers
 from .views import FlowDetail, PoolEntry, Snapshot
 
 Clock = Callable[[], float]
@@ -96,10 +97,12 @@ class GatewayState:
             cooldowns=self.cooldowns, sessions=self.sessions, book=self.book, flows=self.flows,
             clock=clock,
         )  # fmt: skip
+        self.timers = LearnedTimers()
+        """Each model's usual first byte and longest pause, and the timeouts they give."""
         self.learner = Learner(
             catalog=self.catalog, controls=self.controls, cooldowns=self.cooldowns,
             sessions=self.sessions, keys=self.keys, book=self.book,
-            score_bases=self.router.score_bases, bus=self.bus, clock=clock,
+            score_bases=self.router.score_bases, timers=self.timers, bus=self.bus, clock=clock,
         )  # fmt: skip
         self.rejections = Rejections()
         """Requests refused before routing (bad key, path or body), by cause."""
@@ -198,6 +201,18 @@ class GatewayState:
     def begin_continuation(self, flow: Flow, failed: str, reason: str) -> None:
         flow.phase = "continuing"
         self.bus.publish(ContinuationBegan(flow.id, failed, reason))
+
+    def skip_request(self, request_id: str) -> bool | None:
+        """Move a request in flight on from its attempt, as a stall would, blaming no one.
+        None: not in flight; False: no attempt is waiting now (between two, say)."""
+        moved = self.flows.move_on(request_id)
+        if moved:
+            self.note(f"{request_id} moved on by the user")
+        return moved
+
+    def _move_on(self, serving: Callable[[Flow], bool], why: str) -> None:
+        if moved := self.flows.move_on_all(serving):
+            self.note(f"{why}: {', '.join(moved)} moved on")
 
     # --- learning from attempts (called by the proxy) -------------------------------------
 
@@ -321,28 +336,16 @@ class GatewayState:
 
     def ban_provider(self, provider: str) -> None:
         """Its models out of routing everywhere; requests on them now move on at once."""
-        self.controls.banned_providers.add(self._known_provider(provider))
+        self.controls.banned_providers.add(self._known(provider, self.catalog.providers))
         self._changed(f"provider {provider} banned")
         self._move_on(lambda flow: flow.provider == provider, f"provider {provider} was banned")
 
-    def skip_request(self, request_id: str) -> bool | None:
-        """Move a request in flight on from its attempt, as a stall would, blaming no one.
-        None: not in flight; False: no attempt is waiting now (between two, say)."""
-        moved = self.flows.move_on(request_id)
-        if moved:
-            self.note(f"{request_id} moved on by the user")
-        return moved
-
-    def _move_on(self, serving: Callable[[Flow], bool], why: str) -> None:
-        if moved := self.flows.move_on_all(serving):
-            self.note(f"{why}: {', '.join(moved)} moved on")
-
     def unban_provider(self, provider: str) -> None:
-        self.controls.banned_providers.discard(self._known_provider(provider))
+        self.controls.banned_providers.discard(self._known(provider, self.catalog.providers))
         self._changed(f"provider {provider} unbanned")
 
     def set_protection(self, provider: str, level: str) -> None:
-        self.controls.set_protection(self._known_provider(provider), level)
+        self.controls.set_protection(self._known(provider, self.catalog.providers), level)
         self._changed(f"provider {provider} protection: {level}")
 
     def clear_sticky(self, session: str) -> bool:
@@ -365,15 +368,11 @@ class GatewayState:
         self.demo_paused = paused
         self.bus.publish(DemoToggled(paused))
 
-    def _known(self, key: str) -> str:
-        if key not in self.catalog.models:
+    def _known(self, key: str, among: Mapping[str, object] | None = None) -> str:
+        """`key` if it names a model (or one of `among`), else KeyError."""
+        if key not in (self.catalog.models if among is None else among):
             raise KeyError(key)
         return key
-
-    def _known_provider(self, name: str) -> str:
-        if name not in self.catalog.providers:
-            raise KeyError(name)
-        return name
 
     # --- what the edges report ------------------------------------------------------------
 

@@ -57,6 +57,10 @@ class FlowView(msgspec.Struct, frozen=True):
     status: int | None
     """None while it runs."""
     error_kind: str | None
+    limit_s: float | None = None
+    """The silence the attempt under way is allowed now (learned per model, or configured)."""
+    usual_s: float | None = None
+    """Its model's usual silence at this point; past it the request is `stalling`."""
 
 
 class FlowDetail(msgspec.Struct, frozen=True):

@@ -5,9 +5,9 @@ first. The continuation's opening text is held until one of these rules decides 
 wins); leading whitespace of the new text is set aside for the comparisons and kept only when
 the new text is relayed from its start:
 
-1. **Restart.** The new text begins as the answer did (its first `OPENING` characters, or all of
-   it when shorter). Once as long as what was sent, it must repeat it exactly, and the repeat is
-   dropped. A restart that departs from what was sent, or ends before repeating all of it,
+1. **Restart.** The new text begins as the answer did (its first `RESTART` characters, or all
+   of it when shorter). Once as long as what was sent, it must repeat it exactly, and the repeat
+   is dropped. A restart that departs from what was sent, or ends before repeating all of it,
    cannot be joined: `UNALIGNED`.
 2. **Overlap.** The new text begins with the end of what was sent: a repeated sentence, a
    repeated word, the rest of a word cut in half written whole. The overlap is dropped. It must
@@ -27,11 +27,14 @@ with text the client already has.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Final
 
-OPENING: Final = 24
+RESTART: Final = 8
 """Characters of the answer's beginning that, repeated, mark a restart."""
+OPENING: Final = 24
+"""A new text shorter than this that so far matches the answer's beginning waits for more."""
 LONG_OVERLAP: Final = 12
 """An overlap this long is a repeat wherever it starts."""
 PROBE: Final = 16
@@ -90,18 +93,17 @@ def join(sent: str, new: str, *, final: bool = False) -> Join | None:
 
 def _restart(sent: str, body: str, *, final: bool) -> Join | None:
     """Rule 1: `Join` (skip within `body`) or UNALIGNED if `body` restarts the answer, None if
-    it does not, `_WAIT` if it may but is not yet long enough to check."""
-    opening = sent[: min(len(sent), OPENING)]
-    if not (body.startswith(opening) or (len(body) < len(opening) and opening.startswith(body))):
+    it does not, `_WAIT` if it may but is not yet long enough to tell."""
+    common = len(os.path.commonprefix((sent, body)))
+    if common >= len(sent):
+        return Join(len(sent))  # it said it all again, then went on
+    if common == len(body):  # so far the answer's own beginning: a restart under way?
+        if common >= min(len(sent), RESTART) or len(body) < min(len(sent), OPENING):
+            return UNALIGNED if final else _WAIT
         return None
-    if len(body) < len(opening):  # it may be a restart: wait, unless it already ended
-        return UNALIGNED if final else _WAIT
-    common = min(len(body), len(sent))
-    if body[:common] != sent[:common]:
+    if common >= min(len(sent), RESTART):
         return UNALIGNED  # it began again, then said something else
-    if len(body) >= len(sent):
-        return Join(len(sent))
-    return UNALIGNED if final else _WAIT
+    return None
 
 
 def _overlap(sent: str, body: str) -> int:

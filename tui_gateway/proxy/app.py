@@ -17,6 +17,7 @@ from ..providers import Upstream, make_upstream
 from ..store import RequestLog
 from ..store.saved import PREFILL_REFUSED, Saver, load_saved
 from ..store.stats import load_buckets
+from ..store.timing import load_timer_history
 from .admin import add_admin_routes
 from .auth import auth_middleware
 from .dialects import CHAT, MessagesDialect, ResponsesDialect
@@ -83,6 +84,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(request_log.close)
         state.restore_controls(await load_saved(request_log.db))
         await _load_posteriors(state, request_log)
+        await load_timer_history(request_log.db, state.timers)
         saver = Saver(request_log.db, state.controls.saved, lock=request_log.write_lock)
         stack.push_async_callback(saver.close)
         stack.callback(state.subscribe(lambda _e: saver.changed(), kinds=PERSISTED_EVENTS))

@@ -139,10 +139,12 @@ class StreamRelay(Relay):
         scan, whole = StreamScan(), WholeCalls()
         joined = None if answer is None else Continued(answer)
         self._beat_model = attempt.model
+        timers, key = self.state.timers, attempt.candidate.model
+        first_s = timers.first_byte_timeout(key, streaming.first_byte_timeout_s)
+        stall_s = timers.stall_timeout(key, streaming.stall_timeout_s)
+        self.flow.expect(limit_s=first_s, usual_s=timers.usual_first_byte(key))
         try:
-            async with Watchdog(
-                streaming.first_byte_timeout_s, heartbeat=beats, on_quiet=self._on_quiet
-            ) as self._dog:
+            async with Watchdog(first_s, heartbeat=beats, on_quiet=self._on_quiet) as self._dog:
                 dog = self._dog
                 async with attempt.upstream.stream(
                     body, attempt.model, api_key=attempt.api_key
@@ -154,7 +156,9 @@ class StreamRelay(Relay):
                         if scan.done and scan.chunks == 0 and not delivered:
                             raise Unavailable("empty stream", kind=ErrorKind.TRUNCATED)
                         self.flow.upstream_read()
-                        dog.feed(limit_s=streaming.stall_timeout_s)
+                        if not dog.fed:  # the first byte: from now on, gaps between chunks
+                            self.flow.expect(limit_s=stall_s, usual_s=timers.usual_gap(key))
+                        dog.feed(limit_s=stall_s)
                         batch = whole.through(batch)
                         if joined is not None:
                             batch = joined.feed(batch)
@@ -211,11 +215,13 @@ class StreamRelay(Relay):
 
     def _timed_out(self, dog: Watchdog) -> UpstreamError:
         """What the watchdog firing meant: the user's skip, or the upstream's silence."""
-        streaming = self.settings.streaming
-        limit = streaming.stall_timeout_s if dog.fed else streaming.first_byte_timeout_s
         where = "between chunks" if dog.fed else "before the first chunk"
         kind = ErrorKind.STALL if dog.fed else ErrorKind.TIMEOUT
-        return self._skipped() or Stalled(f"no data for {limit:g} s {where}", kind=kind)
+        message = f"no data for {dog.limit_s:.3g} s {where}"
+        if self.flow.usual_s is not None:
+            usual = "longest gap" if dog.fed else "time to first byte"
+            message += f"; this model's usual {usual} is {self.flow.usual_s:.2g} s"
+        return self._skipped() or Stalled(message, kind=kind)
 
     def _client_left(self) -> web.StreamResponse:
         self.flow.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
