@@ -26,7 +26,8 @@ Scenarios (unknown names behave like `ok`):
                         name=<first offered tool, else get_weather>, calls=1 (parallel calls,
                         one after another), fragments=3 (argument pieces per call),
                         args={"path": "README.md"}, text=<none> (content before the calls),
-                        delay_ms=0, ttft_ms=0. `args` is percent-decoded, so write its
+                        delay_ms=0, ttft_ms=0, stall_after=0 (when > 0: silence after that
+                        many chunks, mid-call). `args` is percent-decoded, so write its
                         commas as %2C (or encode it whole):
                         `tool-call:args={"path":"a.md"%2C"limit":5}`. When the last message
                         is a `tool` result it answers with text instead: "tool result received"
@@ -591,6 +592,12 @@ async def _tool_call(call: _Call) -> web.StreamResponse:
     if ttft_s > 0 and await _hold(call.request, call.record, ttft_s):
         return web.Response()
     resp = await _start_stream(call.request)
+    stall_after = _int(call.params, "stall_after", 0)
+    if stall_after > 0:  # the fault: silence in the middle of the calls, after that many chunks
+        if await _write_all(resp, call.record, parts[:stall_after]):
+            if not await _hold(call.request, call.record, DEFAULT_STALL_MS / 1000):
+                _abort(call.request)
+        return resp
     if not await _write_paced(call.request, resp, call.record, parts, delay_s):
         return resp
     return await _finish(resp, call.record)

@@ -7,6 +7,8 @@ its full answer to "hi" is `FULL`, whoever gives it.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +184,57 @@ async def test_the_responses_door_is_repaired_by_the_same_code(
         response = await stream.get_final_response()
     assert response.output_text == FULL and response.status == "completed"
     assert events.count("response.created") == 1 and "error" not in events
+
+
+READ_FILE = {
+    "type": "function",
+    "function": {
+        "name": "read_file",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+    },
+}
+
+
+async def test_a_stall_in_the_middle_of_tool_call_arguments_yields_one_whole_valid_call(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(
+        make_settings(
+            mock_url,
+            [model("mock", "tool-call:fragments=4,stall_after=3"), model("mock", "tool-call")],
+            streaming=TIMERS,
+        )
+    )
+    _, chunks = await streamed(gateway, sdk, tools=[READ_FILE])
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or ()]
+    assert len(calls) == 1, "the half-sent call never reached the client; the new one did, whole"
+    assert calls[0].function.name == "read_file" and calls[0].index == 0
+    assert json.loads(calls[0].function.arguments) == {"path": "README.md"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+    assert len({c.id for c in chunks}) == 1
+
+
+async def test_a_fast_model_that_goes_quiet_is_left_long_before_the_configured_stall_timeout(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    stalling = "stall-after-first:after=3"
+    gateway = await gateway_factory(
+        make_settings(
+            mock_url,
+            [model("mock", stalling), model("mock", "ok")],
+            streaming={"first_byte_timeout_s": 20, "stall_timeout_s": 20},
+        )
+    )
+    for _ in range(10):  # what its earlier answers taught: it never pauses longer than 50 ms
+        gateway.state.timers.observe(f"mock/{stalling}", first_byte_s=0.2, max_gap_s=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    text, _ = await streamed(gateway, sdk)
+    assert text == FULL
+    assert loop.time() - started < 10, "the learned 2 s, not the configured 20 s"
+    [row] = await logged(gateway.request_log)
+    stalled = row.attempts[0]
+    assert stalled.error_kind == "stall"
+    assert (
+        stalled.error == "no data for 2 s between chunks; this model's usual longest gap is 0.05 s"
+    )
