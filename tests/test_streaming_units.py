@@ -133,6 +133,33 @@ async def test_watchdog_fires_only_after_the_limit_without_progress(
     await task
 
 
+async def test_watchdog_fed_with_a_shorter_limit_fires_at_the_new_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A learned stall limit can be shorter than the first-byte one: it must not fire late."""
+    clock = FakeLoopTime(asyncio.get_running_loop(), monkeypatch)
+    outcome: list[str] = []
+    holder: list[Watchdog] = []
+
+    async def guarded() -> None:
+        try:
+            async with Watchdog(10.0) as dog:
+                holder.append(dog)
+                await asyncio.Event().wait()
+        except TimeoutError:
+            outcome.append("timeout")
+
+    task = asyncio.get_running_loop().create_task(guarded())
+    await clock.advance(0)
+    await clock.advance(0.5)
+    holder[0].feed(limit_s=2.0)  # the first byte; this model never pauses for long
+    await clock.advance(1.9)
+    assert outcome == []
+    await clock.advance(0.2)
+    assert outcome == ["timeout"], "at 2.5 s, not at the first limit's 10 s"
+    await task
+
+
 async def test_watchdog_fire_cuts_short_and_is_harmless_after_exit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -75,8 +75,13 @@ class Watchdog:
         assert self._loop is not None
         self._last = self._loop.time()
         self.fed = True
-        if limit_s is not None:
+        if limit_s is not None and limit_s != self.limit_s:
+            shorter = limit_s < self.limit_s
             self.limit_s = limit_s
+            if shorter and self._active and self._handle is not None:
+                # The wake was set for the longer limit: re-arm it, or it would fire late.
+                self._handle.cancel()
+                self._handle = self._loop.call_at(self._next_wake(), self._check)
 
     def fire(self) -> None:
         """Cut the guarded block short now (used to end requests at shutdown)."""
