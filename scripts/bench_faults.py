@@ -1,11 +1,13 @@
 """What a streaming client sees when the upstream misbehaves: one row per fault scenario.
 
-    python scripts/bench_faults.py [--output FILE] [--scenarios cut,no-done] [--modes prefill,none]
+    python scripts/bench_faults.py [--output FILE] [--scenarios cut,no-done] [--modes default,none]
                                    [--no-sdk] [--strict] [--fallback MODEL]
                                    [--first-byte-timeout S] [--stall-timeout S] [--heartbeat S]
 
 Starts, on 127.0.0.1, `scripts/mock_upstream.py` and two `python -m tui_gateway --headless`
-gateways that differ only in the provider's `continuation` ("prefill" and "none"). Each gateway
+gateways that differ only in the provider's `continuation`: by default one without the key (so
+`auto`, what a new user gets) and one with "none" (`--modes` picks among default, prefill,
+instruct and none). Each gateway
 has one provider, `mock`, whose `balanced` pool holds a healthy model (`ok:chunks=20,delay_ms=5`)
 and every faulty model of the mock, disabled. For each scenario the admin API enables the faulty
 model and moves it to the head of the pool, so the chain is exactly [faulty, healthy] with
@@ -77,7 +79,9 @@ PROVIDER = "mock"
 REQUEST_CAP_S = 20.0
 """Client-side cap on one request; well above anything a working gateway needs here."""
 RUN_CAP_S = 600.0
-MODES = ("prefill", "none")
+MODES = ("default", "prefill", "instruct", "none")
+"""The provider's `continuation`; `default` leaves the key out of the config (it is `auto`)."""
+DEFAULT_MODES = ("default", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +166,7 @@ name = "{PROVIDER}"
 kind = "openai"
 base_url = "{mock_url}"
 api_keys = ["{MOCK_API_KEY}"]
-continuation = "{continuation}"
+{"" if continuation == "default" else f'continuation = "{continuation}"'}
 {models}"""
 
 
@@ -209,7 +213,7 @@ class Seen:
             and self.done
             and self.data_after_done == 0
             and self.finish_reasons[-1:] == ["stop"]
-            and any(self.text.endswith(t) for t in expected)
+            and self.text in expected  # exactly: a repeated opening is not a whole answer
         )
 
     def clear_error(self) -> bool:
@@ -666,7 +670,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="what a streaming client sees under faults")
     parser.add_argument("--output", help="write the markdown report to this file")
     parser.add_argument("--scenarios", help="comma list of scenario names (default: all)")
-    parser.add_argument("--modes", default=",".join(MODES), help="continuation modes to run")
+    parser.add_argument(
+        "--modes", default=",".join(DEFAULT_MODES), help=f"continuation modes: {', '.join(MODES)}"
+    )
     parser.add_argument("--no-sdk", dest="sdk", action="store_false", help="skip the SDK pass")
     parser.add_argument("--strict", action="store_true", help="exit 1 if any row fails")
     default = Setup()
