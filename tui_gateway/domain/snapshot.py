@@ -6,7 +6,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Protocol
 
-from ..config import POOLS, RoutingSettings
+from ..config import POOLS, RoutingSettings, StreamingSettings
 from .catalog import Catalog
 from .controls import Controls
 from .cooldowns import Cooldowns
@@ -21,6 +21,7 @@ from .response_store import StoreCounts
 from .routing import Router
 from .scoring import score
 from .sticky import StickySessions
+from .timers import LearnedTimers
 from .views import (
     Bans,
     CooldownView,
@@ -44,6 +45,7 @@ class Parts(Protocol):
 
     clock: Callable[[], float]
     routing: RoutingSettings
+    streaming: StreamingSettings
     catalog: Catalog
     controls: Controls
     keys: KeyRing
@@ -53,6 +55,7 @@ class Parts(Protocol):
     flows: Flows
     router: Router
     learner: Learner
+    timers: LearnedTimers
     rejections: Rejections
     demo_paused: bool
     log_health: Callable[[], LogHealth]
@@ -208,6 +211,13 @@ def build_snapshot(state: Parts, *, intervals: bool = True) -> Snapshot:
             for c in state.cooldowns.entries(now)
         ),
         posteriors=_posteriors(state, intervals=intervals),
+        timers={
+            t.model: t
+            for t in state.timers.views(
+                first_byte_ceiling_s=state.streaming.first_byte_timeout_s,
+                stall_ceiling_s=state.streaming.stall_timeout_s,
+            )
+        },
         bans=Bans(
             models=tuple(sorted(state.controls.banned_models)),
             providers=tuple(sorted(state.controls.banned_providers)),

@@ -76,6 +76,7 @@ class GatewayState:
         ids: random.Random | None = None,
     ) -> None:
         routing = self.routing = settings.routing
+        self.streaming = settings.streaming
         self.clock = clock
         self.rng = rng or random.Random(routing.seed)
         self.bus = EventBus()

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from .records import AttemptRecord
+from .timers import TimerView
 
 __all__ = [
     "Bans",
@@ -29,6 +30,7 @@ __all__ = [
     "SessionView",
     "Snapshot",
     "StoreView",
+    "TimerView",
     "Totals",
 ]
 
@@ -213,3 +215,6 @@ class Snapshot(msgspec.Struct, frozen=True):
     responses_store: StoreView
     rejected: dict[str, int]
     """Requests refused before routing, by cause (the 20 most common)."""
+    timers: dict[str, TimerView] = {}
+    """Model -> its learned first byte and longest gap and the timeouts they give (models with
+    history only)."""
