@@ -11,15 +11,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, cast
 
 from rich.text import Text
-from textual.reactive import reactive
+from textual.reactive import var
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from ...domain.views import Snapshot
 from ..host import AppHost, StateView
+from .table import CachedCellsTable, same_cell
 
 __all__ = [
     "KeyedTable",
+    "compact",
     "countdown_bar",
     "fit",
     "interval_bar",
@@ -34,6 +36,19 @@ _SPARKS = "▁▂▃▄▅▆▇█"
 def fit(text: str, width: int) -> str:
     """`text` cut to `width` cells, ending with an ellipsis when something was cut."""
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def compact(n: int) -> str:
+    """A count in at most 4 cells: `9999`, then `12k`, `999k`, then `3M`.
+
+    Counts go in fixed-width columns: a column that widens with its content makes the table,
+    and so the whole screen, lay itself out again.
+    """
+    if n < 10_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n // 1000}k"
+    return f"{n // 1_000_000}M"
 
 
 def seconds(s: float) -> str:
@@ -89,10 +104,12 @@ def sparkline(values: Sequence[float], *, width: int = 8) -> Text:
 
 
 Column = tuple[str, str, int | None]
-"""(key, label, width); width None grows to fit the content (put such a column last)."""
+"""(key, label, width); width None grows to fit the content (put such a column last). A column
+that grows lays the whole screen out again each time it does: give columns that change under
+load a fixed width."""
 
 
-class KeyedTable(DataTable[Any]):
+class KeyedTable(CachedCellsTable[Any]):
     """A row-cursor table whose rows are keyed and synced in place from each snapshot.
 
     Subclasses list `COLUMNS` and call `sync(rows)` from `show`: rows that vanished are removed,
@@ -115,7 +132,7 @@ class KeyedTable(DataTable[Any]):
     COLUMNS: ClassVar[Sequence[Column]] = ()
     TITLE: ClassVar[str] = ""
 
-    selected: reactive[str | None] = reactive(None, bindings=True)
+    selected: var[str | None] = var(None)
     """Key of the row under the cursor; the footer greys out keys that need one."""
 
     def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
@@ -135,6 +152,13 @@ class KeyedTable(DataTable[Any]):
         if not self.columns:
             for key, label, width in self.COLUMNS:
                 self.add_column(label, key=key, width=width)
+
+    def watch_selected(self) -> None:
+        # Only the focused pane's keys are in the footer (a focus change refreshes them), and a
+        # refresh makes the footer compose itself again: rows come and go under the cursor of
+        # an unfocused pane under load (cooldowns, sessions), and each change laid out the screen.
+        if self.has_focus:
+            self.refresh_bindings()
 
     def cursor_key(self) -> str | None:
         """The key of the row under the cursor, or None when the table is empty."""
@@ -185,10 +209,10 @@ class KeyedTable(DataTable[Any]):
                 # A fresh first cell per row: `_reorder` tells rows apart by its identity.
                 self.add_row(_own(cells[0]), *cells[1:], key=key)
             elif old is not cells and any(
-                not _same(a, b) for a, b in zip(old, cells, strict=True)
+                not same_cell(a, b) for a, b in zip(old, cells, strict=True)
             ):  # a pane may hand back the very cells it drew last time: nothing changed
                 for (column, grows), before, after in zip(columns, old, cells, strict=True):
-                    if not _same(before, after):
+                    if not same_cell(before, after):
                         value = _own(after) if column == columns[0][0] else after
                         self.update_cell(key, column, value, update_width=grows)
             self._shown[key] = cells
@@ -214,13 +238,6 @@ class KeyedTable(DataTable[Any]):
         if row != self.cursor_row:
             self.move_cursor(row=row, animate=False)
         self.selected = self.cursor_key()
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether two cells look the same (`Text.__eq__` ignores the base style and justify)."""
-    if isinstance(a, Text) and isinstance(b, Text):
-        return (a.plain, a.style, a.justify, a.spans) == (b.plain, b.style, b.justify, b.spans)
-    return bool(a == b)
 
 
 def _own(cell: Any) -> Text:

@@ -37,7 +37,7 @@ class CooldownsPane(KeyedTable):
         ("what", "what", _WHAT_WIDTH),
         ("reason", "why", 7),
         ("failures", "n", 2),
-        ("left", "left", None),
+        ("left", "left", 10),  # a 6-cell bar and up to `99s`
     ]
     TITLE = "Cooldowns"
 
@@ -70,7 +70,9 @@ class CooldownsPane(KeyedTable):
                 countdown_bar(entry.remaining_s, entry.duration_s),
             )))  # fmt: skip
         self._models = models
-        self.border_subtitle = f"{len(rows)} cooling" if rows else ""
+        subtitle = f"{len(rows)} cooling" if rows else ""
+        if subtitle != self.border_subtitle:  # setting it, even unchanged, repaints the pane
+            self.border_subtitle = subtitle
         self.sync(rows)
 
     def action_clear(self) -> None:

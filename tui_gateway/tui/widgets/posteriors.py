@@ -11,7 +11,7 @@ from rich.text import Text
 from ...config import POOLS
 from ...domain.beta import central_interval
 from ...domain.views import FlowView, PosteriorView, Snapshot
-from .bars import Column, KeyedTable, fit, interval_bar, sparkline
+from .bars import Column, KeyedTable, compact, fit, interval_bar, sparkline
 
 __all__ = ["PosteriorsPane"]
 
@@ -37,7 +37,7 @@ class PosteriorsPane(KeyedTable):
         ("ttfb", "ttfb", 5),
         ("trend", "trend", HISTORY),
         ("weighted", "w s/f", 9),
-        ("raw", "s/f", None),
+        ("raw", "s/f", 9),
     ]
     TITLE = "Posteriors"
 
@@ -135,7 +135,7 @@ class PosteriorsPane(KeyedTable):
             Text(_ms(p.ttfb_ms), justify="right"),
             sparkline(trend, width=HISTORY),
             Text(weighted, style="dim"),
-            Text(f"{p.successes}/{p.failures}", style="dim"),
+            Text(f"{compact(p.successes)}/{compact(p.failures)}", style="dim"),
         )
 
 
@@ -144,7 +144,7 @@ def _pool_rank(pool: str) -> int:
 
 
 def _count(x: float) -> str:
-    return f"{x:.1f}" if x < 100 else f"{x:.0f}"
+    return f"{x:.1f}" if x < 100 else compact(round(x))
 
 
 def _ms(ms: float | None) -> str:

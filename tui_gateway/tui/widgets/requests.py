@@ -12,13 +12,12 @@ from typing import ClassVar, cast
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import DataTable
 
 from ...domain.views import FlowView, Snapshot
 from ..host import AppHost
+from .table import CachedCellsTable
 
 LINGER_S = 3.0
 """How long a finished request stays on screen, so fast ones are seen at all."""
@@ -40,12 +39,14 @@ COLUMNS: dict[str, int] = {  # 84 columns with padding: fits a 100-column termin
     "chunks": 5,
     "quiet": 5,
 }
-BLANK: tuple[Text | str, ...] = ("",) * len(COLUMNS)
+Cell = tuple[str, str]
+"""(text, style): compared as is each frame; a `Text` is built only for a cell that changed."""
+BLANK: tuple[Cell, ...] = (("", ""),) * len(COLUMNS)
 DIALECT_LABELS = {"chat": "chat", "messages": "anth", "responses": "resp"}
 """The API a request came in on: OpenAI chat, Anthropic Messages, OpenAI Responses."""
 
 
-class RequestsPane(DataTable[Text | str]):
+class RequestsPane(CachedCellsTable[Text]):
     """One row per request; `enter` opens its timeline, `f` follows the newest."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -89,9 +90,9 @@ class RequestsPane(DataTable[Text | str]):
         self._stall_timeout_s = 20.0
         self._ids: list[str] = []
         """Request id in each row slot, top to bottom."""
-        self._shown: list[tuple[Text | str, ...]] = []
-        self._last_busy = 0.0
+        self._shown: list[tuple[Cell, ...]] = []
         """The cells last written to each slot, so unchanged ones are not written again."""
+        self._last_busy = 0.0
 
     def on_mount(self) -> None:
         self.border_title = "Requests"
@@ -120,27 +121,28 @@ class RequestsPane(DataTable[Text | str]):
             wanted = [r for r in wanted if needle in _haystack(r)]
         wanted.sort(key=lambda r: r.started)
         wanted = wanted[-MAX_ROWS:]
-        # Slots are kept (blank) when requests leave, while there were many recently: changing
-        # the number of rows makes the table, and so the screen, lay itself out again.
-        rows_wanted = max(len(wanted), self.row_count if self._busy(now) else 0)
+        rows_wanted = self._slots(len(wanted), now)
         while self.row_count > rows_wanted:
             self.remove_row(f"slot{self.row_count - 1}")
             self._shown.pop()
         grew = False
         rows: list[FlowView | None] = [*wanted]
-        rows += [None] * (self.row_count - len(wanted))
+        rows += [None] * (rows_wanted - len(wanted))
+        changed: list[tuple[int, int, Text]] = []
         for index, request in enumerate(rows):
             cells = BLANK if request is None else self._cells(request, now)
             if index >= self.row_count:
-                self.add_row(*cells, key=f"slot{index}")
+                self.add_row(*(Text(text, style) for text, style in cells), key=f"slot{index}")
                 self._shown.append(cells)
                 grew = True
                 continue
             shown = self._shown[index]
             for column, (old, new) in enumerate(zip(shown, cells, strict=True)):
-                if old != new:
-                    self.update_cell_at(Coordinate(index, column), new)
+                if old != new:  # the style counts too: "stalling" turning red
+                    changed.append((index, column, Text(*new)))
             self._shown[index] = cells
+        if changed:
+            self.write_cells(changed)
         self._ids = [r.id for r in wanted]
         if wanted:
             self._last_busy = now
@@ -152,6 +154,20 @@ class RequestsPane(DataTable[Text | str]):
             subtitle += f"  filter: {self.filter_text}"
         if subtitle != self.border_subtitle:
             self.border_subtitle = subtitle
+
+    def _slots(self, needed: int, now: float) -> int:
+        """How many row slots to have for `needed` requests.
+
+        Changing the number of rows makes the table, and so the whole screen, lay itself out
+        again (a frame's cost or more). So slots are kept (blank) when requests leave while
+        there were many recently, and past a screenful (where blank slots are out of view) the
+        table takes all `MAX_ROWS` at once rather than a row at a time as a load ramps up.
+        """
+        have = self.row_count if self._busy(now) else 0
+        if needed <= have:
+            return have
+        page = self.scrollable_content_region.height - self.header_height
+        return needed if needed <= page or page <= 0 else MAX_ROWS  # page <= 0: not laid out
 
     def _busy(self, now: float) -> bool:
         """Requests were on screen a moment ago: keep the slots for the next ones."""
@@ -166,7 +182,8 @@ class RequestsPane(DataTable[Text | str]):
         row = self.cursor_row
         return self._ids[row] if 0 <= row < len(self._ids) else None
 
-    def _cells(self, r: FlowView, now: float) -> tuple[Text | str, ...]:
+    def _cells(self, r: FlowView, now: float) -> tuple[Cell, ...]:
+        """One row. Written as `Text`, not `str`, which the table parses as markup on every draw."""
         finished = r.finished_at is not None
         end = r.finished_at if r.finished_at is not None else now
         model = r.model or r.requested_model
@@ -174,33 +191,33 @@ class RequestsPane(DataTable[Text | str]):
             model = f"{r.requested_model}→{r.model}"
         ttfb = "" if r.ttfb_ms is None else f"{r.ttfb_ms:.0f}ms"
         return (
-            r.id[:6],
-            r.session[:6],
-            Text(DIALECT_LABELS.get(r.dialect, r.dialect[:4]), style="dim"),
-            model,
-            r.provider or "",
-            str(r.attempt),
+            (r.id[:6], ""),
+            (r.session[:6], ""),
+            (DIALECT_LABELS.get(r.dialect, r.dialect[:4]), "dim"),
+            (model, ""),
+            (r.provider or "", ""),
+            (str(r.attempt), ""),
             self._state_cell(r, now),
-            f"{end - r.started:.1f}s",
-            ttfb,
-            str(r.chunks),
-            Text("") if finished else self._quiet_cell(r, now),
+            (f"{end - r.started:.1f}s", ""),
+            (ttfb, ""),
+            (str(r.chunks), ""),
+            ("", "") if finished else self._quiet_cell(r, now),
         )
 
-    def _state_cell(self, r: FlowView, now: float) -> Text:
+    def _state_cell(self, r: FlowView, now: float) -> Cell:
         if r.finished_at is not None:
             ok = r.error_kind is None
             label = f"{r.status}" + ("" if ok else f" {r.error_kind}")
-            return Text(label, style="green" if ok else "bold red")
+            return label, "green" if ok else "bold red"
         state = r.state
         quiet, limit = self._quiet(r, now)
         if state == "continuing":
-            return Text("continuing", style="bold yellow")
+            return "continuing", "bold yellow"
         if state == "fallback" or (r.attempt > 1 and state == "waiting"):
-            return Text("fallback", style="bold yellow")
+            return "fallback", "bold yellow"
         if quiet > limit / 2:
-            return Text("stalling", style="bold red" if quiet > limit * 0.8 else "bold yellow")
-        return Text(state, style="cyan" if state == "streaming" else "")
+            return "stalling", "bold red" if quiet > limit * 0.8 else "bold yellow"
+        return state, "cyan" if state == "streaming" else ""
 
     def _quiet(self, r: FlowView, now: float) -> tuple[float, float]:
         """Seconds since the upstream last sent data, and the limit that applies now."""
@@ -208,11 +225,10 @@ class RequestsPane(DataTable[Text | str]):
             return now - r.started, self._first_byte_timeout_s
         return now - r.last_chunk_at, self._stall_timeout_s
 
-    def _quiet_cell(self, r: FlowView, now: float) -> Text:
+    def _quiet_cell(self, r: FlowView, now: float) -> Cell:
         quiet, limit = self._quiet(r, now)
         share = quiet / limit
-        style = "bold red" if share > 0.8 else "yellow" if share > 0.5 else "dim"
-        return Text(f"{quiet:.1f}s", style=style)
+        return f"{quiet:.1f}s", "bold red" if share > 0.8 else "yellow" if share > 0.5 else "dim"
 
     def action_open(self) -> None:
         request_id = self.request_id_at_cursor()

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
 from ...domain.views import SessionView, Snapshot
-from .bars import Column, KeyedTable, fit, seconds
+from .bars import Column, KeyedTable, compact, fit, seconds
 
 __all__ = ["ConfirmScreen", "SessionsPane"]
 
@@ -95,7 +95,7 @@ class SessionsPane(KeyedTable):
         ("model", "model", 14),
         ("expires", "exp", 3),
         ("bans", "bans", 8),
-        ("turns", "n", None),
+        ("turns", "n", 4),
     ]
     TITLE = "Sessions"
 
@@ -162,5 +162,5 @@ def _cells(session: SessionView) -> tuple[Text, ...]:
         Text(fit(model, 14)) if model else Text("—", style="dim"),
         Text(seconds(session.expires_in), style="dim"),
         bans,
-        Text(str(session.turns), justify="right"),
+        Text(compact(session.turns), justify="right"),
     )
