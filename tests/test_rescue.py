@@ -91,3 +91,26 @@ async def test_skip_of_a_request_not_in_flight_is_a_404_in_the_openai_shape(
     status, body = await admin(gateway, "POST", "/gateway/requests/nope/skip")
     assert status == 404
     assert body["error"]["code"] == "request_not_found" and "nope" in body["error"]["message"]
+
+
+async def test_skip_moves_a_waiting_non_streamed_request_to_the_next_model(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(
+        make_settings(
+            mock_url,
+            [model("mock", "stall-before-first"), model("mock", "ok")],
+            routing={"strategy": "ordered", "request_timeout_s": 60},
+        )
+    )
+    reply = asyncio.create_task(sdk(gateway).chat.completions.create(model="auto", messages=HELLO))
+    async with asyncio.timeout(10):
+        while not gateway.state.active:
+            await asyncio.sleep(0.01)
+        [request_id] = gateway.state.active
+        while (await admin(gateway, "POST", f"/gateway/requests/{request_id}/skip"))[0] == 409:
+            await asyncio.sleep(0.01)  # between two attempts: nothing to cut yet
+        answer = await reply
+    assert answer.choices[0].message.content
+    [row] = await logged(gateway.request_log)
+    assert [a.error_kind for a in row.attempts] == ["skipped", None]
