@@ -140,7 +140,12 @@ async def test_usage_and_the_serving_model_are_reported_once(
     assert text == FULL
     usage = [c.usage for c in chunks if c.usage is not None]
     assert len(usage) == 1 and usage[0].prompt_tokens > 0
+    # The usage covers the whole answer: 3 chunks before the cut (a token each) and the 5 tokens
+    # the continuation reported.
+    assert usage[0].completion_tokens == 8
+    assert usage[0].total_tokens == usage[0].prompt_tokens + 8
     [row] = await logged(gateway.request_log)
+    assert row.tokens_out == 8
     assert row.model == "mock/ok" and [a.model for a in row.attempts] == [
         "mock/cut:chunks=3",
         "mock/ok",

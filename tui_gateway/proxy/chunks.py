@@ -185,14 +185,14 @@ def owes_usage(body: dict[str, Any], scan: StreamScan) -> bool:
     return asked and scan.prompt_tokens is None and scan.completion_tokens is None
 
 
-def usage_event(body: dict[str, Any], model_id: str, scan: StreamScan, request_id: str) -> bytes:
-    """An estimated usage chunk (one token per content chunk), framed for the client."""
+def usage_event(body: dict[str, Any], model_id: str, chunks: int, request_id: str) -> bytes:
+    """An estimated usage chunk (one token per content chunk relayed), framed for the client."""
     chunk = {
         "id": f"chatcmpl-gw-{request_id}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model_id,
         "choices": [],
-        "usage": estimated_usage(body.get("messages"), scan.chunks),
+        "usage": estimated_usage(body.get("messages"), chunks),
     }
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"

@@ -116,6 +116,9 @@ class Continued:
     """
 
     answer: AnswerSoFar
+    earlier_tokens: int = 0
+    """Tokens of the answer before this attempt (estimated): added to the usage it reports, so
+    the client's usage covers the whole answer."""
     _join: Join | None = None
     _pending: str = ""
     _skip_left: int = 0
@@ -178,7 +181,12 @@ class Continued:
                 out += self._decide(final=True)  # the text part of the answer is over
             if delta or choice.get("finish_reason"):
                 choices.append(choice)
-        if choices or chunk.get("usage"):
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and self.earlier_tokens:
+            for field_name in ("completion_tokens", "total_tokens"):
+                if isinstance(usage.get(field_name), int):
+                    usage[field_name] += self.earlier_tokens
+        if choices or usage:
             out.append(_dump({**chunk, "choices": choices}))
         return out
 

@@ -137,7 +137,8 @@ class StreamRelay(Relay):
             self.call.body if answer is None else answer.request(self.call.body, how or "instruct")
         )
         scan, whole = StreamScan(), WholeCalls()
-        joined = None if answer is None else Continued(answer)
+        earlier = self.flow.chunks  # relayed by the attempts before: one token each, roughly
+        joined = None if answer is None else Continued(answer, earlier_tokens=earlier)
         self._beat_model = attempt.model
         timers, key = self.state.timers, attempt.candidate.model
         first_s = timers.first_byte_timeout(key, streaming.first_byte_timeout_s)
@@ -184,12 +185,14 @@ class StreamRelay(Relay):
                 f" from {attempt.candidate.model}"
             )
         self.flow.tokens_in = scan.prompt_tokens
-        self.flow.tokens_out = scan.completion_tokens or scan.chunks
+        self.flow.tokens_out = (scan.completion_tokens or scan.chunks) + earlier
         self._succeeded(attempt)
         owed = owes_usage(self.call.body, scan)
         tail = b"" if scan.done and not owed else b"data: [DONE]\n\n"
         if owed:
-            usage = usage_event(self.call.body, attempt.model.id, scan, self.flow.id)
+            usage = usage_event(
+                self.call.body, attempt.model.id, scan.chunks + earlier, self.flow.id
+            )
             tail = usage + tail
         return await client.end(tail)
 
