@@ -23,6 +23,7 @@ from tui_gateway.domain.state import GatewayState
 from tui_gateway.server import Gateway, bind_socket
 from tui_gateway.tui.app import GatewayApp
 from tui_gateway.tui.screens import RequestDetailScreen
+from tui_gateway.tui.widgets import PosteriorsPane
 
 NOW = 1_800_000_000.0
 SIZE = (120, 36)
@@ -59,7 +60,7 @@ def build(
         model("flaky", "flash", "fast"),
         model("swift", "13b"),
         model("flaky", "70b"),
-        model("sage", "large", "smart", intelligence=9),
+        model("sage", "large", "smart", intelligence=9, continuation="none"),
     ]
     settings = make_settings(providers=providers, models=models)
     clock = FakeClock(NOW)
@@ -81,6 +82,11 @@ def populate(state: GatewayState, clock: FakeClock) -> dict[str, str]:
         state.book.record(Outcome("sage/large", NOW - 7200, True, 1200.0, 30.0))
     for _ in range(6):
         state.book.record(Outcome("flaky/70b", NOW - 600, False))
+    for _ in range(10):  # what the stream timers learned: swift is quick, sage/large thinks
+        state.timers.observe("swift/mini", first_byte_s=0.25, max_gap_s=0.05)
+        state.timers.observe("swift/13b", first_byte_s=0.3, max_gap_s=0.4)
+        state.timers.observe("sage/large", first_byte_s=1.2, max_gap_s=0.9)
+    state.refuse_prefill("flaky/70b", "400: assistant prefill is not supported")
     body = {
         "model": "auto",
         "stream": True,
@@ -109,6 +115,7 @@ def populate(state: GatewayState, clock: FakeClock) -> dict[str, str]:
     done.first_byte_seen()
     for step in range(6):
         clock.now = NOW - 16 + step * 0.4
+        done.upstream_read()
         done.chunks_relayed(8)
     clock.now = NOW - 12
     done.tokens_in, done.tokens_out = 12, 48
@@ -117,6 +124,7 @@ def populate(state: GatewayState, clock: FakeClock) -> dict[str, str]:
     state.sessions.pin("s-done", "swift/13b", "swift#1", NOW - 12)
 
     streaming = begin("s-live", "sage/large", 4.0)
+    streaming.expect(limit_s=2.7, usual_s=0.9)  # its learned stall limit, and its usual gap
     for step in range(5):
         clock.now = NOW - 2.8 + step * 0.5
         streaming.chunks_relayed(5)
@@ -139,6 +147,20 @@ def test_main_screen_at_100_by_30(
 ) -> None:
     app, _, _ = build(tmp_path, sockets)
     assert snap_compare(app, terminal_size=(100, 30))
+
+
+def test_posteriors_timers_at_100_by_30(
+    snap_compare: Any, tmp_path: Path, sockets: list[socket.socket]
+) -> None:
+    """The posteriors pane's second view (`v`): each model's learned first byte and gap."""
+    app, _, _ = build(tmp_path, sockets)
+
+    async def show_timers(pilot: Any) -> None:
+        pilot.app.query_one(PosteriorsPane).focus()
+        await pilot.press("v")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=show_timers)
 
 
 def test_request_detail_screen(

@@ -215,6 +215,9 @@ async def test_question_mark_shows_every_key_of_the_screen(tmp_path: Path) -> No
             "clear",
             "open",
             "quit",
+            "skip",
+            "quietest",
+            "toggle_timers",
         ):
             assert any(action.startswith(wanted) for action in listed), (wanted, listed)
         await pilot.press("escape")

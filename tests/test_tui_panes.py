@@ -1,91 +1,23 @@
-"""The pools, sessions, cooldowns and posteriors panes, headless: keys call the state's verbs."""
+"""The pools, sessions and cooldowns panes, headless: keys call the state's verbs."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
 
-import msgspec
 import pytest
-from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 from tests.factories import FakeClock, make_settings, model
-from tui_gateway.domain.beta import central_interval
+from tests.panes import PaneApp, column, make_state, rows, select
 from tui_gateway.domain.errors import ErrorKind
-from tui_gateway.domain.posteriors import Outcome
 from tui_gateway.domain.state import GatewayState
-from tui_gateway.domain.views import FlowView
-from tui_gateway.tui.widgets import posteriors as posteriors_pane
-from tui_gateway.tui.widgets.bars import KeyedTable, countdown_bar, interval_bar, sparkline
+from tui_gateway.tui.widgets.bars import countdown_bar, interval_bar, sparkline
 from tui_gateway.tui.widgets.cooldowns import CooldownsPane
 from tui_gateway.tui.widgets.pools import PoolsPane
 from tui_gateway.tui.widgets.posteriors import PosteriorsPane
+from tui_gateway.tui.widgets.requests import RequestsPane
 from tui_gateway.tui.widgets.sessions import MAX_ROWS, ConfirmScreen, SessionsPane
-
-
-def make_state() -> GatewayState:
-    settings = make_settings(
-        providers=[
-            {
-                "name": "a",
-                "kind": "simulated",
-                "protection": "provider-ban",
-                "api_keys": ["k1", "k2"],
-            },
-            {"name": "b", "kind": "simulated"},
-        ],
-        models=[
-            model("a", "1"),
-            model("a", "2"),
-            model("b", "3", pool="fast"),
-            model("b", "4", pool="smart"),
-        ],
-    )
-    return GatewayState(settings, clock=FakeClock(), rng=random.Random(1))
-
-
-class PaneApp(App[None]):
-    """Just the panes, repainted from the state's snapshot like the real app does."""
-
-    def __init__(self, state: GatewayState, *panes: KeyedTable, tick: bool = True) -> None:
-        super().__init__()
-        self.state = state
-        self.panes = panes
-        self.tick = tick
-
-    def compose(self) -> ComposeResult:
-        yield from self.panes
-
-    def on_mount(self) -> None:
-        if self.tick:
-            self.repaint()
-            self.set_interval(0.05, self.repaint)
-
-    def repaint(self) -> None:
-        snapshot = self.state.snapshot()
-        for pane in self.panes:
-            pane.show(snapshot)
-
-
-def rows(table: DataTable[Any]) -> list[list[str]]:
-    """Each row's cells as the plain text the screen shows."""
-    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
-
-
-def column(table: DataTable[Any], key: str) -> list[str]:
-    index = table.get_column_index(key)
-    return [row[index] for row in rows(table)]
-
-
-async def select(pilot: Pilot[None], pane: KeyedTable, key: str) -> None:
-    pane.focus()
-    pane.move_cursor(row=pane.get_row_index(key))
-    await pilot.pause()
-    assert pane.cursor_key() == key
-
 
 # --- pools ----------------------------------------------------------------------------------
 
@@ -106,8 +38,33 @@ async def test_pools_pane_lists_the_chains_in_order_with_each_models_marks() -> 
         assert [r.key.value for r in pane.ordered_rows] == ["b/3", "a/1", "a/2", "b/4"]
         assert column(pane, "pool") == ["fast", "bal", "", "smart"]
         assert column(pane, "position") == ["1", "1", "2", "1"]
-        assert column(pane, "flags") == ["●B ", "●  s", "● c", "●B "]
+        assert column(pane, "flags") == ["●B ", "●   s", "● c", "●B "]
         assert column(pane, "protection") == ["skip", "ban", "ban", "skip"]
+
+
+async def test_pools_pane_flags_how_each_model_would_continue_a_broken_answer() -> None:
+    """Issue 11: blank by prefill, `i` instruction, `-` not at all, `!` it refused a prefill."""
+    settings = make_settings(
+        providers=[{"name": "a", "kind": "simulated"}],
+        models=[
+            model("a", "pre"),
+            model("a", "ins", continuation="instruct"),
+            model("a", "no", continuation="none"),
+            model("a", "refused"),
+        ],
+    )
+    state = GatewayState(settings, clock=FakeClock(), rng=random.Random(1))
+    state.refuse_prefill("a/refused", "400: assistant prefill is not supported")
+    state.cooldowns.record_failure(
+        model="a/refused", provider="a", kind=ErrorKind.SERVER, key_id=None, now=state.clock()
+    )
+    pane = PoolsPane()
+    async with PaneApp(state, pane).run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert column(pane, "model") == ["a/pre", "a/ins", "a/no", "a/refused"]
+        assert column(pane, "flags") == ["●  ", "●  i", "●  -", "● c!"]
+        refused = pane.get_row("a/refused")[pane.get_column_index("flags")]
+        assert refused.spans[-1].style == "bold yellow" and refused.plain[-1] == "!"
 
 
 async def test_shift_and_ctrl_keys_move_the_selected_model_and_the_cursor_follows_it() -> None:
@@ -146,10 +103,11 @@ async def test_space_b_and_shift_b_toggle_enabled_and_bans() -> None:
         assert state.controls.banned_models == {"a/2"}
         await pilot.pause(0.1)
         assert str(pane.get_row("a/2")[2])[1] == "b"
-        assert pane.get_row("a/2")[4].style == "dim strike"
+        model_column = pane.get_column_index("model")
+        assert pane.get_row("a/2")[model_column].style == "dim strike"
         await pilot.press("b")
         assert state.controls.banned_models == set()
-        assert pane.get_row("a/2")[4].style == ""
+        assert pane.get_row("a/2")[model_column].style == ""
 
         await pilot.press("B")
         assert state.controls.banned_providers == {"a"}
@@ -338,98 +296,6 @@ async def test_x_ends_the_selected_models_cooldowns_and_shift_x_ends_all() -> No
         await pilot.press("x", "X")
 
 
-# --- posteriors -----------------------------------------------------------------------------
-
-
-async def test_posteriors_pane_shows_mean_interval_counts_and_latency_by_pool() -> None:
-    state = make_state()
-    now = state.clock()
-    for _ in range(9):
-        state.book.record(Outcome("a/2", now, True, ttfb_ms=400.0))
-    state.book.record(Outcome("a/2", now, False))
-    state.move_in_pool("a/2", -1)
-    pane = PosteriorsPane()
-    async with PaneApp(state, pane).run_test() as pilot:
-        await pilot.pause()
-        assert column(pane, "model") == ["b/3", "a/2", "a/1", "b/4"]
-        assert column(pane, "position") == ["f1", "b1", "b2", "s1"]
-        [a2] = [r for r in rows(pane) if r[1] == "a/2"]
-        assert a2[2:] == ["79", "·····▒▒█▒▒", "400ms", "", "9.0/1.0", "9/1"]
-        assert column(pane, "ttfb")[0] == "—"
-        state.move_in_pool("a/1", -1)
-        await pilot.pause(0.1)
-        assert column(pane, "model") == ["b/3", "a/1", "a/2", "b/4"]
-
-
-async def test_posteriors_trend_follows_the_latency_of_finished_requests() -> None:
-    state = make_state()
-    pane = PosteriorsPane()
-    async with PaneApp(state, pane, tick=False).run_test() as pilot:
-        await pilot.pause()
-        snapshot = state.snapshot()
-
-        def finished(n: int, ttfb: float | None, error_kind: str | None = None) -> FlowView:
-            return FlowView(
-                id=f"r{n}", session="s", requested_model="auto", model="a/1", provider="a",
-                attempt=1, state="done", stream=True, dialect="chat", started=0.0,
-                ttfb_ms=ttfb, chunks=1, heartbeats=0, last_chunk_at=None, failures=(),
-                finished_at=1.0, status=200, error_kind=error_kind,
-            )  # fmt: skip
-
-        for n, ttfb in enumerate([100.0, 200.0, 300.0, None]):
-            snapshot = msgspec.structs.replace(
-                snapshot, recent=(*snapshot.recent, finished(n, ttfb))
-            )
-            pane.show(snapshot)
-            pane.show(snapshot)  # the same requests again count once
-        failed = finished(9, 900.0, "5xx")
-        pane.show(msgspec.structs.replace(snapshot, recent=(*snapshot.recent, failed)))
-        assert str(pane.get_row("a/1")[5]) == "▁▅█"
-
-
-async def test_posteriors_pane_computes_intervals_for_rows_in_view_when_their_counts_move(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Issue 10: a 90% interval costs 50-500 µs, and every model's was computed on every repaint."""
-    models = [model("a", f"m{n:02d}") for n in range(60)]
-    settings = make_settings(providers=[{"name": "a", "kind": "simulated"}], models=models)
-    state = GatewayState(settings, clock=FakeClock(), rng=random.Random(1))
-    asked: list[tuple[float, float]] = []
-
-    def counted(a: float, b: float, mass: float) -> tuple[float, float]:
-        asked.append((a, b))
-        return central_interval(a, b, mass)
-
-    monkeypatch.setattr(posteriors_pane, "central_interval", counted)
-
-    def drawn(key: str) -> str:
-        p = state.snapshot().posteriors[key]  # with its interval, computed by the domain
-        assert p.interval is not None
-        assert str(pane.get_row(key)[3]) == str(interval_bar(p.mean, *p.interval))
-        return key
-
-    pane = PosteriorsPane()
-    async with PaneApp(state, pane, tick=False).run_test(size=(100, 14)) as pilot:
-        await pilot.pause()
-        pane.show(state.snapshot(intervals=False))
-        assert 0 < len(asked) < 60
-        drawn("a/m00")
-        asked.clear()
-        pane.show(state.snapshot(intervals=False))
-        assert asked == []  # nothing moved
-        for key in ("a/m00", "a/m59"):  # in view, then far below it
-            for success in (True, True, False):
-                state.book.record(Outcome(key, state.clock(), success))
-        pane.show(state.snapshot(intervals=False))
-        first = state.book.posterior("a/m00")
-        assert asked == [(first.alpha, first.beta)] and drawn("a/m00")
-        pane.move_cursor(row=59, animate=False)
-        await pilot.pause()
-        pane.show(state.snapshot(intervals=False))
-        last = state.book.posterior("a/m59")
-        assert (last.alpha, last.beta) in asked and drawn("a/m59")
-
-
 # --- shared ---------------------------------------------------------------------------------
 
 
@@ -437,6 +303,8 @@ async def test_posteriors_pane_computes_intervals_for_rows_in_view_when_their_co
     ("owner", "prefix"),
     [
         (PoolsPane, "pools"),
+        (PosteriorsPane, "posteriors"),
+        (RequestsPane, "requests"),
         (SessionsPane, "sessions"),
         (CooldownsPane, "cooldowns"),
         (ConfirmScreen, "confirm"),

@@ -189,6 +189,38 @@ async def test_requests_pane_writes_only_the_cells_whose_text_or_style_changed(
         ]
 
 
+async def test_a_request_the_cursor_was_put_on_stays_in_view_past_the_row_limit() -> None:
+    """`!` may pick the oldest of hundreds in flight: its row is kept though only the newest
+    `MAX_ROWS` are shown."""
+    pane = RequestsPane(clock=lambda: NOW)
+    async with TableApp(pane).run_test(size=(100, 20)) as pilot:
+        await pilot.pause()
+        many = flows(MAX_ROWS + 10)
+        pane.show(snapshot(many))
+        assert many[0].id not in pane.request_ids
+        assert pane.select(many[0].id, snapshot(many))
+        assert pane.request_ids[0] == many[0].id and len(pane.request_ids) == MAX_ROWS
+        assert pane.request_id_at_cursor() == many[0].id and not pane.follow
+        pane.show(snapshot(many[:1] + many[5:]))  # others go: it stays, under the cursor
+        assert pane.request_id_at_cursor() == many[0].id
+
+
+async def test_moving_the_cursor_by_hand_stops_following_the_newest() -> None:
+    pane = RequestsPane(clock=lambda: NOW)
+    async with TableApp(pane).run_test(size=(100, 20)) as pilot:
+        pane.focus()
+        pane.show(snapshot(flows(3)))
+        await pilot.pause()
+        assert pane.follow and pane.cursor_row == 2
+        await pilot.press("up")
+        assert not pane.follow and pane.request_id_at_cursor() == "req0001xx"
+        pane.show(snapshot(flows(5)))  # newer requests: the cursor stays where the user put it
+        assert pane.request_id_at_cursor() == "req0001xx"
+        await pilot.press("f")
+        pane.show(snapshot(flows(5)))
+        assert pane.follow and pane.request_id_at_cursor() == "req0004xx"
+
+
 # --- fixed widths ----------------------------------------------------------------------------
 
 

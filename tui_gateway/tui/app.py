@@ -27,6 +27,7 @@ from ..server import Gateway
 from .commands import GatewayCommands
 from .help import HelpScreen
 from .host import StateView
+from .rescue import silence
 from .screens.detail import RequestDetailScreen
 from .themes import DEFAULT_THEME, install_themes, load_theme_files, next_theme
 from .widgets import (
@@ -54,6 +55,7 @@ class GatewayApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
         Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("exclamation_mark", "quietest", "Quietest", id="app.quietest"),
         Binding("slash", "filter", "Filter", id="app.filter"),
         Binding("t", "next_theme", "Theme", id="app.theme"),
         Binding("e", "copy_env", "Copy env", id="app.copy_env"),
@@ -208,6 +210,31 @@ class GatewayApp(App[None]):
     def _filter_done(self) -> None:
         self.query_one("#filter", Input).remove_class("-visible")
         self.query_one(RequestsPane).focus()
+
+    def _clear_filter(self) -> None:
+        box = self._main(Input, "#filter")
+        box.value = ""
+        box.remove_class("-visible")
+        self._main(RequestsPane).filter_text = ""
+
+    async def action_quietest(self) -> None:
+        """Back to the main screen, the cursor on the request in flight silent longest: `x` then
+        moves it on."""
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+        pane = self._main(RequestsPane)
+        snapshot = self.state.snapshot(intervals=False)
+        found = pane.quietest(snapshot)
+        if found is None:
+            self.notify("no request in flight")
+            return
+        if not pane.select(found.id, snapshot):  # the filter hides it
+            self._clear_filter()
+            pane.select(found.id, snapshot)
+        pane.focus()
+        quiet = silence(found, pane.now(snapshot))
+        model = found.model or found.requested_model
+        self.notify(f"{found.id}: quiet {quiet:.1f} s on {model}. x moves it on")
 
     def on_key(self, event: Any) -> None:
         box = self.query_one("#filter", Input)

@@ -11,17 +11,42 @@ Wiring, in the app: `COMMANDS = App.COMMANDS | {GatewayCommands}`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.widget import Widget
 
-from .help import collect_help
+from .help import collect_help, owner_title
 
-__all__ = ["GatewayCommand", "GatewayCommands", "palette_commands"]
+__all__ = [
+    "GatewayCommand",
+    "GatewayCommands",
+    "OffersCommands",
+    "PaletteEntry",
+    "palette_commands",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PaletteEntry:
+    """A command a widget offers beyond its keys."""
+
+    name: str
+    """Without the owner: "Move the quietest request on"."""
+    help: str
+    action: str
+    """An action of the widget, with its parameters: `skip('1a2b3c')`."""
+
+
+@runtime_checkable
+class OffersCommands(Protocol):
+    """A widget with palette commands of its own, for the state it shows now."""
+
+    def palette_entries(self) -> Sequence[PaletteEntry]: ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -58,6 +83,13 @@ def palette_commands(screen: Screen[Any]) -> list[GatewayCommand]:
                     action=key.action,
                 )
             )
+    for node in screen.walk_children(Widget):
+        if isinstance(node, OffersCommands) and node.display:
+            title = owner_title(node)
+            commands += [
+                GatewayCommand(f"{title}: {e.name}", e.help, node, e.action)
+                for e in node.palette_entries()
+            ]
     return commands
 
 

@@ -104,7 +104,8 @@ def help_markdown(owners: list[OwnerHelp]) -> str:
                 note = "" if k.enabled else " *(not now)*"
                 parts.append(f"| {_keys_md(k.keys)} | {_cell(k.description)}{note} |")
             parts.append("")
-        hidden = [k for k in owner.keys if not k.shown]
+        # Keys kept out of the footer: this project's own before the navigation Textual adds.
+        hidden = sorted((k for k in owner.keys if not k.shown), key=lambda k: not k.ours)
         if hidden:
             also = ", ".join(f"{_keys_md(k.keys)} {_cell(k.description)}" for k in hidden)
             parts += [f"Also: {also}.", ""]

@@ -8,6 +8,7 @@ built by the pure `*_text` functions below, so tests read it without a terminal.
 | ------------ | --------------------------------------- | ------------------ |
 | `escape` `q` | back to the main screen                 | `detail.back`      |
 | `c`          | copy the request as a curl command line | `detail.copy_curl` |
+| `x`          | move the request on from its attempt    | `detail.skip`      |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from textual.worker import Worker, WorkerState
 from ...domain.views import FlowDetail
 from ..curl import as_curl
 from ..host import AppHost
+from ..rescue import skip_message
 from .detail_text import (
     Batch,
     attempts_text,
@@ -59,6 +61,7 @@ class RequestDetailScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q", "back", "Back", id="detail.back"),
         Binding("c", "copy_curl", "Copy curl", id="detail.copy_curl"),
+        Binding("x", "skip", "Move on", id="detail.skip"),
     ]
     DEFAULT_CSS = """
     RequestDetailScreen { layout: vertical; }
@@ -110,6 +113,7 @@ class RequestDetailScreen(Screen[None]):
         self._paint()
         if self.request is not None and self.request.view.status is not None and self._timer:
             self._timer.stop()
+            self.refresh_bindings()  # it finished: nothing left to move on
 
     def _shown(self) -> None:
         """A request to show arrived: its messages once, then everything else."""
@@ -130,7 +134,7 @@ class RequestDetailScreen(Screen[None]):
         now = self.host.state.clock()
         with self.app.batch_update():
             self.query_one("#detail-header", Static).update(header_text(item, now=now))
-            self._section("attempts").update(attempts_text(item))
+            self._section("attempts").update(attempts_text(item, now=now))
             timeline = self._section("timeline")
             timeline.display = item.timeline is not None
             if item.timeline is not None:
@@ -163,7 +167,15 @@ class RequestDetailScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "copy_curl" and (self.request is None or self.request.body is None):
             return None  # shown greyed out: only a request still in memory has its body
+        if action == "skip" and (self.request is None or self.request.view.status is not None):
+            return None  # shown greyed out: only a request in flight can move on
         return True
+
+    def action_skip(self) -> None:
+        view = None if self.request is None else self.request.view
+        moved = self.host.state.skip_request(self.request_id)
+        text, warning = skip_message(self.request_id, moved, None if view is None else view.model)
+        self.notify(text, severity="warning" if warning else "information")
 
     def action_copy_curl(self) -> None:
         if self.request is None or self.request.body is None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from rich.text import Text
 
-from ...domain.views import FlowDetail
+from ...domain.errors import ErrorKind
+from ...domain.views import FlowDetail, FlowView
 
 PREVIEW_CHARS = 100
 """A message preview is its first line, cut to this many characters."""
@@ -22,6 +23,7 @@ TOP_GAPS = 3
 APPROACH = 0.5
 """A gap this share of the stall timeout "approached a stall"."""
 _BARS = "▁▂▃▄▅▆▇█"
+SKIPPED = str(ErrorKind.SKIPPED)
 
 
 def _secs(seconds: float | None) -> str:
@@ -104,8 +106,14 @@ def header_text(item: FlowDetail, *, now: float) -> Text:
     return text.append(f"   total {total}   first byte {ttfb}   {tail}")
 
 
-def attempts_text(item: FlowDetail) -> Text:
-    """One line per upstream attempt; under each failed one, what routing did about it."""
+def attempts_text(item: FlowDetail, *, now: float | None = None) -> Text:
+    """One line per upstream attempt; under each failed one, what routing did about it.
+
+    An attempt says where its text starts when it continued an answer another broke off, and
+    its longest gap between chunks; one the user moved on (`x`) says so, blaming no one. The
+    attempt under way says, with `now`, how long it has been quiet against what is usual for
+    its model and the silence it is allowed.
+    """
     v = item.view
     decisions = list(v.failures)
     text = Text()
@@ -118,11 +126,19 @@ def attempts_text(item: FlowDetail) -> Text:
             status = f"HTTP {a.status}"
         else:  # no status: nothing came, or the stream was cut off after its first byte
             status = "no response" if a.ttfb_ms is None else "cut off"
+        skipped = a.error_kind == SKIPPED
         bad = a.error_kind is not None or (a.status or 200) >= 400
-        text.append(status, "red" if bad else "green")
-        if a.error_kind is not None:
+        text.append(status, "yellow" if skipped else "red" if bad else "green")
+        if skipped:
+            text.append("  moved on by you", "bold yellow")
+        elif a.error_kind is not None:
             text.append(f"  {a.error_kind}", "bold red").append(f": {a.error}" if a.error else "")
-        text.append(f"  {_ms(a.latency_ms)}  first byte {_ms(a.ttfb_ms)}\n")
+        text.append(f"  {_ms(a.latency_ms)}  first byte {_ms(a.ttfb_ms)}")
+        if a.max_gap_ms is not None:
+            text.append(f"  longest gap {_ms(a.max_gap_ms)}")
+        if a.text_from is not None:
+            text.append(f"  continues from char {a.text_from}", "cyan")
+        text.append("\n")
         if a.attempt in paired:
             text.append(f"    → {paired[a.attempt]}\n", "italic")
     for line in decisions if not paired else []:
@@ -131,8 +147,24 @@ def attempts_text(item: FlowDetail) -> Text:
     if running:  # in flight: the attempt under way now
         text.append(f"#{v.attempt}  ", "bold").append(f"{v.model} ({v.provider})  ")
         text.append(v.state, "yellow")
+        if now is not None:
+            text.append(_quiet_now(v, now))
     empty = "no upstream attempt" if v.status is not None else "no upstream tried yet"
     return _trimmed(text, empty)
+
+
+def _quiet_now(v: FlowView, now: float) -> Text:
+    """`  quiet 3.20 s (usual 0.05 s, allowed 2.00 s)` for the attempt under way."""
+    last = v.started if v.last_chunk_at is None else v.last_chunk_at
+    quiet = now - last
+    style = "bold red" if v.usual_s is not None and quiet > v.usual_s else ""
+    text = Text(f"  quiet {_secs(quiet)}", style)
+    known = [f"usual {_secs(v.usual_s)}"] if v.usual_s is not None else []
+    if v.limit_s is not None:
+        known.append(f"allowed {_secs(v.limit_s)}")
+    if known:
+        text.append(f" ({', '.join(known)})", "dim")
+    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,8 @@ class KeyedTable(CachedCellsTable[Any]):
         super().__init__(cursor_type="row", zebra_stripes=True, name=name, id=id)
         self.border_title = self.TITLE
         self._shown: dict[str, tuple[Any, ...]] = {}
+        self._layout: Sequence[Column] = self.COLUMNS
+        """The columns shown now: `COLUMNS`, unless the pane switched to another view."""
 
     @property
     def gateway_state(self) -> StateView:
@@ -150,8 +152,17 @@ class KeyedTable(CachedCellsTable[Any]):
 
     def _add_columns(self) -> None:
         if not self.columns:
-            for key, label, width in self.COLUMNS:
+            for key, label, width in self._layout:
                 self.add_column(label, key=key, width=width)
+
+    def use_columns(self, columns: Sequence[Column]) -> None:
+        """Show other columns (another view of the same rows); the next `sync` fills them."""
+        if columns == self._layout:
+            return
+        self.clear(columns=True)
+        self._shown.clear()
+        self._layout = columns
+        self._add_columns()
 
     def watch_selected(self) -> None:
         # Only the focused pane's keys are in the footer (a focus change refreshes them), and a
@@ -201,7 +212,7 @@ class KeyedTable(CachedCellsTable[Any]):
         for row_key in [k for k in self.rows if k.value not in wanted]:
             self.remove_row(row_key)
             self._shown.pop(cast(str, row_key.value), None)
-        columns = [(key, width is None) for key, _, width in self.COLUMNS]
+        columns = [(key, width is None) for key, _, width in self._layout]
         for key, cells in wanted.items():
             cells = tuple(cells)
             old = self._shown.get(key)

@@ -18,6 +18,9 @@ __all__ = ["PoolsPane"]
 _PROTECTION_LABELS = {"provider-ban": "ban", "model-skip": "skip", "off": "off"}
 _PROTECTION_STYLES = {"provider-ban": "bold", "model-skip": "", "off": "dim"}
 _POOL_LABELS = {"balanced": "bal"}
+_CONTINUATION_FLAGS = {"prefill": " ", "instruct": "i", "none": "-"}
+"""How a model would finish an answer another model broke off, in the flags (prefill, the
+default, is blank); `!` replaces it when the model refused a prefill."""
 LEGEND = "● on  b ban  B provider  c cool  s sticky"
 
 
@@ -26,9 +29,14 @@ class PoolsPane(KeyedTable):
 
     The `flags` column reads: `●`/`○` enabled or not, `b` the model is banned (`B`: its whole
     provider is; `k`: the upstream rejected all its provider's API keys, so it is skipped until a
-    restart), `c` cooling down, `s` conversations pinned to it (with their count past one).
-    `prot` is the protection level of the model's provider. (`k` is rare and the legend has no
-    room for it at 100 columns, so only `HELP` explains it.)
+    restart), `c` cooling down, then its continuation (below), `s` conversations pinned to it
+    (with their count past one).
+    Then how the model would finish an answer another model broke off: blank by prefill (it is
+    handed the text so far as its own, the default), `i` by instruction, `-` not at all, `!` it
+    answered a prefill with a 400 (remembered across restarts) and is instructed from then on.
+    `prot` is the protection level of the model's provider. (`k` and the continuation marks have
+    no room in the legend at 100 columns, so only `HELP` explains them; a column of their own
+    would push the demo's model names out of a 100-column pane.)
 
     | Key | Binding id | Action |
     | :- | :- | :- |
@@ -51,7 +59,7 @@ class PoolsPane(KeyedTable):
     COLUMNS: ClassVar[list[Column]] = [
         ("pool", "pool", 5),
         ("position", "#", 2),
-        ("flags", "flags", 5),
+        ("flags", "flags", 6),
         ("protection", "prot", 4),
         ("model", "model", None),
     ]
@@ -59,7 +67,10 @@ class PoolsPane(KeyedTable):
     HELP = (
         "Each pool's fallback chain. Flags: `●` on, `b` banned, `B` provider banned, `k` the "
         "upstream rejected every API key of the provider (skipped until restart), `c` cooling "
-        "down, `s` conversations pinned to the model."
+        "down, `s` conversations pinned to the model. After `c`, how the model would finish an"
+        " answer another model broke off: blank by prefill, `i` by instruction, `-` it cannot,"
+        " `!` it refused a prefill (HTTP 400, remembered across restarts) and is instructed"
+        " from then on."
     )
 
     def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
@@ -174,6 +185,10 @@ def _flags(
     else:
         text.append("k" if keyless else " ", style="bold magenta")
     text.append("c" if entry.cooling else " ", style="yellow")
+    if entry.prefill_refused:
+        text.append("!", style="bold yellow")
+    elif entry.continuation != "prefill" or pinned:  # a blank slot only to keep `s` in line
+        text.append(_CONTINUATION_FLAGS.get(entry.continuation, "?"), style="cyan")
     if pinned:
         count = "" if pinned == 1 else str(pinned) if pinned < 10 else "+"
         text.append("s" + count, style="bold")

@@ -1,16 +1,19 @@
-"""The posteriors pane: what routing believes about each model's success rate and speed."""
+"""The posteriors pane: what routing believes about each model's success rate and speed, and
+(`v` switches the view) how long the stream timers wait for each model."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 
 from ...config import POOLS
 from ...domain.beta import central_interval
-from ...domain.views import FlowView, PosteriorView, Snapshot
+from ...domain.views import FlowView, PosteriorView, Snapshot, TimerView
+from ..host import AppHost
 from .bars import Column, KeyedTable, compact, fit, interval_bar, sparkline
 
 __all__ = ["PosteriorsPane"]
@@ -27,7 +30,26 @@ class PosteriorsPane(KeyedTable):
     [0, 1] with the 90 % interval shaded and the mean's cell solid; `ttfb` the recency-weighted
     mean time to first byte and `trend` the last few requests' own; `w s/f` the decayed
     successes/failures the posterior counts and `s/f` the raw ones inside the window.
+
+    The timers view (`v`) shows, per model, `usual→limit` in seconds for its first byte and for
+    its longest gap between chunks: the usual is what its recent successful streams took (their
+    95th percentile), the limit the silence the gateway allows before it moves the request on
+    (learned from the usual, dim while it is the configured timeout). `n` counts the samples.
+
+    | Key | Binding id | Action |
+    | :- | :- | :- |
+    | v | `posteriors.timers` | Switch between the odds and the timers. |
     """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("v", "toggle_timers", "Timers/odds", id="posteriors.timers"),
+    ]
+    HELP = (
+        "What routing believes of each model. `v` switches to its stream timers: `usual→limit`"
+        " seconds for the first byte and for the longest gap between chunks (usual: its recent"
+        " streams' 95th percentile; limit: the silence allowed before the request moves on,"
+        " dim while it is the configured timeout)."
+    )
 
     COLUMNS: ClassVar[list[Column]] = [
         ("position", "#", 3),
@@ -38,6 +60,13 @@ class PosteriorsPane(KeyedTable):
         ("trend", "trend", HISTORY),
         ("weighted", "w s/f", 9),
         ("raw", "s/f", 9),
+    ]
+    TIMER_COLUMNS: ClassVar[list[Column]] = [
+        ("position", "#", 3),
+        ("model", "model", _MODEL_WIDTH),
+        ("first_byte", "1st byte", 9),
+        ("gap", "gap", 9),
+        ("samples", "n", 7),
     ]
     TITLE = "Posteriors"
 
@@ -54,15 +83,54 @@ class PosteriorsPane(KeyedTable):
         """Model -> (view, trend, cells, whether drawn with its own interval): a row whose
         posterior and trend did not change is not drawn again, unless it comes into view with
         an interval left from before."""
+        self.timers_view = False
+        """Showing the stream timers (`TIMER_COLUMNS`) rather than the odds."""
+        self._configured: tuple[float, float] | None = None
+        """The configured (first byte, stall) timeouts: the limits of a model without history."""
+        self.border_subtitle = "v timers"
 
     def show(self, snapshot: Snapshot) -> None:
         self._note_latencies(snapshot.recent)
         order = sorted(snapshot.posteriors.values(), key=lambda p: (_pool_rank(p.pool), p.position))
+        if self.timers_view:
+            timers = snapshot.timers
+            self.sync((p.model, self._timer_cells(p, timers.get(p.model))) for p in order)
+            return
         window = self._window()
         self.sync((p.model, self._row(p, index in window)) for index, p in enumerate(order))
         for model in self._rows.keys() - snapshot.posteriors.keys():
             del self._rows[model]
             self._intervals.pop(model, None)
+
+    def action_toggle_timers(self) -> None:
+        self.timers_view = not self.timers_view
+        self.use_columns(self.TIMER_COLUMNS if self.timers_view else self.COLUMNS)
+        self.border_subtitle = "v odds" if self.timers_view else "v timers"
+        self.refresh_now()
+
+    def _timer_cells(self, p: PosteriorView, timer: TimerView | None) -> tuple[Text, ...]:
+        if self._configured is None:
+            streaming = cast(AppHost, self.app).gateway.settings.streaming
+            self._configured = (streaming.first_byte_timeout_s, streaming.stall_timeout_s)
+        first_byte_s, stall_s = self._configured
+        samples = "—"
+        if timer is not None:
+            samples = f"{compact(timer.first_byte_samples)}/{compact(timer.gap_samples)}"
+        return (
+            Text(f"{p.pool[0]}{p.position + 1}", style="dim"),
+            Text(fit(p.model, _MODEL_WIDTH), style="" if timer else "dim"),
+            _usual_limit(
+                None if timer is None else timer.usual_first_byte_s,
+                first_byte_s if timer is None else timer.first_byte_timeout_s,
+                learned=timer is not None and timer.usual_first_byte_s is not None,
+            ),
+            _usual_limit(
+                None if timer is None else timer.usual_gap_s,
+                stall_s if timer is None else timer.stall_timeout_s,
+                learned=timer is not None and timer.usual_gap_s is not None,
+            ),
+            Text(samples, style="dim", justify="right"),
+        )
 
     def _window(self) -> range:
         """Rows worth an up-to-date interval: those in view and a page either side.
@@ -137,6 +205,22 @@ class PosteriorsPane(KeyedTable):
             Text(weighted, style="dim"),
             Text(f"{compact(p.successes)}/{compact(p.failures)}", style="dim"),
         )
+
+
+def _usual_limit(usual: float | None, limit: float, *, learned: bool) -> Text:
+    """`0.8→2.4`: the usual seconds (`—` unknown), then the limit (dim if configured)."""
+    text = Text("—" if usual is None else _secs(usual), style="" if usual is not None else "dim")
+    text.append(f"→{_secs(limit)}", style="" if learned else "dim")
+    return text
+
+
+def _secs(s: float) -> str:
+    """Seconds in at most 4 cells: `0.05`, `0.8`, `2.4`, then whole ones: `12`, `300`."""
+    if s < 0.995:
+        return f"{s:.2f}".rstrip("0").rstrip(".") or "0"
+    if s < 9.95:
+        return f"{s:.2g}"
+    return f"{s:.0f}"
 
 
 def _pool_rank(pool: str) -> int:

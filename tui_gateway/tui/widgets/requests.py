@@ -2,21 +2,28 @@
 
 The row that matters when the assistant "hangs" is the one whose last chunk is getting old: the
 `quiet` column counts seconds since the upstream last sent anything and turns yellow, then red,
-as it approaches the stall timeout.
+as it approaches the silence the attempt is allowed (its model's learned timeout, else the
+configured one); the `state` says `stalling` once that silence is unusual for the model. `x`
+moves such a request on to its next candidate at once, `b`/`B` ban its model or provider.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ClassVar, cast
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.reactive import reactive
 
-from ...domain.views import FlowView, Snapshot
-from ..host import AppHost
+from ...domain.views import Bans, FlowView, Snapshot
+from ..commands import PaletteEntry
+from ..host import AppHost, StateView
+from ..rescue import ban_message, quietest, silence, skip_message
+from .request_rows import BLANK, COLUMNS, Cell, Timeouts, haystack, row_cells
 from .table import CachedCellsTable
 
 LINGER_S = 3.0
@@ -24,38 +31,44 @@ LINGER_S = 3.0
 MAX_LINGERING = 8
 """Finished requests shown at most (under load hundreds finish within LINGER_S)."""
 MAX_ROWS = 60
-"""Rows at most: more than a screen, far fewer than a load test's requests in flight."""
+"""Rows at most: more than a screenful, far fewer than a load test's requests in flight."""
+PALETTE_REQUESTS = 10
+"""Requests in flight the command palette offers to move on, quietest first."""
 
-COLUMNS: dict[str, int] = {  # 84 columns with padding: fits a 100-column terminal
-    "id": 6,
-    "session": 6,
-    "api": 4,
-    "model": 18,
-    "provider": 8,
-    "try": 3,
-    "state": 9,
-    "age": 5,
-    "ttfb": 6,
-    "chunks": 5,
-    "quiet": 5,
-}
-Cell = tuple[str, str]
-"""(text, style): compared as is each frame; a `Text` is built only for a cell that changed."""
-BLANK: tuple[Cell, ...] = (("", ""),) * len(COLUMNS)
-DIALECT_LABELS = {"chat": "chat", "messages": "anth", "responses": "resp"}
-"""The API a request came in on: OpenAI chat, Anthropic Messages, OpenAI Responses."""
+_ON_ROW = ("skip", "ban_model", "ban_provider")
+"""Actions on the request under the cursor."""
 
 
 class RequestsPane(CachedCellsTable[Text]):
-    """One row per request; `enter` opens its timeline, `f` follows the newest."""
+    """One row per request; `enter` opens its timeline, `x` moves it on, `f` follows the newest.
+
+    Moving the cursor by hand stops following the newest request, so the row under it stays
+    put while others come and go; `f` follows again.
+
+    | Key | Binding id | Action |
+    | :- | :- | :- |
+    | enter | `requests.open` | Open the request's timeline. |
+    | f | `requests.follow` | Follow the newest request, or stop. |
+    | x | `requests.skip` | Move the request on from its attempt now, as a stall would. |
+    | b | `requests.ban_model` | Ban the model serving it (its requests move on). |
+    | B | `requests.ban_provider` | Ban that model's provider (likewise). |
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Details", id="requests.open"),
         Binding("f", "toggle_follow", "Follow newest", id="requests.follow"),
+        Binding("x", "skip", "Move on", id="requests.skip"),
+        Binding("b", "ban_model", "Ban model", show=False, id="requests.ban_model"),
+        Binding("B", "ban_provider", "Ban provider", show=False, id="requests.ban_provider"),
     ]
     HELP = (
         "Requests in flight. `api` is the client's API (chat, anth: Anthropic Messages, resp:"
-        " OpenAI Responses); `quiet` is the time since the upstream last sent a byte."
+        " OpenAI Responses); `quiet` is the time since the upstream last sent a byte, coloured"
+        " against the silence the attempt is allowed; `stalling`: quieter than its model usually"
+        " is. `x` moves the request on to its next candidate now (the answer continues there;"
+        " the model is not blamed), `b`/`B` ban the model or provider serving it, and `!`"
+        " (anywhere) puts the cursor on the quietest request in flight. Moving the cursor stops"
+        " following the newest request; `f` follows again."
     )
     DEFAULT_CSS = """
     RequestsPane {
@@ -86,21 +99,39 @@ class RequestsPane(CachedCellsTable[Text]):
         """
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self._clock = clock
-        self._first_byte_timeout_s = 10.0
-        self._stall_timeout_s = 20.0
+        self._timeouts = Timeouts()
         self._ids: list[str] = []
         """Request id in each row slot, top to bottom."""
         self._shown: list[tuple[Cell, ...]] = []
         """The cells last written to each slot, so unchanged ones are not written again."""
         self._last_busy = 0.0
+        self._views: dict[str, FlowView] = {}
+        """The requests on screen by id, as the last snapshot had them (what the keys act on)."""
+        self._active: tuple[FlowView, ...] = ()
+        self._now = 0.0
+        self._bans = Bans((), ())
+        self._pinned: str | None = None
+        """A request `select` put the cursor on: kept in view (past `MAX_ROWS`) and under it."""
+        self._own_move = False
+        """True while the pane moves its own cursor (a repaint), so only the user's moves
+        stop following the newest request."""
+        self._on_request = False
+        """Whether the cursor is on a request (the footer greys the row keys when not)."""
+
+    @property
+    def _state(self) -> StateView:
+        return cast(AppHost, self.app).state
 
     def on_mount(self) -> None:
         self.border_title = "Requests"
         for name, width in COLUMNS.items():
             self.add_column(name, key=name, width=width)
         streaming = cast(AppHost, self.app).gateway.settings.streaming
-        self._first_byte_timeout_s = streaming.first_byte_timeout_s
-        self._stall_timeout_s = streaming.stall_timeout_s
+        self._timeouts = Timeouts(streaming.first_byte_timeout_s, streaming.stall_timeout_s)
+
+    def now(self, snapshot: Snapshot) -> float:
+        """What time it is for the rows: the pane's clock, else the snapshot's."""
+        return snapshot.now if self._clock is None else self._clock()
 
     def show(self, snapshot: Snapshot) -> None:
         """Fill the table's row slots with the requests to show, oldest first.
@@ -109,7 +140,12 @@ class RequestsPane(CachedCellsTable[Text]):
         re-using a slot (rewriting only the cells whose text changed) costs far less than adding
         and removing rows, which makes the table lay itself out again.
         """
-        now = snapshot.now if self._clock is None else self._clock()
+        with self._moving():
+            self._show(snapshot)
+
+    def _show(self, snapshot: Snapshot) -> None:
+        now = self._now = self.now(snapshot)
+        self._active, self._bans = snapshot.active, snapshot.bans
         finished = [
             r
             for r in snapshot.recent
@@ -118,9 +154,10 @@ class RequestsPane(CachedCellsTable[Text]):
         wanted = [*snapshot.active, *finished[-MAX_LINGERING:]]
         if self.filter_text:
             needle = self.filter_text.lower()
-            wanted = [r for r in wanted if needle in _haystack(r)]
+            wanted = [r for r in wanted if needle in haystack(r)]
         wanted.sort(key=lambda r: r.started)
-        wanted = wanted[-MAX_ROWS:]
+        keep = None if self.follow else self._pinned or self.request_id_at_cursor()
+        wanted = _last_rows(wanted, keep)
         rows_wanted = self._slots(len(wanted), now)
         while self.row_count > rows_wanted:
             self.remove_row(f"slot{self.row_count - 1}")
@@ -130,7 +167,7 @@ class RequestsPane(CachedCellsTable[Text]):
         rows += [None] * (rows_wanted - len(wanted))
         changed: list[tuple[int, int, Text]] = []
         for index, request in enumerate(rows):
-            cells = BLANK if request is None else self._cells(request, now)
+            cells = BLANK if request is None else row_cells(request, now, self._timeouts)
             if index >= self.row_count:
                 self.add_row(*(Text(text, style) for text, style in cells), key=f"slot{index}")
                 self._shown.append(cells)
@@ -144,16 +181,24 @@ class RequestsPane(CachedCellsTable[Text]):
         if changed:
             self.write_cells(changed)
         self._ids = [r.id for r in wanted]
+        self._views = {r.id: r for r in wanted}
         if wanted:
             self._last_busy = now
         last = len(wanted) - 1
         if self.follow and last >= 0 and (grew or self.cursor_row != last):
             self.move_cursor(row=last)
+        elif keep is not None and keep in self._views:  # the same request, wherever it went
+            row = self._ids.index(keep)
+            if row != self.cursor_row:
+                self.move_cursor(row=row)
         subtitle = f"{len(snapshot.active)} in flight"
         if self.filter_text:
             subtitle += f"  filter: {self.filter_text}"
+        if not self.follow:
+            subtitle += "  follow: off"
         if subtitle != self.border_subtitle:
             self.border_subtitle = subtitle
+        self._cursor_changed()
 
     def _slots(self, needed: int, now: float) -> int:
         """How many row slots to have for `needed` requests.
@@ -182,53 +227,57 @@ class RequestsPane(CachedCellsTable[Text]):
         row = self.cursor_row
         return self._ids[row] if 0 <= row < len(self._ids) else None
 
-    def _cells(self, r: FlowView, now: float) -> tuple[Cell, ...]:
-        """One row. Written as `Text`, not `str`, which the table parses as markup on every draw."""
-        finished = r.finished_at is not None
-        end = r.finished_at if r.finished_at is not None else now
-        model = r.model or r.requested_model
-        if r.model and r.requested_model not in (r.model, *_virtual()):
-            model = f"{r.requested_model}→{r.model}"
-        ttfb = "" if r.ttfb_ms is None else f"{r.ttfb_ms:.0f}ms"
-        return (
-            (r.id[:6], ""),
-            (r.session[:6], ""),
-            (DIALECT_LABELS.get(r.dialect, r.dialect[:4]), "dim"),
-            (model, ""),
-            (r.provider or "", ""),
-            (str(r.attempt), ""),
-            self._state_cell(r, now),
-            (f"{end - r.started:.1f}s", ""),
-            (ttfb, ""),
-            (str(r.chunks), ""),
-            ("", "") if finished else self._quiet_cell(r, now),
-        )
+    # --- the cursor -----------------------------------------------------------------------
 
-    def _state_cell(self, r: FlowView, now: float) -> Cell:
-        if r.finished_at is not None:
-            ok = r.error_kind is None
-            label = f"{r.status}" + ("" if ok else f" {r.error_kind}")
-            return label, "green" if ok else "bold red"
-        state = r.state
-        quiet, limit = self._quiet(r, now)
-        if state == "continuing":
-            return "continuing", "bold yellow"
-        if state == "fallback" or (r.attempt > 1 and state == "waiting"):
-            return "fallback", "bold yellow"
-        if quiet > limit / 2:
-            return "stalling", "bold red" if quiet > limit * 0.8 else "bold yellow"
-        return state, "cyan" if state == "streaming" else ""
+    @contextmanager
+    def _moving(self) -> Iterator[None]:
+        """The pane moves its own cursor in here (not the user)."""
+        self._own_move = True
+        try:
+            yield
+        finally:
+            self._own_move = False
 
-    def _quiet(self, r: FlowView, now: float) -> tuple[float, float]:
-        """Seconds since the upstream last sent data, and the limit that applies now."""
-        if r.last_chunk_at is None:
-            return now - r.started, self._first_byte_timeout_s
-        return now - r.last_chunk_at, self._stall_timeout_s
+    def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if old.row != new.row and not self._own_move:
+            self._pinned = None
+            self.follow = False  # the user went to a row: it stays under the cursor
+        self._cursor_changed()
 
-    def _quiet_cell(self, r: FlowView, now: float) -> Cell:
-        quiet, limit = self._quiet(r, now)
-        share = quiet / limit
-        return f"{quiet:.1f}s", "bold red" if share > 0.8 else "yellow" if share > 0.5 else "dim"
+    def _cursor_changed(self) -> None:
+        on_request = self.request_id_at_cursor() is not None
+        if on_request != self._on_request:
+            self._on_request = on_request
+            if self.has_focus:
+                self.refresh_bindings()
+
+    def watch_follow(self, follow: bool) -> None:
+        if follow:
+            self._pinned = None
+
+    def select(self, request_id: str, snapshot: Snapshot) -> bool:
+        """Stop following and put the cursor on `request_id`, repainting from `snapshot`.
+
+        Returns:
+            False if the request is not on screen (finished long ago, or filtered out).
+        """
+        self.follow = False
+        self._pinned = request_id
+        self.show(snapshot)
+        if request_id not in self._views:
+            self._pinned = None
+            return False
+        with self._moving():
+            self.move_cursor(row=self._ids.index(request_id))
+        self._cursor_changed()
+        return True
+
+    def quietest(self, snapshot: Snapshot) -> FlowView | None:
+        """The request in flight silent longest, by the pane's clock."""
+        return quietest(snapshot.active, self.now(snapshot))
+
+    # --- keys -----------------------------------------------------------------------------
 
     def action_open(self) -> None:
         request_id = self.request_id_at_cursor()
@@ -239,16 +288,82 @@ class RequestsPane(CachedCellsTable[Text]):
         self.follow = not self.follow
         self.notify(f"follow newest: {'on' if self.follow else 'off'}")
 
+    def action_skip(self, request_id: str | None = None) -> None:
+        """Move the request (by default the one under the cursor) on from its attempt now."""
+        target = request_id or self.request_id_at_cursor()
+        if target is None:
+            return
+        view = self._views.get(target) or next((r for r in self._active if r.id == target), None)
+        moved = self._state.skip_request(target)
+        text, warning = skip_message(target, moved, None if view is None else view.model)
+        self.notify(text, severity="warning" if warning else "information")
+
+    def action_skip_quietest(self) -> None:
+        found = self.quietest(self._state.snapshot(intervals=False))
+        if found is None:
+            self.notify("no request in flight", severity="warning")
+            return
+        self.action_skip(found.id)
+
+    def action_ban_model(self) -> None:
+        view = self._view_at_cursor()
+        if view is None:
+            return
+        key = view.model
+        if key is None:
+            self.notify(f"{view.id} is not on a model yet", severity="warning")
+        elif key in self._bans.models:
+            self.notify(f"{key} is already banned (the pools pane unbans it)")
+        else:
+            moving = sum(1 for r in self._active if r.model == key and r.finished_at is None)
+            self._state.ban_model(key)
+            self.notify(ban_message(key, moving))
+
+    def action_ban_provider(self) -> None:
+        view = self._view_at_cursor()
+        if view is None:
+            return
+        provider = view.provider
+        if provider is None:
+            self.notify(f"{view.id} is not on a provider yet", severity="warning")
+        elif provider in self._bans.providers:
+            self.notify(f"provider {provider} is already banned (the pools pane unbans it)")
+        else:
+            moving = sum(1 for r in self._active if r.provider == provider)
+            self._state.ban_provider(provider)
+            self.notify(ban_message(f"provider {provider}", moving))
+
+    def _view_at_cursor(self) -> FlowView | None:
+        request_id = self.request_id_at_cursor()
+        return None if request_id is None else self._views.get(request_id)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open" and not self.row_count:
             return None
+        if action in _ON_ROW and not parameters and self.request_id_at_cursor() is None:
+            return None  # shown greyed out: no request under the cursor
         return True
 
+    def palette_entries(self) -> list[PaletteEntry]:
+        """Commands for the palette beyond the keys: move on the quietest, or a named request."""
+        in_flight = [r for r in self._active if r.finished_at is None]
+        if not in_flight:
+            return []
+        now = self._now
+        entries = [PaletteEntry("Move the quietest request on", "key: ! then x", "skip_quietest")]
+        in_flight.sort(key=lambda r: silence(r, now), reverse=True)
+        for r in in_flight[:PALETTE_REQUESTS]:
+            name = f"Move {r.id} on ({r.model or r.requested_model}, quiet {silence(r, now):.1f} s)"
+            entries.append(PaletteEntry(name, "cuts its attempt short now", f"skip({r.id!r})"))
+        return entries
 
-def _haystack(r: FlowView) -> str:
-    fields = (r.id, r.session, r.requested_model, r.model, r.provider, r.state)
-    return " ".join(str(f) for f in fields if f).lower()
 
-
-def _virtual() -> tuple[str, ...]:
-    return ("auto", "auto-fast", "auto-smart")
+def _last_rows(wanted: list[FlowView], keep: str | None) -> list[FlowView]:
+    """The newest `MAX_ROWS` of `wanted`, and the request `keep` (under the cursor) if older."""
+    if len(wanted) <= MAX_ROWS:
+        return wanted
+    newest = wanted[-MAX_ROWS:]
+    if keep is None or any(r.id == keep for r in newest):
+        return newest
+    kept = [r for r in wanted[:-MAX_ROWS] if r.id == keep]
+    return [*kept, *newest[len(kept) :]]
