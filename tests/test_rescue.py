@@ -65,6 +65,8 @@ async def test_skip_moves_a_stalled_stream_on_and_the_answer_completes(
     # The skip says nothing about the model: no failure counted, no cooldown.
     assert gateway.state.snapshot().posteriors[STALLING].failures == 0
     assert gateway.state.snapshot().cooldowns == ()
+    # Finished, the request can no longer be moved on, and its record no longer holds the relay.
+    assert gateway.state.recent[-1].mover is None
     # The stalled attempt was closed upstream, not left hanging.
     async with asyncio.timeout(5):
         while not mock_upstream.app[RECEIVED][0].disconnected:

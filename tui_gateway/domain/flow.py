@@ -163,6 +163,7 @@ class Flow:
             self.attempt_interrupted(ErrorKind.SHUTDOWN)
         self.phase = "done"
         self.finished_at = self.clock()
+        self.mover = None  # nothing to move on; a finished flow must not keep its relay alive
 
     def _close_attempt(
         self, *, status: int | None, error_kind: str | None = None, error: str | None = None

@@ -121,63 +121,6 @@ def _is_json_object(payload: bytes) -> bool:
         return False
 
 
-def delivered_text(framed_batches: list[bytes]) -> str:
-    """The answer's text so far, from the batches relayed (parsed only when a stream broke)."""
-    parts: list[str] = []
-    for framed in framed_batches:
-        for payload in SSEBatch(framed, 0).payloads():
-            try:
-                chunk = json.loads(payload)
-            except ValueError:
-                continue  # [DONE] or a malformed event
-            for choice in chunk.get("choices") or ():
-                content = (choice.get("delta") or {}).get("content")
-                if isinstance(content, str):
-                    parts.append(content)
-    return "".join(parts)
-
-
-def continuation_body(body: dict[str, Any], framed_batches: list[bytes]) -> dict[str, Any]:
-    """The original request plus the text already delivered as a trailing assistant message."""
-    messages = [*body["messages"], {"role": "assistant", "content": delivered_text(framed_batches)}]
-    return {**body, "messages": messages}
-
-
-def first_chunk_id(framed_batches: list[bytes]) -> str | None:
-    """The completion id the client has been reading, from the first relayed chunk."""
-    for framed in framed_batches:
-        for payload in SSEBatch(framed, 0).payloads():
-            try:
-                chunk_id = json.loads(payload).get("id")
-            except (ValueError, AttributeError):
-                continue
-            return chunk_id if isinstance(chunk_id, str) else None
-    return None
-
-
-def as_continuation(batch: SSEBatch, chunk_id: str | None) -> SSEBatch:
-    """A continuation's chunks dressed as the same answer: the first id, no second `role`.
-
-    Only a continued stream pays for this (its payloads are parsed and written again); clients
-    that group chunks by id then see one completion.
-    """
-    payloads = []
-    for payload in batch.payloads():
-        try:
-            chunk = json.loads(payload)
-        except ValueError:
-            payloads.append(payload)  # [DONE]
-            continue
-        if chunk_id is not None:
-            chunk["id"] = chunk_id
-        for choice in chunk.get("choices") or ():
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                delta.pop("role", None)
-        payloads.append(json.dumps(chunk, separators=(",", ":")).encode())
-    return SSEBatch.of(payloads)
-
-
 def owes_usage(body: dict[str, Any], scan: StreamScan) -> bool:
     """The client asked for usage (`stream_options.include_usage`) and none came."""
     options = body.get("stream_options")
