@@ -130,3 +130,17 @@ def test_unknown_model_in_a_verb_is_a_key_error() -> None:
     state = make_state(model("a", "1"))
     with pytest.raises(KeyError):
         state.set_enabled("a/404", False)
+
+
+def test_the_screen_hears_every_event_that_can_have_a_line() -> None:
+    """The screen subscribes to `WITH_LINES` only; an event kind left out must never have a line."""
+    from tui_gateway.domain import events
+
+    kinds = {
+        k for k in vars(events).values()
+        if isinstance(k, type) and issubclass(k, events.Event) and k is not events.Event
+    }  # fmt: skip
+    silent = kinds - set(events.WITH_LINES)
+    assert silent == {events.RequestBegan, events.AttemptBegan}
+    for kind in silent:
+        assert kind.text.fget is events.Event.text.fget  # type: ignore[attr-defined]

@@ -35,6 +35,7 @@ __all__ = [
     "RequestFinished",
     "SessionsCleared",
     "Subscriber",
+    "WITH_LINES",
 ]
 
 
@@ -224,6 +225,15 @@ class DemoToggled(Event):
 
 
 Subscriber = Callable[[Event], None]
+
+
+WITH_LINES: tuple[type[Event], ...] = (
+    RequestFinished, AttemptFailed, ContinuationBegan, PrefillRefused, ControlsChanged,
+    KeyRejected, SessionsCleared, CooldownsCleared, LogHealthChanged, ClientRejected, Note,
+    DemoToggled,
+)  # fmt: skip
+"""The events that may have a line for the event log: what the screen subscribes to. The others
+(a request or an attempt began) only say so, and are not built when nobody else listens."""
 
 
 class EventBus:

@@ -20,7 +20,7 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Footer, Input, RichLog
 
-from ..domain.events import Event
+from ..domain.events import WITH_LINES, Event
 from ..domain.views import Snapshot
 from ..paths import mask
 from ..server import Gateway
@@ -84,7 +84,7 @@ class GatewayApp(App[None]):
         self.gateway = gateway
         self._clock = clock
         self._events: list[Event] = []
-        self._unsubscribe = gateway.state.subscribe(self._on_state_event)
+        self._unsubscribe = gateway.state.subscribe(self._on_state_event, kinds=WITH_LINES)
         self._lag_ms = 0.0
         self._interval = REFRESH_S
         self._finished_at_last_tick = 0
