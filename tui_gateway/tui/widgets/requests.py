@@ -9,7 +9,7 @@ moves such a request on to its next candidate at once, `b`/`B` ban its model or 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import ClassVar, cast
 
@@ -307,31 +307,36 @@ class RequestsPane(CachedCellsTable[Text]):
 
     def action_ban_model(self) -> None:
         view = self._view_at_cursor()
-        if view is None:
-            return
-        key = view.model
-        if key is None:
-            self.notify(f"{view.id} is not on a model yet", severity="warning")
-        elif key in self._bans.models:
-            self.notify(f"{key} is already banned (the pools pane unbans it)")
-        else:
-            moving = sum(1 for r in self._active if r.model == key and r.finished_at is None)
-            self._state.ban_model(key)
-            self.notify(ban_message(key, moving))
+        if view is not None:
+            self._ban(view, view.model, "model", self._bans.models, self._state.ban_model)
 
     def action_ban_provider(self) -> None:
         view = self._view_at_cursor()
-        if view is None:
+        if view is not None:
+            self._ban(
+                view, view.provider, "provider", self._bans.providers, self._state.ban_provider
+            )
+
+    def _ban(
+        self,
+        view: FlowView,
+        name: str | None,
+        what: str,
+        banned: Collection[str],
+        ban: Callable[[str], None],
+    ) -> None:
+        """Ban what serves the row's request (its model or provider); its requests move on."""
+        if name is None:
+            self.notify(f"{view.id} is not on a {what} yet", severity="warning")
             return
-        provider = view.provider
-        if provider is None:
-            self.notify(f"{view.id} is not on a provider yet", severity="warning")
-        elif provider in self._bans.providers:
-            self.notify(f"provider {provider} is already banned (the pools pane unbans it)")
+        label = name if what == "model" else f"provider {name}"
+        if name in banned:
+            self.notify(f"{label} is already banned (the pools pane unbans it)")
         else:
-            moving = sum(1 for r in self._active if r.provider == provider)
-            self._state.ban_provider(provider)
-            self.notify(ban_message(f"provider {provider}", moving))
+            serving = [r for r in self._active if r.finished_at is None]
+            moving = sum(1 for r in serving if (r.model if what == "model" else r.provider) == name)
+            ban(name)
+            self.notify(ban_message(label, moving))
 
     def _view_at_cursor(self) -> FlowView | None:
         request_id = self.request_id_at_cursor()
