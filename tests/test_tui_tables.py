@@ -285,3 +285,17 @@ async def test_only_the_focused_panes_selection_refreshes_the_footer_keys(
         cooldowns.selected = "a/1\x00"
         pools.selected = "a/1"
         assert refreshed == ["pools"]
+
+
+async def test_following_shows_every_request_when_fewer_are_left_than_a_screenful() -> None:
+    """In flight drops from 40 to 3: the slots are kept, but the view must go back to the top,
+    not keep the newest row at its top with the other two out of view above it."""
+    pane = RequestsPane(clock=lambda: NOW)
+    async with TableApp(pane).run_test(size=(100, 20)) as pilot:
+        await pilot.pause()
+        pane.show(snapshot(flows(40)))
+        await pilot.pause()
+        assert pane.scroll_y > 0  # the newest of 40 is at the bottom of the view
+        pane.show(snapshot(flows(43)[40:]))
+        await pilot.pause()
+        assert pane.cursor_row == 2 and pane.scroll_y == 0

@@ -185,8 +185,15 @@ class RequestsPane(CachedCellsTable[Text]):
         if wanted:
             self._last_busy = now
         last = len(wanted) - 1
-        if self.follow and last >= 0 and (grew or self.cursor_row != last):
-            self.move_cursor(row=last)
+        if self.follow and last >= 0:
+            if grew or self.cursor_row != last:
+                self.move_cursor(row=last)
+            # The newest at the bottom of the view, the rest above it: moving the cursor alone
+            # scrolls as little as it can, which left older requests out of view above.
+            page = self.scrollable_content_region.height - self.header_height
+            top = max(0, last + 1 - page) if page > 0 else 0
+            if self.scroll_y != top:
+                self.scroll_to(y=top, animate=False, immediate=True)
         elif keep is not None and keep in self._views:  # the same request, wherever it went
             row = self._ids.index(keep)
             if row != self.cursor_row:
