@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -243,3 +244,52 @@ async def test_a_fast_model_that_goes_quiet_is_left_long_before_the_configured_s
     assert (
         stalled.error == "no data for 2 s between chunks; this model's usual longest gap is 0.05 s"
     )
+
+
+async def test_a_client_that_leaves_during_a_continuation_leaves_one_row_and_nothing_active(
+    gateway_factory: GatewayFactory, mock_url: str, mock_upstream: TestServer
+) -> None:
+    gateway = await gateway_factory(
+        make_settings(
+            mock_url,
+            [
+                model("mock", "stall-after-first:after=3"),
+                model("mock", "ok:chunks=200,delay_ms=20"),
+            ],
+            streaming=TIMERS,
+        )
+    )
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        resp = await http.post(
+            gateway.base_url + "/chat/completions",
+            json={"model": "auto", "messages": HELLO, "stream": True},
+        )
+        async with asyncio.timeout(10):
+            while len(mock_upstream.app[RECEIVED]) < 2:  # the continuation is under way
+                await resp.content.readline()
+            await resp.content.readline()
+        resp.close()  # the client walks away in the middle of the continuation
+    async with asyncio.timeout(5):
+        while gateway.state.active:
+            await asyncio.sleep(0.01)
+        while not mock_upstream.app[RECEIVED][1].disconnected:
+            await asyncio.sleep(0.01)
+    [row] = await logged(gateway.request_log)
+    assert row.error_kind == "client_closed"
+    assert [a.error_kind for a in row.attempts] == ["stall", "client_closed"]
+
+
+async def test_an_unaligned_ending_leaves_one_row_and_nothing_active(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(
+        make_settings(
+            mock_url,
+            [model("mock", "cut:chunks=3"), model("mock", "ok:continue=diverge")],
+            streaming=TIMERS,
+        )
+    )
+    status, _ = await raw_stream(gateway)
+    assert status == 200 and gateway.state.active == {}
+    [row] = await logged(gateway.request_log)
+    assert [a.error_kind for a in row.attempts] == ["truncated", "unaligned"]
