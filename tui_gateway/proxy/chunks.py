@@ -121,6 +121,12 @@ def _is_json_object(payload: bytes) -> bool:
         return False
 
 
+def encode_chunk(chunk: dict[str, Any]) -> bytes:
+    """A chunk rewritten by the gateway, as a payload: compact, and ASCII so that a lone
+    surrogate an upstream sent survives the encoding."""
+    return json.dumps(chunk, separators=(",", ":")).encode()
+
+
 def owes_usage(body: dict[str, Any], scan: StreamScan) -> bool:
     """The client asked for usage (`stream_options.include_usage`) and none came."""
     options = body.get("stream_options")

@@ -32,8 +32,7 @@ class ClientStream:
     @property
     def gone(self) -> bool:
         """The client's connection is closed or closing."""
-        transport = self.request.transport
-        return transport is None or transport.is_closing()
+        return client_gone(self.request)
 
     async def start(self, headers: dict[str, str]) -> web.StreamResponse:
         """Send status and headers once (`headers` are used only by the first call)."""
@@ -76,6 +75,12 @@ class ClientStream:
         assert self.response is not None, "start() first"
         await _write_quietly(self.response, self.out.failed(error))
         return self.response
+
+
+def client_gone(request: web.Request) -> bool:
+    """The client's connection is closed or closing."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 class _EventStream(web.StreamResponse):

@@ -25,6 +25,7 @@ from ..config import Continuation
 from ..domain.errors import ErrorKind, UpstreamError
 from ..providers.sse import DONE, SSEBatch
 from .alignment import UNALIGNED, Join, join
+from .chunks import encode_chunk
 
 INSTRUCTION = (
     "Your previous message was cut off. Continue it from exactly where it stops: do not repeat"
@@ -167,12 +168,9 @@ class Continued:
                 continue
             delta.pop("role", None)
             content = delta.pop("content", None)
-            if isinstance(content, str) and content:
-                text = self._text(content)
-                if text is None:  # held until the join is known
-                    pass
-                elif text:
-                    delta["content"] = text
+            # Text is held (None) until the join is known, and may be all a repeat ("").
+            if isinstance(content, str) and content and (text := self._text(content)):
+                delta["content"] = text
             if "tool_calls" in delta:
                 delta["tool_calls"] = self._calls(delta["tool_calls"])
                 if not delta["tool_calls"]:
@@ -187,7 +185,7 @@ class Continued:
                 if isinstance(usage.get(field_name), int):
                     usage[field_name] += self.earlier_tokens
         if choices or usage:
-            out.append(_dump({**chunk, "choices": choices}))
+            out.append(encode_chunk({**chunk, "choices": choices}))
         return out
 
     def _text(self, content: str) -> str | None:
@@ -223,7 +221,7 @@ class Continued:
         if not text:
             return []
         choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
-        return [_dump({**self._envelope, "choices": [choice]})]
+        return [encode_chunk({**self._envelope, "choices": [choice]})]
 
     def _calls(self, fragments: Any) -> list[Any]:
         """Tool calls (whole, see whole_calls.py) renumbered after the sent ones; repeats go."""
@@ -263,7 +261,3 @@ def _sent_call(call: Any) -> SentCall | None:
     if not isinstance(name, str) or not isinstance(arguments, str):
         return None
     return SentCall(call.get("index", 0), name, arguments)
-
-
-def _dump(chunk: dict[str, Any]) -> bytes:
-    return json.dumps(chunk, separators=(",", ":")).encode()

@@ -20,6 +20,7 @@ from ..domain.protection import Decision
 from ..domain.routing import Candidate, Plan
 from ..domain.state import GatewayState
 from ..providers import Upstream
+from .client_stream import client_gone
 from .dialects import Dialect
 from .errors import APIError
 from .outcomes import exhausted, refused, shut_down
@@ -176,7 +177,7 @@ class Relay:
                 self.flow.tokens_in = reply.prompt_tokens
                 self.flow.tokens_out = reply.completion_tokens
                 self._succeeded(attempt)
-                if _client_gone(self.request):
+                if client_gone(self.request):
                     self.flow.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
                 body = self.dialect.reply(self.call, reply.body)
                 return web.Response(body=body, content_type="application/json", headers=headers)
@@ -199,8 +200,3 @@ class Relay:
     def _exhausted(self) -> APIError:
         """All candidates failed; the error also names providers left out for their keys."""
         return exhausted(self.flow, skipped=self.state.keys_rejected_notes(self.pool))
-
-
-def _client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..providers.sse import DONE, SSEBatch
+from .chunks import encode_chunk
 
 _MARKER = b'"tool_calls"'
 
@@ -98,7 +99,7 @@ class WholeCalls:
         for choice in finished:
             out += self._release(choice.get("index", 0))
         if kept:
-            out.append(_dump({**chunk, "choices": kept}))
+            out.append(encode_chunk({**chunk, "choices": kept}))
         return out
 
     def _gather(self, choice: dict[str, Any]) -> list[bytes]:
@@ -122,7 +123,7 @@ class WholeCalls:
         calls = self._held.pop(choice, [])
         envelope = self._envelope or {}
         return [
-            _dump(
+            encode_chunk(
                 {
                     **envelope,
                     "choices": [
@@ -166,7 +167,3 @@ def _without_calls(choice: dict[str, Any]) -> dict[str, Any] | None:
     if not delta and not choice.get("finish_reason"):
         return None
     return {**choice, "delta": delta}
-
-
-def _dump(chunk: dict[str, Any]) -> bytes:
-    return json.dumps(chunk, separators=(",", ":")).encode()  # ASCII: lone surrogates survive
