@@ -7,7 +7,7 @@
 Starts, on 127.0.0.1, `scripts/mock_upstream.py` and two `python -m tui_gateway --headless`
 gateways that differ only in the provider's `continuation`: by default one without the key (so
 `auto`, what a new user gets) and one with "none" (`--modes` picks among default, prefill,
-instruct and none). Each gateway
+instruct, none, and hedge: the default with `[routing] hedge = true`). Each gateway
 has one provider, `mock`, whose `balanced` pool holds a healthy model (`ok:chunks=20,delay_ms=5`)
 and every faulty model of the mock, disabled. For each scenario the admin API enables the faulty
 model and moves it to the head of the pool, so the chain is exactly [faulty, healthy] with
@@ -79,8 +79,9 @@ PROVIDER = "mock"
 REQUEST_CAP_S = 20.0
 """Client-side cap on one request; well above anything a working gateway needs here."""
 RUN_CAP_S = 600.0
-MODES = ("default", "prefill", "instruct", "none")
-"""The provider's `continuation`; `default` leaves the key out of the config (it is `auto`)."""
+MODES = ("default", "prefill", "instruct", "none", "hedge")
+"""The provider's `continuation`; `default` leaves the key out of the config (it is `auto`);
+`hedge` is the default with `[routing] hedge = true` (a late first byte raced)."""
 DEFAULT_MODES = ("default", "none")
 
 
@@ -155,6 +156,7 @@ api_key = "{GATEWAY_API_KEY}"
 [routing]
 strategy = "ordered"
 max_attempts = {MAX_ATTEMPTS}
+hedge = {"true" if continuation == "hedge" else "false"}
 
 [streaming]
 first_byte_timeout_s = {setup.first_byte_timeout_s}
@@ -166,7 +168,7 @@ name = "{PROVIDER}"
 kind = "openai"
 base_url = "{mock_url}"
 api_keys = ["{MOCK_API_KEY}"]
-{"" if continuation == "default" else f'continuation = "{continuation}"'}
+{"" if continuation in ("default", "hedge") else f'continuation = "{continuation}"'}
 {models}"""
 
 

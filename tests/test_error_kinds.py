@@ -38,6 +38,7 @@ EXPECTED: dict[str, tuple[Blame, set[str]]] = {
     "no_candidate":    (Blame.NOBODY, {NEUTRAL}),
     "invalid_request": (Blame.NOBODY, {NEUTRAL}),
     "unaligned":       (Blame.NOBODY, {NEUTRAL}),
+    "hedged":          (Blame.NOBODY, {NEUTRAL}),
     "skipped":         (Blame.USER, {NEUTRAL}),
 }  # fmt: skip
 KINDS = list(ErrorKind)

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from tests.factories import FakeClock, make_settings, model
-from tui_gateway.domain.errors import ErrorKind, Unavailable
+from tui_gateway.domain.errors import ErrorKind, Unavailable, UpstreamError
 from tui_gateway.domain.events import (
     AttemptFailed,
     ControlsChanged,
@@ -154,3 +154,50 @@ def test_a_request_detail_is_a_copy_not_the_live_record() -> None:
     assert detail.view.chunks == 2 and len(detail.timeline) == 1
     assert state.find_request("nope") is None
     assert not dataclasses.is_dataclass(detail)  # a Struct: frozen like the snapshot
+
+
+def test_a_race_keeps_both_attempts_in_the_order_they_began() -> None:
+    clock = FakeClock()
+    state = make_state(clock)
+    flow = state.begin_request(session="s", requested_model="auto", stream=True)
+    state.begin_attempt(flow, model="a/1", provider="a")
+    clock.advance(1.0)
+    state.begin_attempt(flow, model="b/2", provider="b", hedge=True)
+    assert flow.attempt == 2 and flow.phase == "hedging" and flow.model == "a/1"
+    assert state.snapshot().active[0].racer == "b/2"
+    clock.advance(0.25)
+    flow.hedge_read()  # the racer's first events: it wins
+    flow.attempt_failed(UpstreamError("b/2 sent content first", kind=ErrorKind.HEDGED))
+    state.hedge_won(flow)
+    assert (flow.model, flow.provider, flow.attempt) == ("b/2", "b", 2)
+    assert state.flows.busy_providers() == ["b"]  # the concurrency guard follows the winner
+    clock.advance(0.5)
+    won = flow.attempt_succeeded()
+    assert won.attempt == 2 and won.ttfb_ms == 250.0 and won.latency_ms == 750.0
+    assert [(a.attempt, a.model, a.error_kind) for a in flow.attempts] == [
+        (1, "a/1", "hedged"),
+        (2, "b/2", None),
+    ]
+
+
+def test_a_racer_that_loses_is_logged_before_the_winner_ends_yet_listed_after_it() -> None:
+    clock = FakeClock()
+    state = make_state(clock)
+    flow = state.begin_request(session="s", requested_model="auto", stream=True)
+    state.begin_attempt(flow, model="a/1", provider="a")
+    state.begin_attempt(flow, model="b/2", provider="b", hedge=True)
+    flow.hedge_failed(UpstreamError("a/1 sent content first", kind=ErrorKind.HEDGED))
+    assert flow.hedge is None and flow.attempt == 2 and flow.phase == "waiting"
+    flow.attempt_succeeded()
+    assert [a.attempt for a in flow.attempts] == [1, 2]
+    assert [a.model for a in flow.attempts] == ["a/1", "b/2"]
+
+
+def test_a_request_ending_mid_race_closes_the_racer_too() -> None:
+    state = make_state(FakeClock())
+    flow = state.begin_request(session="s", requested_model="auto", stream=True)
+    state.begin_attempt(flow, model="a/1", provider="a")
+    state.begin_attempt(flow, model="b/2", provider="b", hedge=True)
+    state.finish_request(flow)
+    assert flow.hedge is None and flow.current is None
+    assert [a.error_kind for a in flow.attempts] == ["shutdown", "shutdown"]

@@ -33,6 +33,7 @@ EXPECTED: dict[str, dict[str, tuple[tuple[bool, bool, bool], tuple[bool, bool, b
     "rejected":        {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
     "key_rejected":    {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
     "unaligned":       {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
+    "hedged":          {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
     "skipped":         {"provider-ban": (SKIP_CLEAR, SKIP_CLEAR), "model-skip": (SKIP_CLEAR, SKIP_CLEAR), "off": (SKIP_CLEAR, SKIP_CLEAR)},
 }  # fmt: skip
 

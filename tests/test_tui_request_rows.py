@@ -9,7 +9,7 @@ import pytest
 
 from tui_gateway.domain.views import FlowView
 from tui_gateway.tui.rescue import ban_message, quietest, silence, skip_message
-from tui_gateway.tui.widgets.request_rows import Timeouts, quiet_cell, state_cell
+from tui_gateway.tui.widgets.request_rows import Timeouts, quiet_cell, row_cells, state_cell
 
 NOW = 1_000_000.0
 CONFIGURED = Timeouts(first_byte_s=10.0, stall_s=20.0)
@@ -97,3 +97,12 @@ def test_messages_say_what_happened() -> None:
     assert skip_message("r1", None, None) == ("r1 already finished", True)
     assert ban_message("a/1", 0) == "banned a/1"
     assert ban_message("provider a", 2) == "banned provider a: its 2 requests in flight move on"
+
+
+def test_a_race_is_named_with_both_models_not_called_stalling() -> None:
+    racing = flow(state="hedging", racer="b/2", last_chunk_at=None, ttfb_ms=None)
+    cells = row_cells(racing, NOW, CONFIGURED)
+    assert cells[6] == ("hedging", "bold magenta")  # though 30 s quiet is past half the limit
+    assert cells[3] == ("a/1⇄b/2", "")
+    done = flow(racer="b/2", finished_at=NOW, status=200)
+    assert row_cells(done, NOW, CONFIGURED)[3] == ("a/1", "")

@@ -92,6 +92,15 @@ class RoutingSettings:
     """A 429 without Retry-After cools that key and model down this long."""
     concurrency_guard: bool = True
     """A new conversation avoids a `provider-ban` provider busy with another conversation."""
+    hedge: bool = False
+    """A stream whose first byte is late for its model (`hedge_margin` x its usual time) starts
+    the next candidate alongside; the first to send content is kept, the other closed. Off by
+    default: on free tiers the second call spends quota."""
+    hedge_margin: Annotated[float, Meta(ge=1, extra={"expected": "a multiple of at least 1"})] = 1.5
+    """How late is late: this many times the model's usual time to first byte. A model without
+    enough history is raced at half its first-byte timeout."""
+    hedge_min_s: Seconds = 1.0
+    """A race never starts sooner than this after the attempt began."""
     seed: int | None = None
     """Seed for the routing draws (reproducible runs); None: seeded from the OS."""
 

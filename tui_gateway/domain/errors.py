@@ -31,6 +31,7 @@ client's error (proxy/outcomes.py) all read it, as `kind.neutral`, `kind.transie
     no_candidate     nobody    yes
     invalid_request  nobody    yes
     unaligned        nobody    yes
+    hedged           nobody    yes
     skipped          user      yes
 """
 
@@ -60,6 +61,8 @@ class ErrorKind(StrEnum):
     INVALID_REQUEST = "invalid_request"
     UNALIGNED = "unaligned"
     """A continuation's text could not be joined to what the client had (see alignment.py)."""
+    HEDGED = "hedged"
+    """Raced by another candidate (`[routing] hedge`), which sent its first byte sooner."""
     SKIPPED = "skipped"
     """The user moved the request on from this attempt (a key on the screen, the admin API)."""
 
@@ -155,6 +158,7 @@ TRAITS = MappingProxyType(
         _K.NO_CANDIDATE: Traits(_B.NOBODY),
         _K.INVALID_REQUEST: Traits(_B.NOBODY),
         _K.UNALIGNED: Traits(_B.NOBODY),
+        _K.HEDGED: Traits(_B.NOBODY),  # slower than another, not failing
         _K.SKIPPED: Traits(_B.USER),
     }
 )

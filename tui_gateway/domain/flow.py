@@ -8,6 +8,7 @@ one injected clock, so tests drive a request's whole life with a fake one.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ Clock = Callable[[], float]
 
 @dataclass(slots=True)
 class _Attempt:
+    number: int
+    """Its place in the order attempts began (1, 2, ...), which a race's ending may not keep."""
     provider: str
     model: str
     started: float
@@ -52,14 +55,17 @@ class Flow:
     model: str | None = None
     phase: str = "waiting"
     """waiting | streaming | heartbeat (upstream quiet, keep-alives going out) | fallback (a failed
-    attempt is being replaced) | continuing (a broken stream resumes on another model) | done."""
+    attempt is being replaced) | hedging (a second candidate races a late first byte) |
+    continuing (a broken stream resumes on another model) | done."""
     first_byte_at: float | None = None
     last_chunk_at: float | None = None
     chunks: int = 0
     heartbeats: int = 0
     attempts: list[AttemptRecord] = field(default_factory=list)
-    """Attempts that ended, in order; the one under way is `current`."""
+    """Attempts that ended, in the order they began; the one under way is `current`."""
     current: _Attempt | None = None
+    hedge: _Attempt | None = None
+    """The candidate racing `current` to a first byte (`[routing] hedge`), while it races."""
     failures: list[tuple[str, UpstreamError]] = field(default_factory=list)
     """(model, error) per failed attempt: what the client's error is built from."""
     decisions: list[str] = field(default_factory=list)
@@ -87,15 +93,46 @@ class Flow:
 
     @property
     def attempt(self) -> int:
-        """Attempts begun so far (1 while the first is under way)."""
-        return len(self.attempts) + (self.current is not None)
+        """Attempts begun so far (1 while the first is under way, 2 while a second races it)."""
+        return len(self.attempts) + (self.current is not None) + (self.hedge is not None)
 
     def start_attempt(self, *, provider: str, model: str, text_from: int | None = None) -> None:
         if self.current is not None:  # a caller forgot to close it: close it as interrupted
             self.attempt_interrupted(ErrorKind.SHUTDOWN)
-        self.current = _Attempt(provider, model, self.clock(), text_from=text_from)
+        self.current = _Attempt(
+            self.attempt + 1, provider, model, self.clock(), text_from=text_from
+        )
         self.provider, self.model = provider, model
         self.phase = "waiting"
+
+    def start_hedge(self, *, provider: str, model: str) -> None:
+        """Another candidate starts alongside the attempt under way (the race to a first byte)."""
+        self.hedge = _Attempt(self.attempt + 1, provider, model, self.clock())
+        self.phase = "hedging"
+
+    def hedge_read(self) -> None:
+        """The racing candidate's first events came: when it won, its time to first byte."""
+        if self.hedge is not None and self.hedge.first_byte_at is None:
+            self.hedge.first_byte_at = self.clock()
+
+    def hedge_takes_over(self) -> None:
+        """The racing candidate becomes the attempt under way (the one before it has ended)."""
+        if self.current is not None:
+            self.attempt_interrupted(ErrorKind.SHUTDOWN)
+        self.current, self.hedge = self.hedge, None
+        assert self.current is not None, "no hedge racing"
+        self.provider, self.model = self.current.provider, self.current.model
+        self.phase = "waiting"
+
+    def hedge_failed(self, exc: UpstreamError) -> AttemptRecord:
+        """The racing candidate failed, or lost (`exc` of kind `hedged`): logged, not racing."""
+        hedge, self.hedge = self.hedge, None
+        assert hedge is not None, "no hedge racing"
+        record = self._record(hedge, status=exc.status, error_kind=str(exc.kind), error=exc.message)
+        self.failures.append((record.model, exc))
+        if self.phase == "hedging":
+            self.phase = "waiting"
+        return record
 
     def first_byte_seen(self) -> None:
         now = self.clock()
@@ -138,7 +175,7 @@ class Flow:
 
     def heartbeat_sent(self) -> None:
         self.heartbeats += 1
-        if self.phase != "continuing":
+        if self.phase not in ("continuing", "hedging"):  # those say more than a keep-alive
             self.phase = "heartbeat"
 
     def attempt_succeeded(self, status: int = 200) -> AttemptRecord:
@@ -161,6 +198,9 @@ class Flow:
     def finish(self) -> None:
         if self.current is not None:  # an exit path nobody named: still one row, still closed
             self.attempt_interrupted(ErrorKind.SHUTDOWN)
+        if self.hedge is not None:
+            self._record(self.hedge, status=None, error_kind=str(ErrorKind.SHUTDOWN), error=None)
+            self.hedge = None
         self.phase = "done"
         self.finished_at = self.clock()
         self.mover = None  # nothing to move on; a finished flow must not keep its relay alive
@@ -171,9 +211,14 @@ class Flow:
         attempt = self.current
         assert attempt is not None, "no attempt in progress"
         self.current = None
+        return self._record(attempt, status=status, error_kind=error_kind, error=error)
+
+    def _record(
+        self, attempt: _Attempt, *, status: int | None, error_kind: str | None, error: str | None
+    ) -> AttemptRecord:
         first = attempt.first_byte_at
         record = AttemptRecord(
-            attempt=len(self.attempts) + 1,
+            attempt=attempt.number,
             provider=attempt.provider,
             model=attempt.model,
             started=attempt.started,
@@ -185,7 +230,10 @@ class Flow:
             max_gap_ms=None if attempt.last_read is None else round(attempt.max_gap * 1000, 2),
             text_from=attempt.text_from,
         )
-        self.attempts.append(record)
+        if self.attempts and self.attempts[-1].attempt > record.attempt:
+            bisect.insort(self.attempts, record, key=lambda a: a.attempt)  # a race's first
+        else:
+            self.attempts.append(record)
         return record
 
     # --- as the log and the screen read it --------------------------------------------------

@@ -75,16 +75,40 @@ class Flows:
         ]
 
     def begin_attempt(
-        self, flow: Flow, *, model: str, provider: str, text_from: int | None = None
+        self,
+        flow: Flow,
+        *,
+        model: str,
+        provider: str,
+        text_from: int | None = None,
+        hedge: bool = False,
     ) -> None:
-        self._release(flow)
-        flow.start_attempt(provider=provider, model=model, text_from=text_from)
-        sessions = self.busy.get(provider)
-        if sessions is None:
-            sessions = self.busy[provider] = Counter()
-        sessions[flow.session] += 1
+        """An attempt starts; `hedge`: alongside the one under way, racing it to a first byte.
+
+        A racing candidate's provider is not counted busy (the concurrency guard) until it wins:
+        a race lasts a few seconds, and counting it would need a release on every way it ends.
+        """
+        if hedge:
+            flow.start_hedge(provider=provider, model=model)
+        else:
+            self._release(flow)
+            flow.start_attempt(provider=provider, model=model, text_from=text_from)
+            self._occupy(flow)
         if self._bus.wants(AttemptBegan):
             self._bus.publish(AttemptBegan(flow.id, model, provider))
+
+    def hedge_won(self, flow: Flow) -> None:
+        """The racing candidate sent content first: it is the attempt under way now."""
+        self._release(flow)
+        flow.hedge_takes_over()
+        self._occupy(flow)
+
+    def _occupy(self, flow: Flow) -> None:
+        assert flow.provider is not None
+        sessions = self.busy.get(flow.provider)
+        if sessions is None:
+            sessions = self.busy[flow.provider] = Counter()
+        sessions[flow.session] += 1
 
     def finish(self, flow: Flow) -> bool:
         """Move exactly this request from in flight to finished; False if it already was."""

@@ -13,7 +13,7 @@ errors.py) and these rows:
     key        key_rejected (see keys.py)             -              -            -
     nobody     rejected, client_closed, shutdown,     -              -            -
                no_candidate, invalid_request,
-               unaligned
+               unaligned, hedged
     user       skipped (moved on from the screen)     SKIP+CLEAR     SKIP+CLEAR   SKIP+CLEAR
 
     BAN         ban the provider for this session, skip the model, clear the sticky pin

@@ -90,6 +90,7 @@ def view_of(flow: Flow) -> FlowView:
         error_kind=flow.error_kind if done else None,
         limit_s=flow.limit_s,
         usual_s=flow.usual_s,
+        racer=None if flow.hedge is None else flow.hedge.model,
     )
 
 

@@ -190,10 +190,17 @@ class GatewayState:
         )  # fmt: skip
 
     def begin_attempt(
-        self, flow: Flow, *, model: str, provider: str, text_from: int | None = None
-    ) -> None:
-        """An attempt starts; `text_from`: a continuation, after that many characters."""
-        self.flows.begin_attempt(flow, model=model, provider=provider, text_from=text_from)
+        self, flow: Flow, *, model: str, provider: str, text_from: int | None = None,
+        hedge: bool = False,
+    ) -> None:  # fmt: skip
+        """An attempt starts; `text_from`: a continuation, after that many characters; `hedge`:
+        alongside the attempt under way, racing it to the first byte."""
+        self.flows.begin_attempt(
+            flow, model=model, provider=provider, text_from=text_from, hedge=hedge
+        )
+
+    def hedge_won(self, flow: Flow) -> None:
+        self.flows.hedge_won(flow)
 
     def finish_request(self, flow: Flow) -> bool:
         """Move exactly this request out of the active set (idempotent)."""
@@ -206,8 +213,7 @@ class GatewayState:
     def skip_request(self, request_id: str) -> bool | None:
         """Move a request in flight on from its attempt, as a stall would, blaming no one.
         None: not in flight; False: no attempt is waiting now (between two, say)."""
-        moved = self.flows.move_on(request_id)
-        if moved:
+        if moved := self.flows.move_on(request_id):
             self.note(f"{request_id} moved on by the user")
         return moved
 
@@ -270,11 +276,8 @@ class GatewayState:
         self.bus.publish(KeyRejected(key_id, keys.masked(key_id), provider, status, out))
 
     def keys_rejected_notes(self, pool: str) -> list[str]:
-        """Why models of this pool are left out for their keys, one line per provider.
-
-        `provider mock skipped: all 2 API keys were rejected (401)`, for each provider with
-        models in the pool and no valid key left, in chain order.
-        """
+        """Why models of this pool are left out for their keys, one line per provider in chain
+        order: `provider mock skipped: all 2 API keys were rejected (401)`."""
         notes: dict[str, str] = {}
         for key in self.router.chain(pool):
             provider = self.catalog.provider_names[key]
@@ -350,8 +353,7 @@ class GatewayState:
         self._changed(f"provider {provider} protection: {level}")
 
     def clear_sticky(self, session: str) -> bool:
-        cleared = self.sessions.clear(session)
-        if cleared:
+        if cleared := self.sessions.clear(session):
             self.bus.publish(SessionsCleared(1, session))
         return cleared
 
@@ -378,12 +380,10 @@ class GatewayState:
     # --- what the edges report ------------------------------------------------------------
 
     def watch_log(self, health: Callable[[], LogHealth]) -> None:
-        """Where snapshots read the log's health from (the log itself, which keeps the counts)."""
-        self.log_health = health
+        self.log_health = health  # the log keeps the counts snapshots read
 
     def watch_responses_store(self, counts: Callable[[], StoreCounts]) -> None:
-        """Where snapshots read how many Responses conversations are stored (the door's store)."""
-        self.responses_store = counts
+        self.responses_store = counts  # the Responses door's store says how full it is
 
     def log_health_changed(self, health: LogHealth) -> None:
         """The log's writer started or stopped failing, or repaired or dropped rows: say so."""

@@ -45,7 +45,7 @@ class FlowView(msgspec.Struct, frozen=True):
     provider: str | None
     attempt: int
     state: str
-    """The flow's phase: waiting, streaming, heartbeat, fallback, continuing or done."""
+    """The flow's phase: waiting, streaming, heartbeat, fallback, hedging, continuing or done."""
     stream: bool
     dialect: str
     started: float
@@ -63,6 +63,8 @@ class FlowView(msgspec.Struct, frozen=True):
     """The silence the attempt under way is allowed now (learned per model, or configured)."""
     usual_s: float | None = None
     """Its model's usual silence at this point; past it the request is `stalling`."""
+    racer: str | None = None
+    """The model racing the attempt under way to a first byte (`[routing] hedge`), if one is."""
 
 
 class FlowDetail(msgspec.Struct, frozen=True):

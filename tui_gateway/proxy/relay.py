@@ -98,6 +98,12 @@ class Relay:
         candidate, wait_s = step
         if wait_s > 0:
             await asyncio.sleep(wait_s)  # a short Retry-After on the preferred model
+        return self._begin(candidate, text_from=text_from)
+
+    def _begin(
+        self, candidate: Candidate, *, text_from: int | None = None, hedge: bool = False
+    ) -> _Attempt:
+        """Start an attempt on `candidate` (`hedge`: alongside the one under way)."""
         model = self.state.catalog.models[candidate.model]
         if candidate.reason == "cooling":
             self.state.note(
@@ -105,15 +111,23 @@ class Relay:
             )
         key_id, api_key = self.state.pick_key(candidate.model)
         self.state.begin_attempt(
-            self.flow, model=candidate.model, provider=model.provider, text_from=text_from
-        )
+            self.flow, model=candidate.model, provider=model.provider, text_from=text_from,
+            hedge=hedge,
+        )  # fmt: skip
         upstream = self.upstreams[model.provider]
         return _Attempt(candidate, model, upstream, key_id, api_key)
 
     def _failed(
-        self, plan: AttemptPlan, attempt: _Attempt, exc: UpstreamError, *, after_first_byte: bool
+        self,
+        plan: AttemptPlan,
+        attempt: _Attempt,
+        exc: UpstreamError,
+        *,
+        after_first_byte: bool,
+        hedge: bool = False,
     ) -> Decision:
-        """Record the failure; returns what protection decided about it."""
+        """Record the failure (`hedge`: of the candidate racing the attempt under way); returns
+        what protection decided about it."""
         key = attempt.candidate.model
         if exc.kind == ErrorKind.KEY_REJECTED:
             # Before other_key_free below, so the retry goes to a key still accepted.
@@ -130,7 +144,7 @@ class Relay:
             )
         self.state.record_failure(
             self.flow,
-            self.flow.attempt_failed(exc),
+            (self.flow.hedge_failed if hedge else self.flow.attempt_failed)(exc),
             key_id=attempt.key_id,
             kind=exc.kind,
             decision=decision,

@@ -13,19 +13,25 @@ instruction), and only what is new of the continuation is relayed (alignment.py)
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
 from ..asyncio_utils import spawn
 from ..config import Continuation, ModelSettings
+from ..domain.attempts import AttemptPlan
 from ..domain.errors import ErrorKind, Stalled, Unavailable, UpstreamError
 from ..domain.protection import NOTHING
 from ..domain.routing import Plan
+from ..providers.base import ChunkStream
 from ..providers.sse import SSEBatch
 from .chunks import StreamScan, owes_usage, usage_event
 from .client_stream import ClientStream
 from .continuation import JOIN_FAILED, AnswerSoFar, Continued, Unaligned, refuses_prefill
+from .hedge import Opened, hedge_after_s, open_stream
 from .outcomes import mid_stream_error, refused, shut_down
 from .relay import Relay, _Attempt
 from .watchdog import Heartbeat, Watchdog
@@ -41,8 +47,25 @@ class StreamRelay(Relay):
     client: ClientStream | None = None
     """The event stream to the client, made when the stream starts."""
     _beat_model: ModelSettings | None = None
+    _attempts: AttemptPlan | None = None
+    _racer: asyncio.Task[Opened | UpstreamError] | None = None
+    """The candidate racing the attempt under way to a first byte (hedge.py), while it races."""
+    _racer_attempt: _Attempt | None = None
+    _racer_won: bool = False
+    """The racer's first events came first: the attempt under way is cut, the racer goes on."""
 
     async def stream(self, candidates: Plan) -> web.StreamResponse:
+        """Relay the stream (see `_stream`); a race still running when it ends is closed."""
+        try:
+            return await self._stream(candidates)
+        finally:
+            if self._racer is not None:
+                kind = ErrorKind.HEDGED
+                if self.client_gone or self.stopping:
+                    kind = ErrorKind.CLIENT_CLOSED if self.client_gone else ErrorKind.SHUTDOWN
+                self._close_racer("the request ended first", kind)
+
+    async def _stream(self, candidates: Plan) -> web.StreamResponse:
         """Relay a stream; fail over silently before content, continue on another model after.
 
         Headers go out at the first content chunk or the first heartbeat, whichever is first.
@@ -51,7 +74,7 @@ class StreamRelay(Relay):
         what is new of the continuation is relayed. Tool calls go out whole (whole_calls.py).
         """
         streaming = self.settings.streaming
-        plan = self._plan(candidates)
+        plan = self._attempts = self._plan(candidates)
         client = self.client = ClientStream(
             self.request, self.dialect.encoder(self.call, self.flow.id)
         )
@@ -63,7 +86,7 @@ class StreamRelay(Relay):
         """The failure that broke the answer off, if one did: the one the client is told about."""
         broke_model = ""
         answer: AnswerSoFar | None = None
-        while (attempt := await self._next(plan, text_from=_length(answer))) is not None:
+        while (attempt := await self._next_or_racer(plan, answer)) is not None:
             how = None if answer is None else self.state.continuation(attempt.candidate.model)
             try:
                 done = await self._stream_attempt(attempt, beats, delivered, answer, how)
@@ -144,12 +167,15 @@ class StreamRelay(Relay):
         first_s = timers.first_byte_timeout(key, streaming.first_byte_timeout_s)
         stall_s = timers.stall_timeout(key, streaming.stall_timeout_s)
         self.flow.expect(limit_s=first_s, usual_s=timers.usual_first_byte(key))
+        race = None
         try:
             async with Watchdog(first_s, heartbeat=beats, on_quiet=self._on_quiet) as self._dog:
                 dog = self._dog
-                async with attempt.upstream.stream(
-                    body, attempt.model, api_key=attempt.api_key
-                ) as chunks:
+                if self._racer_won:  # the racer came in while no attempt was waiting
+                    dog.fire()
+                elif not delivered and self._racer is None and self._racer_attempt is None:
+                    race = self._arm_race(key, first_s)
+                async with self._open(attempt, body) as chunks:
                     async for received in chunks:
                         batch = scan.scan(received)  # raises on an error dressed as a chunk
                         if not batch.framed:
@@ -159,6 +185,12 @@ class StreamRelay(Relay):
                         self.flow.upstream_read()
                         if not dog.fed:  # the first byte: from now on, gaps between chunks
                             self.flow.expect(limit_s=stall_s, usual_s=timers.usual_gap(key))
+                            if race is not None:
+                                race.cancel()
+                            if self._racer_won:  # the racer's came in the same moment: it won
+                                raise self._lost_race()
+                            if self._racer is not None:  # this attempt won the race
+                                self._close_racer(f"{key} sent content first")
                         dog.feed(limit_s=stall_s)
                         batch = whole.through(batch)
                         if joined is not None:
@@ -179,6 +211,8 @@ class StreamRelay(Relay):
             raise self._timed_out(dog) from None
         finally:
             self._dog = None
+            if race is not None:
+                race.cancel()
         if scan.malformed:
             self.state.note(
                 f"{self.flow.id} dropped {scan.malformed} malformed event(s)"
@@ -216,8 +250,100 @@ class StreamRelay(Relay):
         beats.last = asyncio.get_running_loop().time()
         delivered.append(batch.framed)
 
+    # --- hedging (hedge.py): a second candidate races a late first byte ------------------
+
+    async def _next_or_racer(
+        self, plan: AttemptPlan, answer: AnswerSoFar | None
+    ) -> _Attempt | None:
+        """The next attempt: the racing candidate, when one is still racing, else the plan's."""
+        racer = self._racer_attempt
+        if racer is None or self.stopping:
+            return await self._next(plan, text_from=_length(answer))
+        self._racer_won = False
+        self.state.hedge_won(self.flow)
+        return racer
+
+    @asynccontextmanager
+    async def _open(self, attempt: _Attempt, body: dict[str, Any]) -> AsyncIterator[ChunkStream]:
+        """The attempt's upstream stream: opened now, or handed over by the race it won."""
+        racer = self._racer
+        if racer is None or attempt is not self._racer_attempt:
+            async with attempt.upstream.stream(body, attempt.model, api_key=attempt.api_key) as s:
+                yield s
+            return
+        self._racer = self._racer_attempt = None
+        opened = await racer  # under this attempt's watchdog: a timeout cancels the racer too
+        if isinstance(opened, UpstreamError):
+            raise opened  # the racer's own failure, recorded below as this attempt's
+        async with opened.exits:
+            yield opened.reads
+
+    def _arm_race(self, model: str, first_byte_timeout_s: float) -> asyncio.TimerHandle | None:
+        """Start the next candidate alongside if this first byte is late (when hedging is on)."""
+        after = hedge_after_s(self.settings.routing, self.state.timers, model, first_byte_timeout_s)
+        if after is None:
+            return None
+        return asyncio.get_running_loop().call_later(after, self._start_racer)
+
+    def _start_racer(self) -> None:
+        """Timer callback (must not raise): the first byte is late, the next candidate starts."""
+        plan = self._attempts
+        if plan is None or self.stopping or self._dog is None or self._dog.fed:
+            return
+        step = plan.next()
+        if step is None:
+            return  # nothing left to race with
+        candidate, _ = step  # no wait: a retry's is taken by the attempt under way
+        attempt = self._racer_attempt = self._begin(candidate, hedge=True)
+        self.state.note(
+            f"{self.flow.id} hedging: {self.flow.model} is late, {candidate.model} races it"
+        )
+        self._racer = spawn(open_stream(attempt, self.call.body), name=f"hedge-{self.flow.id}")
+        self._racer.add_done_callback(self._racer_done)
+
+    def _racer_done(self, task: asyncio.Task[Opened | UpstreamError]) -> None:
+        """The racer's first events came, or it failed: cut the attempt it raced, or record."""
+        if task.cancelled() or task is not self._racer:
+            return
+        result = task.result()
+        attempt = self._racer_attempt
+        assert attempt is not None
+        if isinstance(result, UpstreamError):
+            self._racer = self._racer_attempt = None
+            assert self._attempts is not None
+            phase = self.flow.phase
+            self._failed(self._attempts, attempt, result, after_first_byte=False, hedge=True)
+            self.flow.phase = "waiting" if phase == "hedging" else phase  # the other still waits
+            return
+        self.flow.hedge_read()
+        self._racer_won = True
+        if self._dog is not None:
+            self._dog.fire()
+
+    def _close_racer(self, why: str, kind: ErrorKind = ErrorKind.HEDGED) -> None:
+        """End the race for the racer: closed upstream, logged as `hedged` (nobody's fault)."""
+        racer, attempt = self._racer, self._racer_attempt
+        self._racer = self._racer_attempt = None
+        self._racer_won = False
+        if racer is None or attempt is None:
+            return
+        if racer.done() and not racer.cancelled():
+            opened = racer.result()
+            if isinstance(opened, Opened):  # it had come in too: close what it opened
+                spawn(opened.exits.aclose(), name=f"hedge-close-{self.flow.id}")
+        racer.cancel()
+        record = self.flow.hedge_failed(UpstreamError(why, kind=kind))
+        self.flow.decisions.append(f"{record.model}: {kind} ({why})")
+
+    def _lost_race(self) -> UpstreamError:
+        assert self._racer_attempt is not None
+        winner = self._racer_attempt.candidate.model
+        return UpstreamError(f"{winner} sent content first", kind=ErrorKind.HEDGED)
+
     def _timed_out(self, dog: Watchdog) -> UpstreamError:
-        """What the watchdog firing meant: the user's skip, or the upstream's silence."""
+        """What the watchdog firing meant: the racer's win, the user's skip, or the silence."""
+        if self._racer_won:
+            return self._lost_race()
         where = "between chunks" if dog.fed else "before the first chunk"
         kind = ErrorKind.STALL if dog.fed else ErrorKind.TIMEOUT
         message = f"no data for {dog.limit_s:.3g} s {where}"

@@ -24,6 +24,7 @@ APPROACH = 0.5
 """A gap this share of the stall timeout "approached a stall"."""
 _BARS = "▁▂▃▄▅▆▇█"
 SKIPPED = str(ErrorKind.SKIPPED)
+HEDGED = str(ErrorKind.HEDGED)
 
 
 def _secs(seconds: float | None) -> str:
@@ -127,10 +128,13 @@ def attempts_text(item: FlowDetail, *, now: float | None = None) -> Text:
         else:  # no status: nothing came, or the stream was cut off after its first byte
             status = "no response" if a.ttfb_ms is None else "cut off"
         skipped = a.error_kind == SKIPPED
+        raced = a.error_kind == HEDGED  # lost a race to a first byte: slower, not failing
         bad = a.error_kind is not None or (a.status or 200) >= 400
-        text.append(status, "yellow" if skipped else "red" if bad else "green")
+        text.append(status, "yellow" if skipped or raced else "red" if bad else "green")
         if skipped:
             text.append("  moved on by you", "bold yellow")
+        elif raced:
+            text.append(f"  hedged: {a.error}", "bold magenta")
         elif a.error_kind is not None:
             text.append(f"  {a.error_kind}", "bold red").append(f": {a.error}" if a.error else "")
         text.append(f"  {_ms(a.latency_ms)}  first byte {_ms(a.ttfb_ms)}")
@@ -144,11 +148,15 @@ def attempts_text(item: FlowDetail, *, now: float | None = None) -> Text:
     for line in decisions if not paired else []:
         text.append(f"→ {line}\n", "italic")
     running = v.status is None and v.model is not None and v.attempt > len(attempts)
-    if running:  # in flight: the attempt under way now
-        text.append(f"#{v.attempt}  ", "bold").append(f"{v.model} ({v.provider})  ")
+    if running:  # in flight: the attempt under way now (and the one racing it, begun after)
+        number = v.attempt - (v.racer is not None)
+        text.append(f"#{number}  ", "bold").append(f"{v.model} ({v.provider})  ")
         text.append(v.state, "yellow")
         if now is not None:
             text.append(_quiet_now(v, now))
+        if v.racer is not None:
+            text.append(f"\n#{v.attempt}  ", "bold").append(f"{v.racer}  ")
+            text.append("racing it to the first byte", "magenta")
     empty = "no upstream attempt" if v.status is not None else "no upstream tried yet"
     return _trimmed(text, empty)
 

@@ -1,8 +1,9 @@
 """What one row of the requests pane says: pure functions from a request to its cells.
 
-The `state` column names the phase, or `stalling` once the upstream's silence is unusual for
-the model (past its usual first byte or longest gap; without history, past half the limit); the
-`quiet` column turns yellow, then red, as the silence nears the limit the attempt is allowed
+The `state` column names the phase (`hedging` while a second candidate races a late first
+byte, the model column then naming both), or `stalling` once the upstream's silence is unusual
+for the model (past its usual first byte or longest gap; without history, past half the limit);
+the `quiet` column turns yellow, then red, as the silence nears the limit the attempt is allowed
 (the model's learned timeout, else the configured one).
 """
 
@@ -51,6 +52,8 @@ def row_cells(r: FlowView, now: float, timeouts: Timeouts) -> tuple[Cell, ...]:
     model = r.model or r.requested_model
     if r.model and r.requested_model not in (r.model, *_VIRTUAL):
         model = f"{r.requested_model}→{r.model}"
+    if r.racer is not None and r.finished_at is None:
+        model = f"{model}⇄{r.racer}"
     ttfb = "" if r.ttfb_ms is None else f"{r.ttfb_ms:.0f}ms"
     return (
         (r.id[:6], ""),
@@ -75,6 +78,8 @@ def state_cell(r: FlowView, now: float, timeouts: Timeouts) -> Cell:
     state = r.state
     if state == "continuing":
         return "continuing", "bold yellow"
+    if state == "hedging":  # late for its model: the next candidate races it
+        return "hedging", "bold magenta"
     if state == "fallback" or (r.attempt > 1 and state == "waiting"):
         return "fallback", "bold yellow"
     quiet, limit = quiet_and_limit(r, now, timeouts)
