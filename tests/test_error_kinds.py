@@ -29,6 +29,7 @@ EXPECTED: dict[str, tuple[Blame, set[str]]] = {
     "stall":           (Blame.PROVIDER, {TRANSIENT, STALL, BROKE_OFF}),
     "truncated":       (Blame.PROVIDER, {BROKE_OFF}),
     "wrapped":         (Blame.PROVIDER, set()),
+    "outrun":          (Blame.PROVIDER, set()),
     "rate_limited":    (Blame.CAPACITY, set()),
     "client_error":    (Blame.MODEL, set()),
     "rejected":        (Blame.NOBODY, {NEUTRAL}),

@@ -167,7 +167,7 @@ def test_a_race_keeps_both_attempts_in_the_order_they_began() -> None:
     assert state.snapshot().active[0].racer == "b/2"
     clock.advance(0.25)
     flow.hedge_read()  # the racer's first events: it wins
-    flow.attempt_failed(UpstreamError("b/2 sent content first", kind=ErrorKind.HEDGED))
+    flow.attempt_failed(UpstreamError("late, and b/2 sent content first", kind=ErrorKind.OUTRUN))
     state.hedge_won(flow)
     assert (flow.model, flow.provider, flow.attempt) == ("b/2", "b", 2)
     assert state.flows.busy_providers() == ["b"]  # the concurrency guard follows the winner
@@ -175,7 +175,7 @@ def test_a_race_keeps_both_attempts_in_the_order_they_began() -> None:
     won = flow.attempt_succeeded()
     assert won.attempt == 2 and won.ttfb_ms == 250.0 and won.latency_ms == 750.0
     assert [(a.attempt, a.model, a.error_kind) for a in flow.attempts] == [
-        (1, "a/1", "hedged"),
+        (1, "a/1", "outrun"),
         (2, "b/2", None),
     ]
 

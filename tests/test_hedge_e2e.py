@@ -72,12 +72,13 @@ async def test_a_late_first_byte_is_raced_and_the_faster_answer_kept(
     [row] = await logged(gateway.request_log)
     assert row.status == 200 and row.error_kind is None and row.model == "mock/ok"
     assert [(a.attempt, a.model, a.error_kind) for a in row.attempts] == [
-        (1, f"mock/{slow}", "hedged"),
+        (1, f"mock/{slow}", "outrun"),
         (2, "mock/ok", None),
     ]
-    # Being slower is not failing: the raced model is neither charged nor cooled down.
+    # Outrun while late: a failure its posterior learns, but slow once is not down, so the
+    # model is not cooled down.
     snapshot = gateway.state.snapshot()
-    assert snapshot.posteriors[f"mock/{slow}"].failures == 0
+    assert snapshot.posteriors[f"mock/{slow}"].failures == 1
     assert gateway.state.is_usable(f"mock/{slow}")
 
 
@@ -97,6 +98,8 @@ async def test_the_attempt_raced_keeps_the_answer_when_it_sends_content_first(
         (2, f"mock/{later}", "hedged"),
     ]
     assert not gateway.state.active
+    # The racer only started later: nothing counts against it.
+    assert gateway.state.snapshot().posteriors[f"mock/{later}"].failures == 0
 
 
 async def test_a_racer_that_fails_is_recorded_and_the_attempt_raced_goes_on(

@@ -395,11 +395,31 @@ def test_a_race_shows_both_attempts_under_way_then_who_was_hedged() -> None:
     assert live == ["#1  sim/a (sim)  hedging", "#2  sim/b  racing it to the first byte"]
     clock.advance(0.2)
     flow.hedge_read()
-    fail(state, flow, UpstreamError("sim/b sent content first", kind=ErrorKind.HEDGED))
+    fail(state, flow, UpstreamError("late, and sim/b sent content first", kind=ErrorKind.OUTRUN))
     state.hedge_won(flow)
     the_stream_ends(state, flow, clock)
     lines = attempts_text(detail(state, flow)).plain.splitlines()
     assert lines[0] == (
-        "#1  sim/a (sim)  no response  hedged: sim/b sent content first  1.70 s  first byte –"
+        "#1  sim/a (sim)  no response  outrun: late, and sim/b sent content first  1.70 s"
+        "  first byte –"
     )
     assert lines[2] == "#2  sim/b (sim)  HTTP 200  1.90 s  first byte 0.20 s"
+
+
+def test_a_racer_closed_after_losing_is_shown_as_hedged() -> None:
+    clock = FakeClock()
+    state = make_state(clock)
+    flow = state.begin_request(session="s" * 16, requested_model="auto", stream=True, body=BODY)
+    state.begin_attempt(flow, model="sim/a", provider="sim")
+    clock.advance(1.5)
+    state.begin_attempt(flow, model="sim/b", provider="sim", hedge=True)
+    clock.advance(0.2)
+    flow.hedge_failed(UpstreamError("sim/a sent content first", kind=ErrorKind.HEDGED))
+    flow.decisions.append("sim/b: hedged (sim/a sent content first)")
+    flow.first_byte_seen()
+    the_stream_ends(state, flow, clock)
+    lines = attempts_text(detail(state, flow)).plain.splitlines()
+    assert lines[0] == "#1  sim/a (sim)  HTTP 200  3.40 s  first byte 1.70 s"
+    assert lines[1] == (
+        "#2  sim/b (sim)  no response  hedged: sim/a sent content first  0.20 s  first byte –"
+    )

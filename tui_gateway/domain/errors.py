@@ -22,6 +22,7 @@ client's error (proxy/outcomes.py) all read it, as `kind.neutral`, `kind.transie
     stall            provider           yes        yes    yes
     truncated        provider                             yes
     wrapped          provider
+    outrun           provider
     rate_limited     capacity
     client_error     model
     rejected         nobody    yes
@@ -61,8 +62,12 @@ class ErrorKind(StrEnum):
     INVALID_REQUEST = "invalid_request"
     UNALIGNED = "unaligned"
     """A continuation's text could not be joined to what the client had (see alignment.py)."""
+    OUTRUN = "outrun"
+    """Late for its model, and a candidate started after it (`[routing] hedge`) sent content
+    first: the provider was slow this time. Counted as a failure, with no cooldown."""
     HEDGED = "hedged"
-    """Raced by another candidate (`[routing] hedge`), which sent its first byte sooner."""
+    """Started to race a late attempt (`[routing] hedge`), which sent content first: closed.
+    Being started later says nothing about the model."""
     SKIPPED = "skipped"
     """The user moved the request on from this attempt (a key on the screen, the admin API)."""
 
@@ -149,6 +154,7 @@ TRAITS = MappingProxyType(
         _K.STALL: Traits(_B.PROVIDER, transient=True, stall=True, broke_off=True),
         _K.TRUNCATED: Traits(_B.PROVIDER, broke_off=True),
         _K.WRAPPED: Traits(_B.PROVIDER),
+        _K.OUTRUN: Traits(_B.PROVIDER),  # not transient: slow once, not down
         _K.RATE_LIMITED: Traits(_B.CAPACITY),
         _K.CLIENT_ERROR: Traits(_B.MODEL),
         _K.REJECTED: Traits(_B.NOBODY),
@@ -158,7 +164,7 @@ TRAITS = MappingProxyType(
         _K.NO_CANDIDATE: Traits(_B.NOBODY),
         _K.INVALID_REQUEST: Traits(_B.NOBODY),
         _K.UNALIGNED: Traits(_B.NOBODY),
-        _K.HEDGED: Traits(_B.NOBODY),  # slower than another, not failing
+        _K.HEDGED: Traits(_B.NOBODY),
         _K.SKIPPED: Traits(_B.USER),
     }
 )

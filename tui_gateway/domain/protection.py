@@ -7,7 +7,7 @@ errors.py) and these rows:
 
     blame      kinds                                  provider-ban   model-skip   off
     provider   5xx, connection, timeout, stall,       BAN            SKIP+CLEAR   SKIP
-               truncated, wrapped
+               truncated, wrapped, outrun
     capacity   rate_limited                           SKIP           SKIP         SKIP
     model      client_error (this model refused it)   SKIP+CLEAR     SKIP+CLEAR   SKIP
     key        key_rejected (see keys.py)             -              -            -

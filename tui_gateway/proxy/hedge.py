@@ -2,9 +2,10 @@
 
 When a stream's first byte is later than its model's usual time by the configured margin, the
 next candidate in the plan starts alongside. Whichever sends content first is kept; the other is
-closed upstream and logged as `hedged` (nobody's fault: being slower says nothing bad enough to
-learn from, and the winner's own attempt teaches its timers). Only before anything reached the
-client: after that, a late chunk is a stall, and a stall is continued (continuation.py).
+closed upstream and logged: a late attempt outrun by its racer as `outrun` (the provider's: it
+was slow, so its posterior learns it, though nothing is cooled down), a racer that lost as
+`hedged` (nobody's: it only started later). Only before anything reached the client: after
+that, a late chunk is a stall, and a stall is continued (continuation.py).
 
     hedge_after_s()   when a race starts, from the model's learned time to first byte
     open_stream()     the racing candidate's side: open its stream, wait for its first events

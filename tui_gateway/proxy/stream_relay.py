@@ -338,7 +338,7 @@ class StreamRelay(Relay):
     def _lost_race(self) -> UpstreamError:
         assert self._racer_attempt is not None
         winner = self._racer_attempt.candidate.model
-        return UpstreamError(f"{winner} sent content first", kind=ErrorKind.HEDGED)
+        return UpstreamError(f"late, and {winner} sent content first", kind=ErrorKind.OUTRUN)
 
     def _timed_out(self, dog: Watchdog) -> UpstreamError:
         """What the watchdog firing meant: the racer's win, the user's skip, or the silence."""
