@@ -185,6 +185,28 @@ async def test_a_client_that_leaves_mid_race_closes_both_and_leaves_one_row(
     assert [a.error_kind for a in row.attempts] == ["client_closed", "client_closed"]
 
 
+async def test_the_messages_and_responses_doors_are_raced_by_the_same_code(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str, mock_upstream: TestServer
+) -> None:
+    from anthropic import AsyncAnthropic
+
+    slow = "ok:ttft_ms=5000"
+    gateway = await gateway_factory(hedging(mock_url, slow, "ok"))
+    base = gateway.base_url.removesuffix("/v1")
+    async with AsyncAnthropic(base_url=base, api_key=API_KEY, max_retries=0) as claude:
+        body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": HELLO}
+        async with claude.messages.stream(**body) as stream:  # type: ignore[arg-type]
+            message = await stream.get_final_message()
+    assert message.content[0].text == FULL  # type: ignore[union-attr]
+    async with sdk(gateway).responses.stream(model="auto", input="hello") as responses:
+        response = await responses.get_final_response()
+    assert response.output_text == FULL and response.status == "completed"
+    rows = await logged(gateway.request_log)
+    assert len(rows) == 2
+    for row in rows:
+        assert [a.error_kind for a in row.attempts] == ["outrun", None]
+
+
 async def test_hedging_is_off_by_default(
     gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str, mock_upstream: TestServer
 ) -> None:
