@@ -43,7 +43,7 @@ class PaneApp(App[None]):
         super().__init__()
         self.state = state
         # What panes read of the config (the requests pane's and the timers' configured limits).
-        self.gateway = SimpleNamespace(settings=SimpleNamespace(streaming=state.streaming))
+        self.gateway = SimpleNamespace(streaming=state.streaming)
         self.panes = panes
         self.tick = tick
 

@@ -235,7 +235,7 @@ class FakeGateway:
     ) -> None:
         self.base_url = BASE_URL
         self.state = state
-        self.settings = settings
+        self.streaming = settings.streaming
         self.request_log = request_log
 
     request_detail = Gateway.request_detail

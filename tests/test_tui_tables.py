@@ -29,7 +29,7 @@ class TableApp(App[None]):
         super().__init__()
         self.table = table
         settings = make_settings(providers=[{"name": "a", "kind": "simulated"}], models=[])
-        self.gateway = SimpleNamespace(settings=settings)  # what RequestsPane reads on mount
+        self.gateway = SimpleNamespace(streaming=settings.streaming)  # what RequestsPane reads
 
     def compose(self) -> ComposeResult:
         yield self.table

@@ -16,8 +16,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from . import event_loop, paths
+from . import event_loop, headless_log, paths
+from .cli_service import service_app
 from .config import ConfigError, Settings, load_settings, warnings_for
+from .config_clients import exposure_refusal
 from .domain.records import LogHealth
 from .environment import process_environment
 from .server import BindError, Gateway, bind_socket
@@ -77,6 +79,7 @@ app = typer.Typer(
     no_args_is_help=False,
     help="A local OpenAI-compatible gateway over flaky LLM providers, with a live terminal UI.",
 )
+app.add_typer(service_app, name="service")
 
 
 @app.callback(invoke_without_command=True)
@@ -110,12 +113,20 @@ def run(
             help="Event loop: auto (uvloop when installed, else asyncio), uvloop or asyncio.",
         ),
     ] = "auto",
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level",
+            help="With --headless: what stderr shows, error, warning, info or debug.",
+        ),
+    ] = "info",
 ) -> None:
     """Run the gateway (with its terminal UI unless --headless)."""
     if ctx.invoked_subcommand is not None:
         return
     try:
         event_loop.loop_factory(loop)
+        log_level = headless_log.check_level(log_level)
     except (ValueError, event_loop.LoopUnavailable) as exc:
         _fail(str(exc))
     try:
@@ -131,6 +142,11 @@ def run(
             port=port if port is not None else server.port,
         ),
     )
+    # Beyond loopback only with a key the config sets (the warning says the traffic is plain).
+    own_key, source = settings.own_key, settings.source
+    refusal = exposure_refusal(settings.server.host, own_key=own_key, source=source)
+    if refusal is not None:
+        _fail(refusal)
     for warning in warnings_for(settings):
         typer.echo(f"warning: {warning}", err=True)
     db_path = db or paths.default_db_path(demo=demo)
@@ -148,7 +164,7 @@ def run(
     )
     _tune_gc()
     if headless:
-        event_loop.run(_serve_headless(gateway), choice=loop)
+        event_loop.run(_serve_headless(gateway, log_level=log_level), choice=loop)
     else:
         _announce(gateway)
         from .tui.app import GatewayApp  # only here: the headless path never imports Textual
@@ -177,6 +193,40 @@ def init(
         "edit the providers and models, then run: tui-gateway"
         + ("" if path is None else f" --config {target}")
     )
+
+
+@app.command("attach")
+def attach_command(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[URL]", help="The gateway, e.g. http://host:4141 (default: the local one)."
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Its API key (default: the config's, or the generated one)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="The local gateway's config, to find its port and key."),
+    ] = None,
+    theme: Annotated[str, typer.Option(help="Screen theme.")] = "gateway-dark",
+) -> None:
+    """Open the live screen on a gateway that is already running (here or elsewhere)."""
+    from . import attach  # only here: a gateway run never imports the remote screen
+
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    try:
+        settings = _setup_settings(config or parent.get("config"), demo=bool(parent.get("demo")))
+        url, key = attach.target(
+            url, key, settings.server, host=parent.get("host"), port=parent.get("port")
+        )
+        attach.check(url, key)
+    except (attach.AttachError, ConfigError) as exc:
+        _fail(str(exc))
+    attach.run(url, key, theme=theme, loop=parent.get("loop") or "auto")
 
 
 @app.command("setup")
@@ -294,17 +344,21 @@ def _announce(gateway: Gateway) -> None:
     sys.stdout.flush()
 
 
-async def _serve_headless(gateway: Gateway) -> None:
+async def _serve_headless(gateway: Gateway, *, log_level: str = "info") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    log = headless_log.HeadlessLog(gateway.state, level=log_level)  # stderr: logfmt lines
+    unsubscribe = log.attach()  # before start: the log's health at open is a line too
     await gateway.start()
     _announce(gateway)
-    typer.echo(f"tui-gateway: event loop {event_loop.running_kind()}", err=True)
+    log.started(gateway.base_url, loop=event_loop.running_kind())
     await stop.wait()
-    typer.echo("tui-gateway: shutting down", err=True)
+    log.stopping()
     await gateway.stop()
+    log.stopped()
+    unsubscribe()
 
 
 def _report_unwritten(health: LogHealth) -> None:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from msgspec import Meta
 
+from .config_clients import ClientSettings, check_clients, plain_http_warning
 from .config_convert import ConfigError, Converted, convert, did_you_mean
 from .environment import process_environment
 from .presets import PRESETS
@@ -60,7 +61,8 @@ class ServerSettings:
         ]
         | None
     ) = None
-    """The one bearer key clients use. None: generated once and kept in the data dir."""
+    """The bearer key clients use (with no name; `[[clients]]` gives named ones). None:
+    generated once and kept in the data dir."""
     shutdown_grace_s: NonNegative = 5.0
     """How long in-flight requests may run on after SIGINT/SIGTERM before they are cut."""
 
@@ -217,8 +219,15 @@ class Settings:
     dialects: DialectSettings = field(default_factory=DialectSettings)
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
+    clients: tuple[ClientSettings, ...] = ()
+    """Named client keys (config_clients.py): the screen and the log say whose a request was."""
     source: str = field(default="", metadata=_INTERNAL)
     """Where these settings came from (a path, or `built-in demo`); for messages only."""
+
+    @property
+    def own_key(self) -> bool:
+        """A key the config sets (`server.api_key`, `[[clients]]`), not only the generated one."""
+        return self.server.api_key is not None or bool(self.clients)
 
     def model_names(self) -> frozenset[str]:
         """Every model name a request may use as it is: the virtual ones, keys and upstream ids."""
@@ -304,8 +313,12 @@ def _with_missing_env(settings: Settings, converted: Converted[Settings]) -> Set
 
 
 def warnings_for(settings: Settings) -> list[str]:
-    """Human-readable start-up warnings (not errors): providers that cannot be used."""
+    """Human-readable start-up warnings (not errors): providers that cannot be used, traffic
+    other machines can read."""
     out = []
+    plain = plain_http_warning(settings.server.host)
+    if plain is not None and settings.own_key:  # without a key of its own it does not start
+        out.append(plain)
     for provider in settings.providers:
         if not provider.usable:
             names = ", ".join(provider.missing_env)
@@ -342,6 +355,7 @@ def _check(settings: Settings, source: str) -> None:
                         source, f"{where}.api_keys[{n}]", "expected account_id:api_token"
                     )
     _check_dialects(settings, source)
+    check_clients(settings.clients, api_key=settings.server.api_key, source=source)
     seen: set[str] = set()
     for i, model in enumerate(settings.models):
         where = f"models[{i}]"

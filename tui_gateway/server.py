@@ -14,12 +14,12 @@ from pathlib import Path
 from aiohttp import web
 
 from .asyncio_utils import spawn
-from .config import Settings
-from .domain.snapshot import detail_of_row
+from .config import Settings, StreamingSettings
 from .domain.state import GatewayState
 from .domain.views import FlowDetail
 from .proxy import wire_errors
 from .proxy.app import make_app
+from .proxy.watch import request_detail
 from .store import RequestLog
 
 
@@ -65,7 +65,7 @@ class Gateway:
         self.state = GatewayState(settings)
         self.request_log = RequestLog(db_path, on_health=self.state.log_health_changed)
         self.state.watch_log(self.request_log.health)
-        self.app = make_app(self.state, settings, self.request_log, api_key=api_key)
+        self.app = make_app(self.state, settings, self.request_log, api_key=api_key, demo=demo)
         self._sock = sock
         # Read now: the socket is closed by stop(), and the URL is still printed after that.
         self.host: str = sock.getsockname()[0]
@@ -81,13 +81,17 @@ class Gateway:
     def client_env(self) -> list[str]:
         return [f"OPENAI_BASE_URL={self.base_url}", f"OPENAI_API_KEY={self.api_key}"]
 
+    @property
+    def streaming(self) -> StreamingSettings:
+        return self.settings.streaming
+
+    def link(self) -> str | None:
+        """In-process: the screen is the gateway's own, there is no connection to lose."""
+        return None
+
     async def request_detail(self, request_id: str) -> FlowDetail | None:
         """A copy of one request: from memory while it is recent, else what the log kept."""
-        found = self.state.find_request(request_id)
-        if found is not None:
-            return found
-        row = await self.request_log.get(request_id)
-        return None if row is None else detail_of_row(row)
+        return await request_detail(self.state, self.request_log, request_id)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(

@@ -36,6 +36,18 @@ port = 4141             # 0 picks a free port
 # data dir and printed at start.
 api_key = "env:TUI_GATEWAY_API_KEY"
 
+# Team use: a key per person, so the screen and the request log show whose assistant sent each
+# request. They work beside api_key; each name and each key may appear once. Listening beyond
+# loopback (host = "0.0.0.0") needs api_key or one of these set, and the traffic is plain HTTP:
+# keep it to a network you trust, or put a TLS proxy in front.
+# [[clients]]
+# name = "alice"
+# key = "env:ALICE_GATEWAY_KEY"
+#
+# [[clients]]
+# name = "bob"
+# key = "env:BOB_GATEWAY_KEY"
+
 [routing]
 max_attempts = 5            # upstream attempts per client request, across fallbacks
 request_timeout_s = 120     # whole-reply limit for a non-streaming upstream call

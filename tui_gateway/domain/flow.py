@@ -49,6 +49,8 @@ class Flow:
     clock: Clock = field(repr=False)
     dialect: str = "chat"
     """The client's API: chat (OpenAI chat completions), messages (Anthropic), responses."""
+    client: str | None = None
+    """The name of the `[[clients]]` key it came with; None for `server.api_key`."""
     body: Mapping[str, Any] | None = field(default=None, repr=False)
     """The request as the client sent it (the detail screen's summary and its curl copy)."""
     provider: str | None = None

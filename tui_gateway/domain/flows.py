@@ -43,6 +43,7 @@ class Flows:
         stream: bool,
         body: Mapping[str, Any] | None,
         dialect: str,
+        client: str | None = None,
     ) -> Flow:
         flow = Flow(
             id=self.new_id(),
@@ -52,6 +53,7 @@ class Flows:
             started=self._clock(),
             clock=self._clock,
             dialect=dialect,
+            client=client,
             body=body,
         )
         self.active[flow.id] = flow

@@ -46,6 +46,8 @@ class RequestRecord:
     attempts: tuple[AttemptRecord, ...] = ()
     dialect: str = "chat"
     """The API the client spoke: chat, messages (Anthropic) or responses (OpenAI Responses)."""
+    client: str | None = None
+    """The `[[clients]]` name of the key it came with; None for `server.api_key` (and old rows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +126,5 @@ class LoggedRequest(Protocol):
     def attempts(self) -> Sequence[AttemptRecord]: ...
     @property
     def dialect(self) -> str: ...
+    @property
+    def client(self) -> str | None: ...

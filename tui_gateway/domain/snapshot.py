@@ -91,6 +91,7 @@ def view_of(flow: Flow) -> FlowView:
         limit_s=flow.limit_s,
         usual_s=flow.usual_s,
         racer=None if flow.hedge is None else flow.hedge.model,
+        client=flow.client,
     )
 
 
@@ -133,6 +134,7 @@ def detail_of_row(row: RequestRecord) -> FlowDetail:
             finished_at=finished,
             status=row.status,
             error_kind=row.error_kind,
+            client=row.client,
         ),
         attempts=row.attempts,
         error=row.error,

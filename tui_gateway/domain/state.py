@@ -176,17 +176,13 @@ class GatewayState:
         return self.router.plan(target, session=session, rng=self.rng)
 
     def begin_request(
-        self,
-        *,
-        session: str,
-        requested_model: str,
-        stream: bool,
-        body: Mapping[str, Any] | None = None,
-        dialect: str = "chat",
-    ) -> Flow:
+        self, *, session: str, requested_model: str, stream: bool,
+        body: Mapping[str, Any] | None = None, dialect: str = "chat", client: str | None = None,
+    ) -> Flow:  # fmt: skip
+        """A request is in flight; `client`: the `[[clients]]` name of the key it came with."""
         return self.flows.begin(
             session=session, requested_model=requested_model, stream=stream, body=body,
-            dialect=dialect,
+            dialect=dialect, client=client,
         )  # fmt: skip
 
     def begin_attempt(

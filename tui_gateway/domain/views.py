@@ -65,6 +65,8 @@ class FlowView(msgspec.Struct, frozen=True):
     """Its model's usual silence at this point; past it the request is `stalling`."""
     racer: str | None = None
     """The model racing the attempt under way to a first byte (`[routing] hedge`), if one is."""
+    client: str | None = None
+    """The `[[clients]]` name of the key it came with; None for `server.api_key`."""
 
 
 class FlowDetail(msgspec.Struct, frozen=True):

@@ -10,7 +10,7 @@
     POST   /gateway/providers/{provider}/protection    {"protection": "model-skip"}
     DELETE /gateway/sessions/{session}                 forget one sticky session
     DELETE /gateway/sessions                           forget them all
-    DELETE /gateway/cooldowns                          end every cooldown now
+    DELETE /gateway/cooldowns                          end every cooldown now (?model=KEY: its)
     POST   /gateway/requests/{id}/skip                 move a request on from its attempt now
     POST   /gateway/demo                               {"paused": true}
 
@@ -117,7 +117,11 @@ async def clear_sessions(request: web.Request) -> web.Response:
 
 
 async def clear_cooldowns(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "cleared": request.app[STATE].clear_cooldowns()})
+    """Every cooldown, or with `?model=KEY` that model's only."""
+    state, key = request.app[STATE], request.query.get("model")
+    if key is not None and key not in state.catalog.models:
+        raise APIError(404, f"no model '{key}'; GET /v1/models lists them", code="model_not_found")
+    return web.json_response({"ok": True, "cleared": state.clear_cooldowns(key)})
 
 
 async def skip_request(request: web.Request) -> web.Response:

@@ -22,10 +22,12 @@ from .admin import add_admin_routes
 from .auth import auth_middleware
 from .dialects import CHAT, MessagesDialect, ResponsesDialect
 from .dialects.messages import count_tokens
+from .health import add_health_routes
 from .inflight import InFlight
-from .keys import API_KEY, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
+from .keys import API_KEY, DEMO, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .middleware import error_middleware
 from .serve import door, hello, list_models
+from .watch import add_watch_routes
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # long agent contexts run to megabytes; aiohttp's default is 1
 POSTERIOR_REFRESH_S = 60.0  # decay over a 7-day window barely moves in a minute
@@ -38,6 +40,7 @@ def make_app(
     *,
     api_key: str,
     upstreams: dict[str, Upstream] | None = None,
+    demo: bool = False,
 ) -> web.Application:
     """Build the gateway's web app. `upstreams` overrides the adapters (tests use fakes)."""
     app = web.Application(
@@ -47,6 +50,7 @@ def make_app(
     app[SETTINGS] = settings
     app[REQUEST_LOG] = request_log
     app[API_KEY] = api_key
+    app[DEMO] = demo
     app[UPSTREAMS] = dict(upstreams or {})
     app[IN_FLIGHT] = InFlight()
     app.cleanup_ctx.append(_resources)
@@ -60,6 +64,8 @@ def make_app(
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/", hello)
     add_admin_routes(app.router)
+    add_watch_routes(app)
+    add_health_routes(app)  # after the cleanup contexts: ready once they are open
     return app
 
 

@@ -16,3 +16,7 @@ REQUEST_LOG = web.AppKey("request_log", RequestLog)
 API_KEY = web.AppKey("api_key", str)
 UPSTREAMS = web.AppKey("upstreams", dict[str, Upstream])
 IN_FLIGHT = web.AppKey("in_flight", InFlight)
+DEMO = web.AppKey("demo", bool)
+"""Whether this is `tui-gateway --demo` (its built-in traffic can be paused)."""
+CLIENT = web.RequestKey("client", str)
+"""On a request: the name of the `[[clients]]` key it came with (unset for `server.api_key`)."""

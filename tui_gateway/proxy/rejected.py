@@ -8,7 +8,7 @@ from ..domain.errors import ErrorKind
 from ..domain.records import RequestRecord
 from ..domain.text import clean_text
 from .errors import APIError
-from .keys import REQUEST_LOG, STATE
+from .keys import CLIENT, REQUEST_LOG, STATE
 
 ROUTED = web.RequestKey("routed", bool)
 """Set once a request has its own record (the door began it): its row is written there."""
@@ -34,6 +34,7 @@ def record_rejected(request: web.Request, error: APIError, dialect: str) -> None
             error_kind=_KINDS.get(error.status, str(ErrorKind.INVALID_REQUEST)),
             error=f"{request.method} {path}: {error.message}"[:1000],
             dialect=dialect,
+            client=request.get(CLIENT),
         )
     )
     state.client_rejected(

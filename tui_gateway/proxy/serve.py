@@ -16,7 +16,7 @@ from ..domain.errors import ErrorKind
 from .dialects import Dialect
 from .errors import APIError
 from .headers import session_header
-from .keys import IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
+from .keys import CLIENT, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .rejected import ROUTED
 from .relay import Relay
 from .stream_relay import StreamRelay
@@ -54,6 +54,7 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         stream=call.stream,
         body=call.body,
         dialect=dialect.name,
+        client=request.get(CLIENT),
     )
     request[ROUTED] = True  # from here on, this request's own record is its log row
     kind = StreamRelay if call.stream else Relay

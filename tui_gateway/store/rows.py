@@ -36,7 +36,7 @@ REQUEST_COLUMNS = (
     Column("latency_ms", "real"), Column("provider", "text", True), Column("model", "text", True),
     Column("error_kind", "text", True), Column("error", "text", True),
     Column("ttfb_ms", "real", True), Column("tokens_in", "int", True),
-    Column("tokens_out", "int", True), Column("dialect", "text"),
+    Column("tokens_out", "int", True), Column("dialect", "text"), Column("client", "text", True),
 )  # fmt: skip
 """The `requests` table, in the order of `request_row`; each is a `RequestRecord` field."""
 ATTEMPT_RECORD_COLUMNS = (
@@ -71,7 +71,7 @@ def names(columns: Sequence[Column], prefix: str = "") -> str:
 def request_row(r: LoggedRequest) -> Row:
     return (r.id, r.started, r.session, r.requested_model, int(r.streamed), r.status,
             r.latency_ms, r.provider, r.model, r.error_kind, r.error, r.ttfb_ms, r.tokens_in,
-            r.tokens_out, r.dialect)  # fmt: skip
+            r.tokens_out, r.dialect, r.client)  # fmt: skip
 
 
 def attempt_rows(r: LoggedRequest) -> list[Row]:

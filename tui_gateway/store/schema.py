@@ -125,6 +125,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     ALTER TABLE attempts ADD COLUMN max_gap_ms REAL;
     ALTER TABLE attempts ADD COLUMN text_from INTEGER;
     """,
+    # 8: whose assistant sent the request: the `[[clients]]` name of its key (NULL for
+    # `server.api_key`, and for every request logged before)
+    """
+    ALTER TABLE requests ADD COLUMN client TEXT;
+    """,
 )
 """In order; the SQL ones alone (`sql_migrations()`) make a complete schema for a new file."""
 

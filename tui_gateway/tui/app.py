@@ -23,10 +23,9 @@ from textual.widgets import Footer, Input, RichLog
 from ..domain.events import WITH_LINES, Event
 from ..domain.views import Snapshot
 from ..paths import mask
-from ..server import Gateway
 from .commands import GatewayCommands
 from .help import HelpScreen
-from .host import StateView
+from .host import GatewayView, StateView
 from .rescue import silence
 from .screens.detail import RequestDetailScreen
 from .themes import DEFAULT_THEME, install_themes, load_theme_files, next_theme
@@ -64,14 +63,15 @@ class GatewayApp(App[None]):
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: GatewayView,
         *,
         theme: str = DEFAULT_THEME,
         live: bool = True,
         clock: Callable[[], float] | None = None,
     ) -> None:
         """Args:
-        gateway: The gateway to show (and, when `live`, to start and stop).
+        gateway: The gateway to show (and, when `live`, to start and stop): the one in this
+            process, or a `RemoteGateway` to attach to one elsewhere.
         theme: A theme name; an unknown one falls back to the default, with a warning.
         live: False shows the state as it is without starting the server or any timer
             (snapshot tests and screenshots).
@@ -165,6 +165,8 @@ class GatewayApp(App[None]):
         with self.batch_update():
             status = self._main(StatusBar)
             status.lag_ms = self._lag_ms
+            status.link = self.gateway.link()
+            status.demo = self.gateway.demo  # attached, known once the gateway said hello
             status.show(snapshot)
             self._main(RequestsPane).show(snapshot)
             self._main(PoolsPane).show(snapshot)

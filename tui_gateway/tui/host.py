@@ -2,7 +2,8 @@
 
 The panes read frozen `Snapshot`s, the detail screen a `FlowDetail`, and the keys call the
 state's verbs. `GatewayState` (with `Gateway` for what only the log remembers) implements these
-protocols structurally; a screen attached to a gateway elsewhere would implement them over HTTP.
+protocols structurally in-process; `RemoteState` and `RemoteGateway` (remote/) implement them over
+HTTP for a screen attached to a gateway elsewhere (`tui-gateway attach`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from ..config import Settings
+from ..config import StreamingSettings
 from ..domain.events import Event, Subscriber
 from ..domain.views import FlowDetail, Snapshot
 
@@ -54,10 +55,16 @@ class GatewayView(Protocol):
     @property
     def demo(self) -> bool: ...
     @property
-    def settings(self) -> Settings: ...
+    def streaming(self) -> StreamingSettings: ...
     @property
     def state(self) -> StateView: ...
     def client_env(self) -> list[str]: ...
+    def link(self) -> str | None:
+        """None in-process; attached, what the connection to the gateway is doing now."""
+        ...
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
     async def request_detail(self, request_id: str) -> FlowDetail | None: ...
 
 

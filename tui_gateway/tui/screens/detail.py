@@ -138,7 +138,7 @@ class RequestDetailScreen(Screen[None]):
             timeline = self._section("timeline")
             timeline.display = item.timeline is not None
             if item.timeline is not None:
-                stall_s = self.host.gateway.settings.streaming.stall_timeout_s
+                stall_s = self.host.gateway.streaming.stall_timeout_s
                 timeline.update(timeline_text(item, now=now, stall_s=stall_s))
             error = error_text(item)
             self._section("error").display = error is not None
@@ -159,6 +159,8 @@ class RequestDetailScreen(Screen[None]):
                 return
             self.query_one("#detail-body").display = True
             self._shown()
+            if self.request.view.status is None and self._timer is None:  # attached: in flight
+                self._timer = self.set_interval(REFRESH_S, self._tick)
         elif event.state == WorkerState.ERROR:
             message = f"could not load request {self.request_id}: {event.worker.error}"
             header.update(Text(message, "bold red"))

@@ -82,11 +82,13 @@ def _trimmed(text: Text, empty: str) -> Text:
 
 
 def header_text(item: FlowDetail, *, now: float) -> Text:
-    """Id, session, model routing, status, latency, time to first byte, tokens."""
+    """Id, session, whose (a named client key), model routing, status, latency, time to first
+    byte, tokens."""
     v = item.view
     started = time.strftime("%H:%M:%S", time.localtime(v.started))
     text = Text.assemble(
         (v.id, "bold"), f"  session {v.session[:8] or '–'}",
+        "" if v.client is None else f"  from {v.client}",
         f"  {'stream' if v.stream else 'non-stream'}  started {started}\n",
         (v.requested_model or "?", "bold"), " → ",
         (f"{v.model} via {v.provider}" if v.model else "not routed yet", "bold"),

@@ -110,7 +110,7 @@ class PosteriorsPane(KeyedTable):
 
     def _timer_cells(self, p: PosteriorView, timer: TimerView | None) -> tuple[Text, ...]:
         if self._configured is None:
-            streaming = cast(AppHost, self.app).gateway.settings.streaming
+            streaming = cast(AppHost, self.app).gateway.streaming
             self._configured = (streaming.first_byte_timeout_s, streaming.stall_timeout_s)
         first_byte_s, stall_s = self._configured
         samples = "—"

@@ -4,7 +4,9 @@ The `state` column names the phase (`hedging` while a second candidate races a l
 byte, the model column then naming both), or `stalling` once the upstream's silence is unusual
 for the model (past its usual first byte or longest gap; without history, past half the limit);
 the `quiet` column turns yellow, then red, as the silence nears the limit the attempt is allowed
-(the model's learned timeout, else the configured one).
+(the model's learned timeout, else the configured one). A request sent with a named
+`[[clients]]` key shows whose it is, in bold, where the session would be: there is no room for
+another column, and on a shared gateway whose request it is matters more than which session.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ..rescue import silence
 
 __all__ = ["BLANK", "COLUMNS", "DIALECT_LABELS", "Cell", "Timeouts", "haystack", "row_cells"]
 
-COLUMNS: dict[str, int] = {  # 84 columns with padding: fits a 100-column terminal
+COLUMNS: dict[str, int] = {  # 97 columns with padding: just fits a 100-column terminal
     "id": 6,
     "session": 6,
     "api": 4,
@@ -57,7 +59,7 @@ def row_cells(r: FlowView, now: float, timeouts: Timeouts) -> tuple[Cell, ...]:
     ttfb = "" if r.ttfb_ms is None else f"{r.ttfb_ms:.0f}ms"
     return (
         (r.id[:6], ""),
-        (r.session[:6], ""),
+        (r.session[:6], "") if r.client is None else (r.client[:6], "bold"),
         (DIALECT_LABELS.get(r.dialect, r.dialect[:4]), "dim"),
         (model, ""),
         (r.provider or "", ""),
@@ -105,5 +107,5 @@ def quiet_cell(r: FlowView, now: float, timeouts: Timeouts) -> Cell:
 
 def haystack(r: FlowView) -> str:
     """What the filter matches a request against."""
-    fields = (r.id, r.session, r.requested_model, r.model, r.provider, r.state)
+    fields = (r.id, r.session, r.client, r.requested_model, r.model, r.provider, r.state)
     return " ".join(str(f) for f in fields if f).lower()

@@ -68,7 +68,8 @@ class RequestsPane(CachedCellsTable[Text]):
         " is. `x` moves the request on to its next candidate now (the answer continues there;"
         " the model is not blamed), `b`/`B` ban the model or provider serving it, and `!`"
         " (anywhere) puts the cursor on the quietest request in flight. Moving the cursor stops"
-        " following the newest request; `f` follows again."
+        " following the newest request; `f` follows again. A request sent with a named"
+        " `[[clients]]` key has its client's name, in bold, in place of the session."
     )
     DEFAULT_CSS = """
     RequestsPane {
@@ -126,7 +127,7 @@ class RequestsPane(CachedCellsTable[Text]):
         self.border_title = "Requests"
         for name, width in COLUMNS.items():
             self.add_column(name, key=name, width=width)
-        streaming = cast(AppHost, self.app).gateway.settings.streaming
+        streaming = cast(AppHost, self.app).gateway.streaming
         self._timeouts = Timeouts(streaming.first_byte_timeout_s, streaming.stall_timeout_s)
 
     def now(self, snapshot: Snapshot) -> float:

@@ -31,6 +31,8 @@ class StatusBar(Static):
         self.key_hint = key_hint
         self.demo = demo
         self.lag_ms = 0.0
+        self.link: str | None = None
+        """Attached to a gateway elsewhere: what the connection is doing (None in-process)."""
         self._samples: deque[tuple[float, int, int]] = deque()
 
     def show(self, snapshot: Snapshot) -> None:
@@ -58,6 +60,12 @@ class StatusBar(Static):
         if self.demo:
             paused = snapshot.demo.paused
             text.append("  demo: paused" if paused else "  demo", style="dim")
+        if self.link is not None:  # attached: say so, and loudly when the picture is stale
+            attached = self.link == "attached"
+            text.append(
+                "  attached" if attached else "  DISCONNECTED, retrying (see events)",
+                "dim" if attached else "bold red",
+            )
         self.update(text, layout=False)  # one line, always: no need to lay the screen out again
 
 

@@ -1,0 +1,195 @@
+"""What a headless gateway says on stderr: one logfmt line per request outcome and per change.
+
+    ts=2026-12-02T05:40:01.123Z level=info event=request id=3f2a9c01b7e4 status=200
+        model=groq/llama-3.3-70b provider=groq attempts=1 latency_ms=812.4 api=chat stream=true
+    ts=... level=warning event=request id=... status=502 ... attempts=3 ... error=5xx
+    ts=... level=info event=control msg="groq/llama-3.3-70b banned"
+
+So `journalctl --user -u tui-gateway` reads as it is, and `grep event=request` or any logfmt
+reader takes the lines apart. Lines come from the state's typed events (domain/events.py);
+only the kinds the level lets through are subscribed to, so `--log-level warning` costs a
+successful request nothing, and `debug` alone builds the "began" events.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TextIO
+
+from .domain.events import (
+    AttemptBegan,
+    AttemptFailed,
+    ClientRejected,
+    ContinuationBegan,
+    ControlsChanged,
+    CooldownsCleared,
+    DemoToggled,
+    Event,
+    KeyRejected,
+    LogHealthChanged,
+    Note,
+    PrefillRefused,
+    RequestBegan,
+    RequestFinished,
+    SessionsCleared,
+)
+from .domain.state import GatewayState
+
+LEVELS = ("error", "warning", "info", "debug")
+"""`--log-level` choices, most severe first: a level shows itself and those before it."""
+
+Value = str | int | float | bool | None
+Fields = dict[str, Value]
+
+# The most severe level each kind's line may have: subscribed to when the level shows that much
+# (a line may be milder: a success is info, a failure warning, see `_describe`).
+_KINDS: dict[type[Event], str] = {
+    RequestFinished: "warning",
+    AttemptFailed: "info",
+    ContinuationBegan: "info",
+    PrefillRefused: "info",
+    ControlsChanged: "info",
+    KeyRejected: "error",  # the provider's last key: an error, else a warning
+    SessionsCleared: "info",
+    CooldownsCleared: "info",
+    LogHealthChanged: "error",  # failing, an error; writing again, info
+    ClientRejected: "warning",
+    Note: "info",
+    DemoToggled: "info",
+    RequestBegan: "debug",
+    AttemptBegan: "debug",
+}
+_BARE = re.compile(r'[^\s"=\\]+')
+
+
+def check_level(level: str) -> str:
+    """The level, lower-cased; ValueError naming the choices when it is not one."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"--log-level must be one of {', '.join(LEVELS)}, got {level!r}")
+    return level.lower()
+
+
+class HeadlessLog:
+    """Turns the state's events into lines on a stream (stderr), at or above one level."""
+
+    def __init__(
+        self,
+        state: GatewayState,
+        *,
+        level: str = "info",
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._state = state
+        self._rank = LEVELS.index(check_level(level))
+        self._stream = stream
+        self._clock = clock
+
+    def attach(self) -> Callable[[], None]:
+        """Subscribe to the kinds this level shows; returns the unsubscribe."""
+        kinds = [kind for kind, worst in _KINDS.items() if self._shows(worst)]
+        return self._state.subscribe(self._heard, kinds=kinds)
+
+    def started(self, url: str, *, loop: str) -> None:
+        msg = f"tui-gateway listening on {url}, event loop {loop}"
+        self.write("info", "start", {"url": url, "loop": loop, "pid": os.getpid(), "msg": msg})
+
+    def stopping(self) -> None:
+        active = len(self._state.active)
+        self.write("info", "stopping", {"active": active, "msg": "tui-gateway: shutting down"})
+
+    def stopped(self) -> None:
+        state = self._state
+        self.write("info", "stop", {"finished": state.finished_count, "failed": state.flows.failed})
+
+    def write(self, level: str, event: str, fields: Fields) -> None:
+        """One line, if the level shows it; a closed or full stderr never fails a request."""
+        if not self._shows(level):
+            return
+        stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
+        parts = [f"ts={stamp.replace('+00:00', 'Z')}", f"level={level}", f"event={event}"]
+        parts += [f"{key}={_quoted(value)}" for key, value in fields.items() if value is not None]
+        try:
+            stream = self._stream or sys.stderr  # read late: tests and typer swap sys.stderr
+            stream.write(" ".join(parts) + "\n")
+            stream.flush()
+        except (OSError, ValueError):  # EPIPE, or the stream closed under us
+            pass
+
+    def _shows(self, level: str) -> bool:
+        return LEVELS.index(level) <= self._rank
+
+    def _heard(self, event: Event) -> None:
+        line = self._describe(event)
+        if line is not None:
+            self.write(*line)
+
+    def _describe(self, event: Event) -> tuple[str, str, Fields] | None:
+        """(level, event name, fields) for one event; None for one not worth a line."""
+        if isinstance(event, RequestFinished):  # the common one: its fields say it all
+            return self._request(event)
+        msg = event.text or None
+        match event:
+            case AttemptFailed(request_id=rid, model=model, kind=kind):
+                return (
+                    "info",
+                    "attempt_failed",
+                    {"id": rid, "model": model, "kind": kind, "msg": msg},
+                )
+            case ContinuationBegan(request_id=rid, failed_model=failed, reason=reason):
+                return "info", "continuation", {"id": rid, "failed_model": failed, "reason": reason}
+            case PrefillRefused(model=model):
+                return "info", "prefill_refused", {"model": model, "msg": msg}
+            case ControlsChanged(line=line):
+                return ("info", "control", {"msg": line}) if line else None  # "" : restored
+            case KeyRejected():
+                level = "error" if event.provider_out else "warning"
+                fields: Fields = {"key": event.key_id, "provider": event.provider}
+                fields |= {"status": event.status, "provider_out": event.provider_out, "msg": msg}
+                return level, "key_rejected", fields
+            case SessionsCleared(count=count, session=session):
+                return "info", "sessions_cleared", {"count": count, "session": session}
+            case CooldownsCleared(count=count, model=model):
+                return "info", "cooldowns_cleared", {"count": count, "model": model}
+            case LogHealthChanged(health=health):
+                fields = {"failing": health.failing, "pending": health.pending}
+                fields |= {"dropped": health.dropped, "repaired": health.repaired}
+                fields |= {"error": health.last_error, "msg": msg}
+                return "error" if health.failing else "info", "log_health", fields
+            case ClientRejected():
+                return "warning", "client_rejected", {"msg": msg}
+            case DemoToggled(paused=paused):
+                return "info", "demo", {"paused": paused}
+            case Note():
+                return "info", "note", {"msg": msg}
+            case RequestBegan(request_id=rid, session=session):
+                return "debug", "request_began", {"id": rid, "session": session[:8]}
+            case AttemptBegan(request_id=rid, model=model, provider=provider):
+                return "debug", "attempt", {"id": rid, "model": model, "provider": provider}
+        return None
+
+    def _request(self, event: RequestFinished) -> tuple[str, str, Fields]:
+        fields: Fields = {"id": event.request_id, "status": event.status, "model": event.model}
+        flow = self._state.flows.find(event.request_id)  # just finished: the newest recent one
+        if flow is not None:
+            fields["provider"] = flow.provider
+        fields["attempts"] = event.attempts
+        if flow is not None:
+            fields |= {"latency_ms": flow.latency_ms, "api": flow.dialect, "stream": flow.stream}
+            fields["client"] = flow.client  # whose assistant sent it ([[clients]]); None: left out
+        fields["error"] = event.error_kind
+        return "info" if event.error_kind is None else "warning", "request", fields
+
+
+def _quoted(value: Value) -> str:
+    """logfmt: bare when it can be, else a JSON string (quotes and newlines escaped)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    return text if _BARE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
