@@ -90,6 +90,9 @@ class HeadlessLog:
         self._rank = LEVELS.index(check_level(level))
         self._stream = stream
         self._clock = clock
+        self._second = -1
+        self._stamp = ""
+        """`ts=...T06:02:36.` for `_second`: formatted once a second, not once a line."""
 
     def attach(self) -> Callable[[], None]:
         """Subscribe to the kinds this level shows; returns the unsubscribe."""
@@ -112,15 +115,21 @@ class HeadlessLog:
         """One line, if the level shows it; a closed or full stderr never fails a request."""
         if not self._shows(level):
             return
-        stamp = datetime.fromtimestamp(self._clock(), UTC).isoformat(timespec="milliseconds")
-        parts = [f"ts={stamp.replace('+00:00', 'Z')}", f"level={level}", f"event={event}"]
+        parts = [self._timestamp(), f"level={level}", f"event={event}"]
         parts += [f"{key}={_quoted(value)}" for key, value in fields.items() if value is not None]
         try:
             stream = self._stream or sys.stderr  # read late: tests and typer swap sys.stderr
-            stream.write(" ".join(parts) + "\n")
-            stream.flush()
+            stream.write(" ".join(parts) + "\n")  # stderr is line-buffered: the line goes now
         except (OSError, ValueError):  # EPIPE, or the stream closed under us
             pass
+
+    def _timestamp(self) -> str:
+        now = self._clock()
+        second = int(now)
+        if second != self._second:  # a line per request: the date is the same all second
+            self._second = second
+            self._stamp = datetime.fromtimestamp(second, UTC).strftime("ts=%Y-%m-%dT%H:%M:%S.")
+        return f"{self._stamp}{int((now - second) * 1000):03d}Z"
 
     def _shows(self, level: str) -> bool:
         return LEVELS.index(level) <= self._rank
@@ -191,5 +200,7 @@ def _quoted(value: Value) -> str:
     """logfmt: bare when it can be, else a JSON string (quotes and newlines escaped)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)  # never needs quotes: skip the pattern
     text = str(value)
     return text if _BARE.fullmatch(text) else json.dumps(text, ensure_ascii=False)
