@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from tui_gateway.domain.errors import WrappedError
 from tui_gateway.providers.base import wrapped_error
 from tui_gateway.providers.sse import DONE, SSEBatch, SSEDecoder
-from tui_gateway.proxy.chunks import StreamScan
+from tui_gateway.proxy.chunks import StreamScan, _objects_only
 from tui_gateway.proxy.watchdog import Heartbeat, Watchdog
 
 
@@ -214,3 +214,28 @@ def test_aiohttp_still_has_the_switch_that_sends_headers_with_the_first_event() 
 
     assert web.StreamResponse._send_headers_immediately is True
     assert _EventStream._send_headers_immediately is False
+
+
+def test_a_canonical_read_says_whether_its_events_are_objects() -> None:
+    """The decoder's counts answer the scan's question too, so the scan does not count again."""
+    batch = SSEDecoder().feed(WIRE)
+    assert batch is not None and batch.objects and batch.done and batch.count == 3
+    odd = SSEDecoder().feed(b"data: " + PAYLOADS[0] + b"\n\ndata: [1]\n\ndata: x}\n\n")
+    assert odd is not None and odd.objects is False and odd.count == 3
+    scan = StreamScan()
+    assert scan.scan(odd).payloads() == [PAYLOADS[0]] and scan.malformed == 2
+
+
+@given(
+    st.lists(st.sampled_from([PAYLOADS[0], b"[1]", b"x}", b"{}", b"null"]), min_size=1),
+    st.booleans(),
+)
+def test_the_decoders_objects_flag_matches_a_count_of_its_own(
+    payloads: list[bytes], done: bool
+) -> None:
+    wire = b"".join(b"data: " + p + b"\n\n" for p in payloads) + (
+        b"data: [DONE]\n\n" if done else b""
+    )
+    batch = SSEDecoder().feed(wire)
+    assert batch is not None and (batch.count, batch.done) == (len(payloads), done)
+    assert batch.objects == _objects_only(SSEBatch(batch.framed, batch.count, batch.done))

@@ -13,13 +13,13 @@ Only successes are observed, and that is the caller's job: a stall observed woul
 to wait longer for the next one.
 
 Quantile: nearest rank over the window (`quantile`), so the answer is always a time the model
-really took. The window is small (50 by default) and the quantile is cached per model until the
-next observation, so a timeout costs a dict lookup and a few comparisons: about 0.5 µs, and
-about 1.3 µs more just after an observation made the cache stale (a sort of 50 floats).
+really took. The window is small (50 by default) and kept sorted as observations come and go,
+so a timeout costs a dict lookup, an index and a few comparisons: about 0.5 µs.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -113,25 +113,32 @@ class TimerView(msgspec.Struct, frozen=True):
 
 
 class _Window:
-    """One model's recent observations of one kind, with its quantile cached until the next."""
+    """One model's recent observations of one kind, kept in order of arrival and sorted.
 
-    __slots__ = ("values", "_usual", "_fresh")
+    Every success adds an observation, so a quantile cached until the next one was recomputed
+    (two sorts of 50) on nearly every request; the sorted copy, kept by bisection as values come
+    and go, answers it by index instead.
+    """
+
+    __slots__ = ("values", "_sorted")
 
     def __init__(self, size: int) -> None:
         self.values: deque[float] = deque(maxlen=size)
-        self._usual: float | None = None
-        self._fresh = True
+        self._sorted: list[float] = []
 
     def add(self, value: float) -> None:
-        self.values.append(value)
-        self._fresh = False
+        values = self.values
+        if len(values) == values.maxlen:
+            del self._sorted[bisect.bisect_left(self._sorted, values[0])]
+        values.append(value)
+        bisect.insort(self._sorted, value)
 
     def usual(self, policy: TimerPolicy) -> float | None:
-        if not self._fresh:
-            enough = len(self.values) >= policy.min_samples
-            self._usual = quantile(self.values, policy.quantile) if enough else None
-            self._fresh = True
-        return self._usual
+        n = len(self._sorted)
+        if n < policy.min_samples:  # at least 1 (TimerPolicy checks it)
+            return None
+        # The same nearest rank as `quantile`, over the same values.
+        return self._sorted[max(1, math.ceil(policy.quantile * n - 1e-9)) - 1]
 
 
 class _History:

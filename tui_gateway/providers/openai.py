@@ -7,8 +7,8 @@ error body says) and `_completion` (an HTTP 200 body, checked).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -82,19 +82,56 @@ class OpenAIUpstream:
             raise self._http_error(resp, raw)
         return self._completion(raw)
 
-    @asynccontextmanager
-    async def stream(
+    def stream(
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str
-    ) -> AsyncIterator[ChunkStream]:
-        data = self._payload(body, model, stream=True)
-        headers = self._headers(api_key)
-        async with post_stream(self._session, self._url, data=data, headers=headers) as resp:
-            if resp.status >= 400:
-                raise self._http_error(resp, await read_body(resp))
-            if "json" in resp.content_type or "html" in resp.content_type:
-                # A 200 that is not a stream: an error body, or a page from something in between.
-                raw = await read_body(resp)
-                raise wrapped_error(raw) or WrappedError(
-                    f"200 with {resp.content_type} instead of an event stream", status=502
-                )
-            yield sse_batches(resp)
+    ) -> AbstractAsyncContextManager[ChunkStream]:
+        return _Stream(self, body, model, api_key)
+
+    async def _check_stream(self, resp: aiohttp.ClientResponse) -> None:
+        """Raise unless `resp` is an event stream: an HTTP error, or a 200 with an error body."""
+        if resp.status >= 400:
+            raise self._http_error(resp, await read_body(resp))
+        if "json" in resp.content_type or "html" in resp.content_type:
+            # A 200 that is not a stream: an error body, or a page from something in between.
+            raw = await read_body(resp)
+            raise wrapped_error(raw) or WrappedError(
+                f"200 with {resp.content_type} instead of an event stream", status=502
+            )
+
+
+class _Stream:
+    """`OpenAIUpstream.stream()`'s context: the POST, checked, then its events until leaving.
+
+    A class rather than a generator around `post_stream`: the generator put two more frames
+    under every await of the request and cost a generator to enter and to leave.
+    """
+
+    __slots__ = ("_upstream", "_body", "_model", "_api_key", "_posted")
+
+    def __init__(
+        self, upstream: OpenAIUpstream, body: dict[str, Any], model: ModelSettings, api_key: str
+    ) -> None:
+        self._upstream, self._body, self._model, self._api_key = upstream, body, model, api_key
+        self._posted: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
+
+    async def __aenter__(self) -> ChunkStream:
+        up = self._upstream
+        data = up._payload(self._body, self._model, stream=True)
+        headers = up._headers(self._api_key)
+        posted = self._posted = post_stream(up._session, up._url, data=data, headers=headers)
+        resp = await posted.__aenter__()
+        try:
+            await up._check_stream(resp)
+        except BaseException as exc:
+            await posted.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return sse_batches(resp)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._posted is not None:
+            await self._posted.__aexit__(exc_type, exc, tb)

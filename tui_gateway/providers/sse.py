@@ -10,11 +10,13 @@ closes without the final empty line has said all it will say).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DONE = b"[DONE]"
 _DONE_EVENT = b"data: [DONE]\n\n"
 _SEPARATOR = b"\n\ndata: "
+_AFTER_OBJECT = b"}" + _SEPARATOR
+"""A separator after an event that ends like a JSON object: what an OpenAI stream is made of."""
 _CONTINUED = b"\ndata: "
 """Within a framed event, the break between two `data:` lines of one multi-line payload."""
 
@@ -33,6 +35,9 @@ class SSEBatch:
     """Data events in the batch, not counting `[DONE]`."""
     done: bool = False
     """The batch ends with `data: [DONE]`."""
+    objects: bool | None = field(default=None, compare=False)
+    """Every event but `[DONE]` ends with `}`, as a JSON object does; None: not looked at yet.
+    The decoder learns it from the counts that find a read canonical, so no one scans again."""
 
     @classmethod
     def of(cls, payloads: list[bytes]) -> SSEBatch:
@@ -144,16 +149,24 @@ def _canonical(data: bytes) -> SSEBatch | None:
     """`data`, which has no CR, as a batch if it is whole canonical events, else None.
 
     Two C-level counts decide it: when every newline belongs to an event separator
-    (`\\n\\ndata: `) or to the final `\\n\\n`, each event is exactly one `data:` line.
+    (`\\n\\ndata: `) or to the final `\\n\\n`, each event is exactly one `data:` line. Counting
+    the separators with the `}` before them answers, in the same two scans, whether every event
+    but the last ends like a JSON object (what the relay's scan would count again otherwise).
     """
     if not (data.startswith(b"data: ") and data.endswith(b"\n\n")):
         return None
+    newlines, after_objects = data.count(b"\n"), data.count(_AFTER_OBJECT)
+    if newlines == 2 * after_objects + 2:
+        # Every event but the last ends with `}`, so `[DONE]` can only be the last one.
+        if data.endswith(_DONE_EVENT):
+            return SSEBatch(data, after_objects, done=True, objects=True)
+        return SSEBatch(data, after_objects + 1, objects=data.endswith(b"}\n\n"))
     separators = data.count(_SEPARATOR)
-    if data.count(b"\n") != 2 * separators + 2:
+    if newlines != 2 * separators + 2:
         return None
     done_at = data.find(_DONE_EVENT)
     if done_at == -1:
-        return SSEBatch(data, separators + 1)
+        return SSEBatch(data, separators + 1, objects=False)  # an event before the last is not
     if done_at + len(_DONE_EVENT) != len(data):
         return None  # something follows [DONE]: let the slow path cut it off
-    return SSEBatch(data, separators, done=True)
+    return SSEBatch(data, separators, done=True, objects=False)

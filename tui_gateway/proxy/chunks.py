@@ -37,7 +37,8 @@ class StreamScan:
         the framed batch; only a batch that has one is looked at payload by payload. An event
         that is not a JSON object is dropped (and counted): a client's parser would choke on it.
         """
-        if not _objects_only(batch):
+        objects = batch.objects
+        if not (_objects_only(batch) if objects is None else objects):
             batch = self._without_malformed(batch)
         framed = batch.framed
         if b'"error"' in framed:

@@ -67,49 +67,70 @@ def _check_message(message: object, i: int) -> None:
         where = f"messages[{i}]"
         raise bad(f"{where}.role", f"{where}.role must be one of {_ROLE_LIST}")
     content = message.get("content")
-    if content is not None and not isinstance(content, str):
-        _check_content(content, f"messages[{i}].content")
-    for name in ("name", "tool_call_id"):
-        value = message.get(name)
-        if value is not None and not isinstance(value, str):
-            raise bad(f"messages[{i}].{name}", f"messages[{i}].{name} must be a string")
-    calls = message.get("tool_calls")
-    if calls is None:
-        return
-    where = f"messages[{i}]"
-    if not isinstance(calls, list):
-        raise bad(f"{where}.tool_calls", f"{where}.tool_calls must be an array")
-    for n, call in enumerate(calls):
-        at = f"{where}.tool_calls[{n}]"
-        if not isinstance(call, dict):
-            raise bad(at, f"{at} must be an object")
-        optional_field(call, "id", str, "a string", f"{at}.")
-        optional_field(call, "type", str, "a string", f"{at}.")
-        _check_function(call.get("function"), f"{at}.function", arguments=True)
+    problem = None if content is None or isinstance(content, str) else _content_problem(content)
+    if problem is None:
+        for name in ("name", "tool_call_id"):
+            value = message.get(name)
+            if value is not None and not isinstance(value, str):
+                problem = f".{name}", "must be a string"
+                break
+        else:
+            calls = message.get("tool_calls")
+            if calls is None:
+                return
+            problem = _calls_problem(calls)
+    if problem is not None:
+        _fail(f"messages[{i}]", problem)
 
 
-def _check_content(content: object, where: str) -> None:
-    """A string, null, or an array of parts, each an object with a string `type`."""
+Problem = tuple[str, str]
+"""What is wrong where, below the field checked: (`.content[2].type`, `must be a string`).
+
+The checks return one instead of building each item's path as they go: an agent's body has
+hundreds of tool calls and content parts, and spelling out every path cost more than the
+checks themselves.
+"""
+
+
+def _fail(where: str, problem: Problem) -> None:
+    at = where + problem[0]
+    raise bad(at, f"{at} {problem[1]}")
+
+
+def _content_problem(content: object) -> Problem | None:
+    """A message's content that is not a string: null, or an array of parts with a `type`."""
     if content is None or isinstance(content, str):
-        return
+        return None
     if not isinstance(content, list):
-        raise bad(where, f"{where} must be a string, an array of content parts, or null")
+        return ".content", "must be a string, an array of content parts, or null"
     for n, part in enumerate(content):
-        at = f"{where}[{n}]"
         if not isinstance(part, dict):
-            raise bad(at, f'{at} must be an object such as {{"type": "text", "text": ...}}')
+            return f".content[{n}]", 'must be an object such as {"type": "text", "text": ...}'
         kind = part.get("type")
         if not isinstance(kind, str):
-            raise bad(f"{at}.type", f"{at}.type must be a string such as 'text'")
-        if kind == "text" or "text" in part:
-            text = part.get("text")
-            if not isinstance(text, str):
-                raise bad(f"{at}.text", f"{at}.text must be a string")
+            return f".content[{n}].type", "must be a string such as 'text'"
+        if (kind == "text" or "text" in part) and not isinstance(part.get("text"), str):
+            return f".content[{n}].text", "must be a string"
         if kind == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
             if not isinstance(url, str):
-                raise bad(f"{at}.image_url", f"{at}.image_url must be an object with a 'url'")
+                return f".content[{n}].image_url", "must be an object with a 'url'"
+    return None
+
+
+def _calls_problem(calls: object) -> Problem | None:
+    if not isinstance(calls, list):
+        return ".tool_calls", "must be an array"
+    for n, call in enumerate(calls):
+        if not isinstance(call, dict):
+            return f".tool_calls[{n}]", "must be an object"
+        problem = _fields_problem(call, _CALL_FIELDS) or _function_problem(
+            call.get("function"), _CALL_FUNCTION_FIELDS
+        )
+        if problem is not None:
+            return f".tool_calls[{n}]{problem[0]}", problem[1]
+    return None
 
 
 def _check_tools(tools: object) -> None:
@@ -118,24 +139,44 @@ def _check_tools(tools: object) -> None:
     if not isinstance(tools, list):
         raise bad("tools", "'tools' must be an array of tool objects")
     for n, tool in enumerate(tools):
-        at = f"tools[{n}]"
         if not isinstance(tool, dict):
-            raise bad(at, f"{at} must be an object")
-        optional_field(tool, "type", str, "a string", f"{at}.")
-        if tool.get("function") is not None or tool.get("type", "function") == "function":
-            _check_function(tool.get("function"), f"{at}.function", arguments=False)
+            _fail(f"tools[{n}]", ("", "must be an object"))
+            return
+        problem = _fields_problem(tool, _TOOL_FIELDS)
+        if problem is None and (
+            tool.get("function") is not None or tool.get("type", "function") == "function"
+        ):
+            problem = _function_problem(tool.get("function"), _TOOL_FUNCTION_FIELDS)
+        if problem is not None:
+            _fail(f"tools[{n}]", problem)
 
 
-def _check_function(function: object, where: str, *, arguments: bool) -> None:
+_Fields = tuple[tuple[str, type, str], ...]
+"""Optional fields of an object: (name, type, what it must be), checked when not null."""
+_CALL_FIELDS: _Fields = (("id", str, "a string"), ("type", str, "a string"))
+_TOOL_FIELDS: _Fields = (("type", str, "a string"),)
+_CALL_FUNCTION_FIELDS: _Fields = (("arguments", str, "a string of JSON"),)
+_TOOL_FUNCTION_FIELDS: _Fields = (
+    ("description", str, "a string"),
+    ("parameters", dict, "an object (a JSON schema)"),
+)
+
+
+def _fields_problem(obj: dict[str, Any], fields: _Fields) -> Problem | None:
+    for name, kind, expected in fields:
+        value = obj.get(name)
+        if value is not None and not isinstance(value, kind):
+            return f".{name}", f"must be {expected}"
+    return None
+
+
+def _function_problem(function: object, fields: _Fields) -> Problem | None:
     if not isinstance(function, dict):
-        raise bad(where, f"{where} must be an object with a 'name'")
+        return ".function", "must be an object with a 'name'"
     if not isinstance(function.get("name"), str):
-        raise bad(f"{where}.name", f"{where}.name must be a string")
-    if arguments:
-        optional_field(function, "arguments", str, "a string of JSON", f"{where}.")
-    else:
-        optional_field(function, "description", str, "a string", f"{where}.")
-        optional_field(function, "parameters", dict, "an object (a JSON schema)", f"{where}.")
+        return ".function.name", "must be a string"
+    problem = _fields_problem(function, fields)
+    return None if problem is None else (".function" + problem[0], problem[1])
 
 
 def _check_stop(stop: object) -> None:
