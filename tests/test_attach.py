@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 import pytest
 from openai import AsyncOpenAI
+from textual.app import App
 from textual.widgets import Static
 
 from tests.factories import API_KEY, make_settings, model, start_gateway
@@ -274,3 +275,33 @@ async def test_several_screens_attach_at_once_and_each_follows(tmp_path: Path) -
         for screen in screens:
             await screen.stop()
         await gateway.stop()
+
+
+async def test_attaching_to_a_busy_gateway_does_not_count_its_history_as_the_last_minute(
+    tmp_path: Path,
+) -> None:
+    from tui_gateway.remote.state import empty_snapshot
+
+    class Bar(App[None]):
+        def compose(self) -> Any:
+            yield StatusBar("http://gw/v1", "k…", id="status")
+
+    app = Bar()
+    async with app.run_test():
+        bar = app.query_one(StatusBar)
+        placeholder = empty_snapshot(1000.0)
+        bar.link = "connecting"
+        bar.show(placeholder)  # nothing yet: no count
+        busy = msgspec.structs.replace(
+            placeholder,
+            now=1001.0,
+            totals=msgspec.structs.replace(placeholder.totals, finished=5000),
+        )
+        bar.link = "attached"
+        bar.show(busy)
+        assert " 0 req/min" in str(bar.render())  # not the 5,000 done before we looked
+        later = msgspec.structs.replace(
+            busy, now=1002.0, totals=msgspec.structs.replace(busy.totals, finished=5010)
+        )
+        bar.show(later)
+        assert " 10 req/min" in str(bar.render())

@@ -48,6 +48,7 @@ class Feed:
     def __init__(self, api: Api, handlers: Handlers, *, interval_s: float | None = None) -> None:
         self.api = api
         self.handlers = handlers
+        self._attached = False
         self.path = "/gateway/events" + ("" if interval_s is None else f"?interval_s={interval_s}")
 
     async def run(self) -> None:
@@ -68,6 +69,7 @@ class Feed:
             wait_s = min(wait_s * 2, RETRY_MAX_S)
 
     async def _read_once(self) -> None:
+        self._attached = False
         timeout = aiohttp.ClientTimeout(total=None, sock_read=SILENCE_S)
         async with self.api.session.get(
             self.api.root + self.path, headers=self.api.headers, timeout=timeout
@@ -90,10 +92,12 @@ class Feed:
                 data = line[6:]
         if name == b"snapshot":
             self.handlers.on_snapshot(_decode_snapshot(data))
+            if not self._attached:  # attached once a real picture is in, not at the hello
+                self._attached = True
+                self.handlers.on_link("attached")
         elif name == b"line":
             line = json.loads(data)
             self.handlers.on_line(float(line["at"]), str(line["text"]))
         elif name == b"hello":
             hello = json.loads(data)
             self.handlers.on_hello(Hello(bool(hello["demo"]), dict(hello["streaming"])))
-            self.handlers.on_link("attached")

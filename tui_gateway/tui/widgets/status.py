@@ -33,11 +33,18 @@ class StatusBar(Static):
         self.lag_ms = 0.0
         self.link: str | None = None
         """Attached to a gateway elsewhere: what the connection is doing (None in-process)."""
+        self._linked: str | None = None
+        """`link` when the samples began."""
         self._samples: deque[tuple[float, int, int]] = deque()
 
     def show(self, snapshot: Snapshot) -> None:
         now, totals = snapshot.now, snapshot.totals
         samples = self._samples
+        if self.link != self._linked or (samples and totals.finished < samples[-1][1]):
+            # Attached anew (or to a gateway that restarted): counts from before say nothing
+            # about the last minute.
+            samples.clear()
+            self._linked = self.link
         samples.append((now, totals.finished, totals.failed))
         while samples and now - samples[0][0] > WINDOW_S:
             samples.popleft()
