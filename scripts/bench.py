@@ -19,6 +19,9 @@ load hits every target alike. Every subprocess is killed on every exit path.
 The `gateway-asyncio` target is the same gateway on the default asyncio loop (`--loop asyncio`),
 to compare event loops within one run; `gateway` runs with the default `--loop auto` (uvloop
 when it is installed). The passthrough always runs on the default loop: it is the floor.
+The `gateway-redis` target is the same gateway with `[cluster] redis_url` set (issue 12): its
+shared state mirrored to a Redis, `--redis-url`, or a `redis-server` started for the run on a
+free port; its numbers against `gateway` are the cost of the mirror.
 `--gateway-root DIR` runs the gateway of another checkout (a git worktree of a stable build),
 with the mock and the passthrough of this one.
 """
@@ -37,6 +40,7 @@ import os
 import platform
 import shlex
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -48,7 +52,7 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("direct", "passthrough", "gateway", "gateway-asyncio")
+TARGETS = ("direct", "passthrough", "gateway", "gateway-asyncio", "gateway-redis")
 DEFAULT_TARGETS = ("direct", "passthrough", "gateway")
 STREAM_MODEL = "ok:chunks=50"
 # Paced chunks, so that time to first byte is distinct from time to the last one.
@@ -233,12 +237,13 @@ class Fleet:
                     await child.drain
 
 
-def gateway_config(mock_url: str) -> str:
+def gateway_config(mock_url: str, redis_url: str | None = None) -> str:
     models = "".join(
         f'\n[[models]]\nprovider = "mock"\nid = "{m}"\npool = "balanced"\n' for m in MODELS
     )
+    cluster = f'[cluster]\nredis_url = "{redis_url}"\n\n' if redis_url else ""
     return f"""\
-[server]
+{cluster}[server]
 api_key = "{GATEWAY_API_KEY}"
 
 [routing]
@@ -604,6 +609,31 @@ def machine_summary() -> str:
 # ---------------------------------------------------------------- orchestration
 
 
+async def start_redis(fleet: Fleet) -> str:
+    """A `redis-server` for the `gateway-redis` target, in the run's directory, saving nothing."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stderr_path = fleet.workdir / "redis.stderr"
+    with stderr_path.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(fleet.workdir),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )  # fmt: skip
+    fleet.children.append(Child("redis", proc, stderr_path, url=f"redis://127.0.0.1:{port}/0"))
+    async with asyncio.timeout(START_TIMEOUT_S):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return f"redis://127.0.0.1:{port}/0"
+
+
 async def start_targets(
     fleet: Fleet,
     names: Sequence[str],
@@ -611,6 +641,7 @@ async def start_targets(
     profile: str | None = None,
     gateway_root: Path | None = None,
     gateway_args: Sequence[str] = (),
+    redis_url: str | None = None,
 ) -> tuple[Child, list[Target]]:
     """Start the mock and whichever proxies `names` asks for; return the mock and targets."""
     py = sys.executable
@@ -624,12 +655,16 @@ async def start_targets(
         targets.append(Target("passthrough", pt.url + "/chat/completions", MOCK_API_KEY, pt.pid))
     config = fleet.workdir / "bench.toml"
     config.write_text(gateway_config(mock.url))
-    for name in ("gateway", "gateway-asyncio"):
+    if "gateway-redis" in names:
+        shared = fleet.workdir / "bench-redis.toml"
+        shared.write_text(gateway_config(mock.url, redis_url or await start_redis(fleet)))
+    for name in ("gateway", "gateway-asyncio", "gateway-redis"):
         if name not in names:
             continue
         # Under cProfile the numbers are distorted; that run is for finding where time goes.
         prefix = [py, "-m", "cProfile", "-o", profile] if profile and name == "gateway" else [py]
-        argv = [*prefix, "-m", "tui_gateway", "--headless", "--config", str(config)]
+        chosen = shared if name == "gateway-redis" else config
+        argv = [*prefix, "-m", "tui_gateway", "--headless", "--config", str(chosen)]
         argv += ["--port", "0"]
         argv += ["--db", str(fleet.workdir / f"{name}.db"), *gateway_args]
         if name == "gateway-asyncio":
@@ -662,6 +697,7 @@ async def run_plan(
     profile: str | None = None,
     gateway_root: Path | None = None,
     gateway_args: Sequence[str] = (),
+    redis_url: str | None = None,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="tui-gateway-bench-") as tmp:
         fleet = Fleet(Path(tmp))
@@ -672,6 +708,7 @@ async def run_plan(
                 profile=profile,
                 gateway_root=gateway_root,
                 gateway_args=gateway_args,
+                redis_url=redis_url,
             )
             await asyncio.sleep(1.0)  # let imports and startup work settle before "idle"
             for t in targets:
@@ -771,6 +808,7 @@ async def amain(args: argparse.Namespace) -> int:
         profile=profile,
         gateway_root=root,
         gateway_args=shlex.split(args.gateway_args or ""),
+        redis_url=args.redis_url,
     )
     print_summary(report)
     if args.output:
@@ -801,6 +839,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--gateway-args", metavar="ARGS", help='extra gateway flags, e.g. "--loop asyncio"'
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="the Redis of the gateway-redis target (default: a redis-server started for the run)",
     )
     args = parser.parse_args(argv)
     try:

@@ -10,6 +10,7 @@ from openai import AsyncOpenAI
 
 from scripts.mock_upstream import make_app as make_mock_upstream
 from tests.factories import API_KEY, start_gateway
+from tests.redis_server import RedisServer
 from tui_gateway.config import Settings
 from tui_gateway.server import Gateway
 
@@ -73,3 +74,14 @@ async def sdk() -> AsyncIterator[SdkFactory]:
     yield make
     for client in made:
         await client.close()
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A real redis-server on a free port (Debian's `redis-server`; `.ci/run` installs it)."""
+    server = RedisServer(tmp_path)
+    if server.binary is None:
+        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    await server.start()
+    yield server
+    server.kill()

@@ -20,6 +20,7 @@ from . import event_loop, headless_log, paths
 from .cli_service import service_app
 from .config import ConfigError, Settings, load_settings, warnings_for
 from .config_clients import exposure_refusal
+from .config_cluster import missing_client
 from .domain.records import LogHealth
 from .environment import process_environment
 from .server import BindError, Gateway, bind_socket
@@ -147,6 +148,8 @@ def run(
     refusal = exposure_refusal(settings.server.host, own_key=own_key, source=source)
     if refusal is not None:
         _fail(refusal)
+    if (cannot := missing_client(settings.cluster)) is not None:
+        _fail(cannot)
     for warning in warnings_for(settings):
         typer.echo(f"warning: {warning}", err=True)
     db_path = db or paths.default_db_path(demo=demo)

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, get_args
 from msgspec import Meta
 
 from .config_clients import ClientSettings, check_clients, plain_http_warning
+from .config_cluster import ClusterSettings, cluster_warnings, with_cluster_env
 from .config_convert import ConfigError, Converted, convert, did_you_mean
 from .environment import process_environment
 from .presets import PRESETS
@@ -217,6 +218,7 @@ class Settings:
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     streaming: StreamingSettings = field(default_factory=StreamingSettings)
     dialects: DialectSettings = field(default_factory=DialectSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
     clients: tuple[ClientSettings, ...] = ()
@@ -268,6 +270,7 @@ def settings_from_dict(
         Settings, raw, source=source, environ=process_environment() if environ is None else environ
     )
     settings = _with_missing_env(replace(converted.value, source=source), converted)
+    settings = replace(settings, cluster=with_cluster_env(settings.cluster, converted.unset_env))
     _check(settings, source)
     return settings
 
@@ -314,8 +317,8 @@ def _with_missing_env(settings: Settings, converted: Converted[Settings]) -> Set
 
 def warnings_for(settings: Settings) -> list[str]:
     """Human-readable start-up warnings (not errors): providers that cannot be used, traffic
-    other machines can read."""
-    out = []
+    other machines can read, and a cluster whose Redis URL is not set."""
+    out = cluster_warnings(settings.cluster)
     plain = plain_http_warning(settings.server.host)
     if plain is not None and settings.own_key:  # without a key of its own it does not start
         out.append(plain)

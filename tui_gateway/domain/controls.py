@@ -2,6 +2,10 @@
 
 These are the settings that survive a restart: `saved()` gives a JSON-ready picture and
 `restore()` applies one, ignoring names the current config no longer has.
+
+Shared between gateways (changes.py): the state calls `report` after each of its verbs, with
+the event log's line, and the whole picture goes out (it is small); `apply` takes another
+gateway's picture over this one's.
 """
 
 from __future__ import annotations
@@ -10,14 +14,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..config import POOLS, PROTECTION_LEVELS, ModelSettings, ProviderSettings
+from .changes import Change, Reporting
 from .pools import PoolChains
 
 
-class Controls:
+class Controls(Reporting):
+    PART = "controls"
+
     def __init__(
         self, providers: Iterable[ProviderSettings], models: Iterable[ModelSettings]
     ) -> None:
         models = list(models)
+        self._models = {m.key for m in models}
         self.pools = PoolChains(models)
         self.banned_models: set[str] = set()
         self.banned_providers: set[str] = set()
@@ -61,3 +69,19 @@ class Controls:
         for provider, level in (saved.get("protection") or {}).items():
             if provider in self.protection and level in PROTECTION_LEVELS:
                 self.protection[provider] = level
+
+    def report(self, line: str) -> None:
+        """A verb changed the controls: tell the listener the whole picture, and why."""
+        if self.listener is not None:
+            self._report("all", {"picture": self.saved(), "line": line})
+
+    def apply(self, change: Change) -> str:
+        """Another gateway's picture replaces this one; returns its event log line."""
+        self.pools.disabled = set(self._configured_disabled)
+        self.protection = dict(self._configured_protection)
+        self.restore(change.value["picture"], self._models)
+        return str(change.value.get("line", ""))
+
+    def changes(self) -> list[Change]:
+        """The picture as a change: what a fresh shared store is seeded with."""
+        return [Change(self.PART, "all", {"picture": self.saved(), "line": ""})]

@@ -16,6 +16,9 @@ registered, and clients echo them back reformatted. Each turn is summarised by i
 length and its first and last 256 characters, so the cost grows with the number of turns, not
 with their size. Bounded like sticky sessions: an entry lives `ttl_s` after its last use, and at
 most `cap` are kept.
+
+Shared between gateways (changes.py), so the next turn finds its conversation whichever
+gateway gets it: each state registered here is reported, kept for `ttl_s`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .changes import Change, Reporting
 from .sessions import flatten_content
 
 _COUNTED_ROLES = frozenset({"system", "developer", "user"})
@@ -57,13 +61,15 @@ def history_states(mode: str, messages: Sequence[Mapping[str, Any]]) -> tuple[st
     return before_last, running.hexdigest()
 
 
-class ConversationIndex:
+class ConversationIndex(Reporting):
     """History states -> the session they belong to, least recently used first.
 
     Args:
         ttl_s: A state is forgotten this long after its last use (the sticky TTL).
         cap: At most this many states are kept.
     """
+
+    PART = "conversation"
 
     def __init__(self, *, ttl_s: float, cap: int) -> None:
         if ttl_s <= 0 or cap < 1:
@@ -85,7 +91,23 @@ class ConversationIndex:
         self._states[through] = (session, now)
         self._states.move_to_end(through)
         self._prune(now)
+        if self.listener is not None:
+            self._report(through, {"session": session, "used": now}, now + self.ttl_s)
         return session
+
+    def apply(self, change: Change) -> None:
+        """A state registered on another gateway (none is ever removed on purpose)."""
+        if change.value is not None:
+            self._states[change.key] = (str(change.value["session"]), float(change.value["used"]))
+            self._states.move_to_end(change.key)
+
+    def changes(self, now: float) -> list[Change]:
+        """Every live state as a change: what a fresh shared store is seeded with."""
+        return [
+            Change(self.PART, state, {"session": session, "used": used}, used + self.ttl_s)
+            for state, (session, used) in self._states.items()
+            if now < used + self.ttl_s
+        ]
 
     def _live(self, state: str, now: float) -> str | None:
         found = self._states.get(state)

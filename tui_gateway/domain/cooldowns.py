@@ -14,19 +14,28 @@ Nothing else cools anything down: a 4xx other than 408/429 is about the request,
 truncated answers are left to thread protection. A new failure never shortens a running cooldown.
 
 Expiry is exclusive: a cooldown ending at `e` is active while `now < e`.
+
+Shared between gateways (changes.py): a cooldown started or cleared here is reported; the
+failure counts stay local (each gateway counts its own streaks).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from .changes import Change, Reporting
 from .errors import Blame, ErrorKind
 
 _Slot = tuple[str, str | None]
 """(model, key_id); key_id None is the whole model."""
+
+
+def _slot_key(slot: _Slot) -> str:
+    """`model|key_id` (`model|` for the whole model): a key id never holds a `|`."""
+    return f"{slot[0]}|{slot[1] or ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +76,15 @@ class CooldownEntry:
         }
 
 
-class Cooldowns:
+class Cooldowns(Reporting):
     """Active cooldowns by (model, key).
 
     Args:
         transient_s: How long a 5xx, connection failure, timeout or stall cools a model.
         rate_limit_s: How long a 429 without Retry-After cools a key for a model.
     """
+
+    PART = "cooldown"
 
     def __init__(self, *, transient_s: float = 15.0, rate_limit_s: float = 60.0) -> None:
         if transient_s < 0 or rate_limit_s < 0:
@@ -131,6 +142,8 @@ class Cooldowns:
             failures=failures,
         )
         self._entries[slot] = entry
+        if self.listener is not None:
+            self._report(_slot_key(slot), asdict(entry), expires)
         return entry
 
     def record_success(self, *, model: str, key_id: str | None, now: float) -> None:
@@ -176,17 +189,29 @@ class Cooldowns:
 
         The count includes cooldowns that had already run out but were not yet pruned.
         """
-        if model is None:
-            count = len(self._entries)
-            self._entries.clear()
-            self._streaks.clear()
-            return count
-        slots = [s for s in self._entries if s[0] == model]
+        slots = [s for s in self._entries if model is None or s[0] == model]
         for slot in slots:
             del self._entries[slot]
-        for slot in [s for s in self._streaks if s[0] == model]:
+            self._report(_slot_key(slot), None)
+        for slot in [s for s in self._streaks if model is None or s[0] == model]:
             del self._streaks[slot]
         return len(slots)
+
+    def apply(self, change: Change) -> None:
+        """A cooldown started or ended on another gateway (reported by its `Cooldowns`)."""
+        if change.value is None:
+            model, _, key_id = change.key.rpartition("|")
+            self._entries.pop((model, key_id or None), None)
+            return
+        entry = CooldownEntry(**change.value)
+        self._entries[(entry.model, entry.key_id)] = entry
+
+    def changes(self, now: float) -> list[Change]:
+        """Every running cooldown as a change: what a fresh shared store is seeded with."""
+        return [
+            Change(self.PART, _slot_key((e.model, e.key_id)), asdict(e), e.expires)
+            for e in self.entries(now)
+        ]
 
     def __bool__(self) -> bool:
         """Any cooldown recorded and not yet pruned (a cheap first check for the hot path)."""

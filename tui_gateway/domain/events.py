@@ -21,6 +21,7 @@ __all__ = [
     "AttemptBegan",
     "AttemptFailed",
     "ClientRejected",
+    "ClusterHealthChanged",
     "ContinuationBegan",
     "ControlsChanged",
     "CooldownsCleared",
@@ -195,6 +196,23 @@ class LogHealthChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterHealthChanged(Event):
+    """The shared store (Redis) was lost, or reached again and the state resynced."""
+
+    topic: ClassVar[str] = "cluster"
+    url: str
+    """Masked."""
+    connected: bool
+    error: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self.connected:
+            return f"cluster: redis at {self.url} connected, shared state in sync"
+        return f"cluster: redis unreachable ({self.error}), running on local state"
+
+
+@dataclass(frozen=True, slots=True)
 class ClientRejected(Event):
     line: str
 
@@ -230,7 +248,7 @@ Subscriber = Callable[[Event], None]
 WITH_LINES: tuple[type[Event], ...] = (
     RequestFinished, AttemptFailed, ContinuationBegan, PrefillRefused, ControlsChanged,
     KeyRejected, SessionsCleared, CooldownsCleared, LogHealthChanged, ClientRejected, Note,
-    DemoToggled,
+    DemoToggled, ClusterHealthChanged,
 )  # fmt: skip
 """The events that may have a line for the event log: what the screen subscribes to. The others
 (a request or an attempt began) only say so, and are not built when nobody else listens."""

@@ -5,6 +5,9 @@ model's posterior and pins the conversation to it; a failure feeds the posterior
 (or one key) down and applies the provider's protection level to the conversation; a failure that
 is nobody's fault (the client left, the gateway stopped) teaches nothing. Also here: which key a
 model is sent with, and which providers take a prefill to continue a broken answer.
+
+Prefill refusals are shared between gateways (changes.py): each is reported, and `apply`
+takes one made elsewhere. The cooldowns, sessions and posteriors report their own changes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable, Iterable
 
 from ..config import Continuation
 from .catalog import Catalog
+from .changes import Change, Reporting
 from .controls import Controls
 from .cooldowns import Cooldowns
 from .errors import ErrorKind
@@ -27,8 +31,10 @@ from .sticky import StickySessions
 from .timers import LearnedTimers
 
 
-class Learner:
+class Learner(Reporting):
     """Verbs the proxy calls as attempts succeed and fail."""
+
+    PART = "prefill"
 
     def __init__(
         self,
@@ -99,7 +105,18 @@ class Learner:
     def refuse_prefill(self, model: str, reason: str) -> None:
         """The model answered a prefill with a 400 about it: instruct it from now on."""
         self.prefill_refused[model] = reason
+        self._report(model, reason)
         self._bus.publish(PrefillRefused(model, reason))
+
+    def apply(self, change: Change) -> None:
+        """A model refused a prefill on another gateway: continue it by instruction here too."""
+        if change.key in self.catalog.models and change.key not in self.prefill_refused:
+            self.prefill_refused[change.key] = str(change.value)
+            self._bus.publish(PrefillRefused(change.key, str(change.value)))
+
+    def changes(self) -> list[Change]:
+        """Every refusal as a change: what a fresh shared store is seeded with."""
+        return [Change(self.PART, m, why) for m, why in self.prefill_refused.items()]
 
     def restore_refusals(self, saved: dict[str, str]) -> None:
         """The refusals saved by an earlier run, for the models this config still has."""

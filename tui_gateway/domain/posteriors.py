@@ -24,6 +24,10 @@ whose constants are computed once per cached posterior: about 0.5 µs a draw aga
 `random.betavariate` (two gamma draws), which matters when a pool of 300 models is ranked per
 request. It uses only `rng.random()`, so a seeded `rng` reproduces it; when `min(alpha, beta) <= 1`
 (BB's domain ends there; only reachable with `prior < 1`) it falls back to `rng.betavariate`.
+
+Shared between gateways (changes.py): each outcome recorded here is reported as a one-outcome
+`BucketRow` (the shared store sums them into the same hourly buckets), `apply` adds a row
+counted elsewhere, and `rows` gives every bucket to seed a fresh store.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .beta import central_interval, cheng_draw, cheng_setup
+from .changes import Change, Reporting
 from .errors import ErrorKind
 from .records import AttemptRecord
 
@@ -178,6 +183,12 @@ class _Sums:
             self.f += 1
             self.wf += w
 
+    def add_row(self, row: BucketRow) -> None:
+        """Add a row's raw counts to this bucket."""
+        self.s, self.f = self.s + row.successes, self.f + row.failures
+        self.ttfb, self.ttfb_w = self.ttfb + row.ttfb_sum, self.ttfb_w + row.ttfb_n
+        self.tps, self.tps_w = self.tps + row.tps_sum, self.tps_w + row.tps_n
+
     def add_bucket(self, b: _Sums, w: float) -> None:
         """Add a bucket's raw counts (`ttfb_w`/`tps_w` there are counts) with weight `w`."""
         self.s, self.f = self.s + b.s, self.f + b.f
@@ -189,8 +200,10 @@ class _Sums:
 _Entry = tuple[Posterior, tuple[float, ...] | None]
 
 
-class PosteriorBook:
+class PosteriorBook(Reporting):
     """Every model's posterior, cached so `posterior` and `sample` cost one dict lookup."""
+
+    PART = "outcome"
 
     def __init__(
         self,
@@ -220,10 +233,7 @@ class PosteriorBook:
         self._buckets = {}
         for row in rows:
             k = math.floor(row.bucket_start / self.bucket_s + 1e-9)
-            bucket = self._buckets.setdefault(row.model, {}).setdefault(k, _Sums())
-            bucket.s, bucket.f = bucket.s + row.successes, bucket.f + row.failures
-            bucket.ttfb, bucket.ttfb_w = bucket.ttfb + row.ttfb_sum, bucket.ttfb_w + row.ttfb_n
-            bucket.tps, bucket.tps_w = bucket.tps + row.tps_sum, bucket.tps_w + row.tps_n
+            self._buckets.setdefault(row.model, {}).setdefault(k, _Sums()).add_row(row)
         self.refresh(now)
 
     def record(self, outcome: Outcome) -> None:
@@ -236,6 +246,30 @@ class PosteriorBook:
         self._sums.setdefault(outcome.model, _Sums()).add_outcome(outcome, w)
         # Re-derived when next read: under load many outcomes land between two decisions.
         self._stale.add(outcome.model)
+        if self.listener is not None:
+            self._report(outcome.model, _one_row(outcome, k * self.bucket_s))
+
+    def apply(self, change: Change) -> None:
+        """Outcomes counted on another gateway (a row to add), weighed by their bucket's age."""
+        row = BucketRow(**change.value)
+        k = math.floor(row.bucket_start / self.bucket_s + 1e-9)
+        mid = (k + 0.5) * self.bucket_s
+        w = 1.0 if self._now is None else weight(self._now - mid, self.window_s)
+        if w <= 0.0:
+            return
+        self._buckets.setdefault(row.model, {}).setdefault(k, _Sums()).add_row(row)
+        added = _Sums()
+        added.add_row(row)
+        self._sums.setdefault(row.model, _Sums()).add_bucket(added, w)
+        self._stale.add(row.model)
+
+    def rows(self) -> list[BucketRow]:
+        """Every bucket's raw counts, as the log's reload would give them."""
+        return [
+            _row(model, k * self.bucket_s, bucket)
+            for model, buckets in self._buckets.items()
+            for k, bucket in buckets.items()
+        ]
 
     def _settle(self) -> None:
         for model in self._stale:
@@ -330,3 +364,18 @@ class PosteriorBook:
         tps = s.tps / s.tps_w if s.tps_w > 0 else None
         posterior = Posterior(model, alpha, beta, s.ws, s.wf, s.s, s.f, ttfb, tps, True)
         return posterior, cheng_setup(alpha, beta)
+
+
+def _row(model: str, bucket_start: float, b: _Sums) -> BucketRow:
+    # In a bucket `ttfb_w` and `tps_w` are counts (see `_Sums.add_bucket`).
+    return BucketRow(model, bucket_start, b.s, b.f, b.ttfb, int(b.ttfb_w), b.tps, int(b.tps_w))
+
+
+def _one_row(o: Outcome, bucket_start: float) -> dict[str, Any]:
+    """One outcome as a `BucketRow`'s fields (by hand: `asdict` costs several times more)."""
+    ttfb, tps = o.ttfb_ms if o.success else None, o.tokens_per_s if o.success else None
+    return {
+        "model": o.model, "bucket_start": bucket_start, "successes": int(o.success),
+        "failures": int(not o.success), "ttfb_sum": ttfb or 0.0, "ttfb_n": int(ttfb is not None),
+        "tps_sum": tps or 0.0, "tps_n": int(tps is not None),
+    }  # fmt: skip

@@ -17,6 +17,7 @@ from .learning import Learner
 from .posteriors import PosteriorBook
 from .records import LogHealth, RequestRecord
 from .rejections import Rejections
+from .replica import ClusterStatus
 from .response_store import StoreCounts
 from .routing import Router
 from .scoring import score
@@ -24,6 +25,7 @@ from .sticky import StickySessions
 from .timers import LearnedTimers
 from .views import (
     Bans,
+    ClusterView,
     CooldownView,
     Demo,
     FlowDetail,
@@ -58,6 +60,7 @@ class Parts(Protocol):
     timers: LearnedTimers
     rejections: Rejections
     demo_paused: bool
+    cluster: ClusterStatus
     log_health: Callable[[], LogHealth]
     responses_store: Callable[[], StoreCounts]
 
@@ -236,7 +239,14 @@ def build_snapshot(state: Parts, *, intervals: bool = True) -> Snapshot:
         log=LogView(**health.as_json()),
         responses_store=StoreView(stored=store.stored, cap=store.cap, ttl_s=store.ttl_s),
         rejected=dict(state.rejections.totals().most_common(20)),
+        cluster=_cluster(state.cluster),
     )
+
+
+def _cluster(status: ClusterStatus) -> ClusterView | None:
+    if not status.url:
+        return None
+    return ClusterView(url=status.url, connected=status.connected, last_error=status.last_error)
 
 
 def _posteriors(state: Parts, *, intervals: bool) -> dict[str, PosteriorView]:

@@ -9,6 +9,8 @@ The parts each do one job and know nothing of the others' insides:
     sessions   sticky conversations, and the index that finds them by history
     Controls   what the user decided: pool order, enablement, bans, protection (controls.py)
 
+The shared ones report their changes to the cluster's mirror, when there is one (replica.py).
+
 The proxy, the screen's keys and the admin API all call the verbs below; each change publishes a
 typed event (events.py) and snapshots are frozen copies (views.py, snapshot.py).
 """
@@ -49,6 +51,7 @@ from .posteriors import BucketRow, PosteriorBook
 from .protection import Decision
 from .records import AttemptRecord, LogHealth
 from .rejections import Rejections
+from .replica import ClusterStatus
 from .response_store import StoreCounts
 from .routing import Plan, Router
 from .sessions import session_preview
@@ -105,6 +108,8 @@ class GatewayState:
             sessions=self.sessions, keys=self.keys, book=self.book,
             score_bases=self.router.score_bases, timers=self.timers, bus=self.bus, clock=clock,
         )  # fmt: skip
+        self.cluster = ClusterStatus()
+        """The link to the state shared with other gateways (`[cluster]`), if there is one."""
         self.rejections = Rejections()
         """Requests refused before routing (bad key, path or body), by cause."""
         self.demo_paused = False
@@ -241,17 +246,10 @@ class GatewayState:
         self.learner.record_success(flow, attempt, key_id=key_id)
 
     def record_failure(
-        self,
-        flow: Flow,
-        attempt: AttemptRecord,
-        *,
-        kind: ErrorKind,
-        key_id: str | None,
-        decision: Decision,
-        reason: str,
-        retry_after_s: float | None = None,
+        self, flow: Flow, attempt: AttemptRecord, *, kind: ErrorKind, key_id: str | None,
+        decision: Decision, reason: str, retry_after_s: float | None = None,
         cool_down: bool = True,
-    ) -> None:
+    ) -> None:  # fmt: skip
         self.learner.record_failure(
             flow, attempt, kind=kind, key_id=key_id, decision=decision, reason=reason,
             retry_after_s=retry_after_s, cool_down=cool_down,
@@ -312,6 +310,7 @@ class GatewayState:
     def _changed(self, line: str) -> None:
         """The user changed a control: drop what was derived from the old ones, then tell."""
         self.router.invalidate()
+        self.controls.report(line)
         self.bus.publish(ControlsChanged(line))
 
     def move_in_pool(self, key: str, delta: int) -> int:

@@ -8,14 +8,20 @@ lasting `ban_ttl_s`.
 
 Expiry is exclusive: a session last used at `t` is live while `now < t + ttl_s` and gone at
 `t + ttl_s`; a ban made at `b` is active while `now < b + ban_ttl_s`.
+
+Shared between gateways (changes.py): a session opened, pinned, unpinned, banned from or
+cleared here is reported whole, kept until it would expire; a turn that only reuses a session
+is not (its pin, at the end of the turn, is). Evictions past `cap` stay local.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from .changes import Change, Reporting
 
 
 def provider_of(model: str) -> str:
@@ -68,7 +74,10 @@ class SessionEntry:
         }
 
 
-class StickySessions:
+_FIELDS = tuple(f.name for f in fields(SessionEntry))
+
+
+class StickySessions(Reporting):
     """Sessions in least-recently-used order, each O(1) per request except `entries`.
 
     Args:
@@ -76,6 +85,8 @@ class StickySessions:
         cap: At most this many sessions are kept; opening one more evicts the least recently used.
         ban_ttl_s: How long a provider ban lasts within a session.
     """
+
+    PART = "session"
 
     def __init__(
         self, *, ttl_s: float = 1800.0, cap: int = 10_000, ban_ttl_s: float = 180.0
@@ -133,6 +144,7 @@ class StickySessions:
                 key=key, mode=mode, preview=text, created=now, last_used=now, source=source
             )
             self._sessions[key] = entry
+            self._changed(entry)
         else:
             entry.last_used = now
             self._sessions.move_to_end(key)
@@ -163,6 +175,7 @@ class StickySessions:
         entry.turns += 1
         entry.last_used = now
         self._sessions.move_to_end(key)
+        self._changed(entry)
 
     def unpin(self, key: str) -> None:
         """Forget the session's sticky model; its bans stay."""
@@ -170,6 +183,7 @@ class StickySessions:
         if entry is not None:
             entry.model = None
             entry.api_key_id = None
+            self._changed(entry)
 
     def ban_provider(self, key: str, provider: str, now: float) -> None:
         """Ban `provider` for this session (renewing a ban restarts it).
@@ -183,6 +197,7 @@ class StickySessions:
         if entry.model is not None and provider_of(entry.model) == provider:
             entry.model = None
             entry.api_key_id = None
+        self._changed(entry)
 
     def banned_providers(self, key: str, now: float) -> set[str]:
         """Providers banned for this session at `now`; expired bans are pruned."""
@@ -196,11 +211,17 @@ class StickySessions:
 
     def clear(self, key: str) -> bool:
         """Forget one session; True if it was there."""
-        return self._sessions.pop(key, None) is not None
+        if self._sessions.pop(key, None) is None:
+            return False
+        self._report(key, None)
+        return True
 
     def clear_all(self) -> int:
         """Forget every session; returns how many there were."""
         count = len(self._sessions)
+        if self.listener is not None:
+            for key in self._sessions:
+                self._report(key, None)
         self._sessions.clear()
         return count
 
@@ -209,3 +230,33 @@ class StickySessions:
         for key in [k for k, e in self._sessions.items() if self._expired(e, now)]:
             del self._sessions[key]
         return list(reversed(self._sessions.values()))
+
+    # --- shared with other gateways -------------------------------------------------------
+
+    def _changed(self, entry: SessionEntry) -> None:
+        if self.listener is not None:  # by hand: `asdict` costs several times more, per turn
+            value = {f: getattr(entry, f) for f in _FIELDS}
+            value["banned"] = dict(entry.banned)
+            self._report(entry.key, value, entry.expires(self.ttl_s))
+
+    def apply(self, change: Change) -> None:
+        """A session changed on another gateway: the next turn here continues it."""
+        if change.value is None:
+            self._sessions.pop(change.key, None)
+            return
+        theirs = SessionEntry(**change.value)
+        entry = self._sessions.get(change.key)
+        if entry is None:
+            self._sessions[change.key] = theirs
+        else:  # in place: a request in flight here holds this object
+            for name in _FIELDS:
+                setattr(entry, name, getattr(theirs, name))
+            self._sessions.move_to_end(change.key)
+        while len(self._sessions) > self.cap:
+            self._sessions.popitem(last=False)
+
+    def changes(self, now: float) -> list[Change]:
+        """Every live session as a change: what a fresh shared store is seeded with."""
+        return [
+            Change(self.PART, e.key, asdict(e), e.expires(self.ttl_s)) for e in self.entries(now)
+        ]

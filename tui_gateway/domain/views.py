@@ -18,6 +18,7 @@ from .timers import TimerView
 
 __all__ = [
     "Bans",
+    "ClusterView",
     "CooldownView",
     "Demo",
     "FlowDetail",
@@ -191,6 +192,15 @@ class LogView(msgspec.Struct, frozen=True):
     behind: bool
 
 
+class ClusterView(msgspec.Struct, frozen=True):
+    """The link to the state shared with other gateways through Redis (`[cluster]`)."""
+
+    url: str
+    """Password masked."""
+    connected: bool
+    last_error: str | None
+
+
 class StoreView(msgspec.Struct, frozen=True):
     stored: int
     cap: int
@@ -222,3 +232,5 @@ class Snapshot(msgspec.Struct, frozen=True):
     timers: dict[str, TimerView] = {}
     """Model -> its learned first byte and longest gap and the timeouts they give (models with
     history only)."""
+    cluster: ClusterView | None = None
+    """None without `[cluster]`: this gateway shares nothing."""

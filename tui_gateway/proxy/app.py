@@ -75,7 +75,8 @@ async def _drain(app: web.Application) -> None:
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
-    """One upstream ClientSession and the log writer for the app's lifetime."""
+    """One upstream ClientSession, the log writer and, with `[cluster]`, the Redis mirror, for
+    the app's lifetime."""
     settings = app[SETTINGS]
     request_log, state = app[REQUEST_LOG], app[STATE]
     async with contextlib.AsyncExitStack() as stack:  # whatever started is closed, even on error
@@ -104,9 +105,20 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         )
         stack.push_async_callback(refusals.close)
         stack.callback(state.subscribe(lambda _e: refusals.changed(), kinds=(PrefillRefused,)))
+        if settings.cluster.redis_url:  # after the local restore: a fresh Redis is seeded from it
+            await _share(stack, state, settings)
         refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
         stack.callback(refresher.cancel)
         yield
+
+
+async def _share(stack: contextlib.AsyncExitStack, state: GatewayState, settings: Settings) -> None:
+    """Share the state with the other gateways on `[cluster]`'s Redis (see cluster/)."""
+    from ..cluster import Mirror  # only now: without `[cluster]` nothing of redis is loaded
+
+    mirror = Mirror(state, settings.cluster)
+    await mirror.start()
+    stack.push_async_callback(mirror.close)
 
 
 async def _load_posteriors(state: GatewayState, request_log: RequestLog) -> None:

@@ -1,0 +1,206 @@
+"""Several gateways, one shared state (issue 12): two real gateways on one real redis-server.
+
+Each test starts its own `redis-server` (tests/redis_server.py) and two gateways with the same
+config and `[cluster] redis_url`; what one learns or is told, the other knows within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp.test_utils import TestServer
+
+from tests.conftest import GatewayFactory, SdkFactory
+from tests.factories import make_settings, model
+from tests.logged import logged
+from tests.redis_server import RedisServer
+from tests.test_continuation_e2e import TIMERS, streamed, styles
+from tests.test_routing_e2e import admin, ask, chat, received
+from tui_gateway.domain.events import ClusterHealthChanged, Event
+from tui_gateway.server import Gateway
+
+
+async def eventually(check: Callable[[], bool], *, within_s: float = 1.0) -> None:
+    """Wait until `check()` holds, for at most `within_s` (an assertion error past it)."""
+    try:
+        async with asyncio.timeout(within_s):
+            while not check():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not true within {within_s} s") from None
+
+
+async def pair(
+    gateway_factory: GatewayFactory, redis: RedisServer, mock_url: str,
+    models: list[dict[str, Any]], **sections: dict[str, Any],
+) -> tuple[Gateway, Gateway]:  # fmt: skip
+    settings = make_settings(mock_url, models, cluster={"redis_url": redis.url}, **sections)
+    a = await gateway_factory(settings)
+    b = await gateway_factory(settings)
+    assert a.state.cluster.connected and b.state.cluster.connected
+    return a, b
+
+
+async def test_a_model_failing_on_one_gateway_is_not_tried_by_the_other(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str,
+    mock_upstream: TestServer,
+) -> None:  # fmt: skip
+    a, b = await pair(
+        gateway_factory, redis_server, mock_url,
+        [model("mock", "error-500"), model("mock", "ok:text=b")],
+    )  # fmt: skip
+    assert await chat(a, ask("first conversation")) == (200, "mock/ok:text=b")
+    assert received(mock_upstream)["error-500"] == 1
+    await eventually(lambda: b.state.cooldowns.is_cooling("mock/error-500", b.state.clock()))
+    assert await chat(b, ask("second conversation")) == (200, "mock/ok:text=b")
+    assert received(mock_upstream)["error-500"] == 1  # B never sent it the request
+    [row] = await logged(b.request_log)
+    assert [attempt.model for attempt in row.attempts] == ["mock/ok:text=b"]
+    # What A learned of both models counts in B's posteriors too (hourly buckets in Redis).
+    await eventually(lambda: b.state.book.posterior("mock/error-500").failures == 1)
+    state = await admin(b, "GET", "/gateway/state")
+    assert state["cluster"] == {"url": redis_server.url, "connected": True, "last_error": None}
+    assert [c["model"] for c in state["cooldowns"]] == ["mock/error-500"]
+
+
+async def test_turn_two_on_the_other_gateway_stays_on_the_model_of_turn_one(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str, sdk: SdkFactory
+) -> None:
+    a, b = await pair(
+        gateway_factory, redis_server, mock_url, [model("mock", f"ok:text=m{n}") for n in range(3)]
+    )
+    first = [{"role": "user", "content": "fix my parser"}]
+    turn1 = await sdk(a).chat.completions.with_raw_response.create(model="auto", messages=first)
+    assert turn1.headers["X-Gateway-Model"] == "mock/ok:text=m0"
+    # Now B's own routing would pick m1 first: only the shared session keeps the turn on m0.
+    await admin(b, "POST", "/gateway/models/mock/ok:text=m0/move", {"delta": 2})
+    await eventually(lambda: any(s.model for s in b.state.sessions.entries(b.state.clock())))
+    reply = turn1.parse().choices[0].message.content
+    later = [*first, {"role": "assistant", "content": reply}, {"role": "user", "content": "go on"}]
+    turn2 = await sdk(b).chat.completions.with_raw_response.create(model="auto", messages=later)
+    assert turn2.headers["X-Gateway-Model"] == "mock/ok:text=m0"
+    new = await sdk(b).chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "another conversation"}]
+    )
+    assert new.headers["X-Gateway-Model"] == "mock/ok:text=m1"
+    await eventually(  # B pins its turn as the reply ends, and A hears of it
+        lambda: [s.turns for s in a.state.sessions.entries(a.state.clock())] == [1, 2]
+    )
+
+
+async def test_a_ban_and_a_new_pool_order_reach_the_other_gateway_within_a_second(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    a, b = await pair(
+        gateway_factory, redis_server, mock_url,
+        [model("mock", "ok:text=a"), model("mock", "ok:text=b"), model("mock", "ok:text=c")],
+    )  # fmt: skip
+    lines: list[str] = []
+    a.state.subscribe(lambda event: lines.append(event.text))
+    await admin(b, "POST", "/gateway/models/mock/ok:text=a/ban")
+    await eventually(lambda: "mock/ok:text=a" in a.state.controls.banned_models)
+    assert "mock/ok:text=a banned (on another gateway)" in lines
+    assert await chat(a, ask("hello")) == (200, "mock/ok:text=b")
+    await admin(a, "POST", "/gateway/models/mock/ok:text=c/move", {"delta": -2})
+    chain = ["mock/ok:text=c", "mock/ok:text=a", "mock/ok:text=b"]
+    await eventually(lambda: b.state.chain("balanced") == chain)
+    await admin(a, "DELETE", "/gateway/models/mock/ok:text=a/ban")
+    await eventually(lambda: not b.state.controls.banned_models)
+    assert (await admin(b, "GET", "/gateway/state"))["bans"]["models"] == []
+
+
+async def test_a_prefill_refusal_on_one_gateway_is_remembered_by_the_other(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str,
+    mock_upstream: TestServer, sdk: SdkFactory,
+) -> None:  # fmt: skip
+    a, b = await pair(
+        gateway_factory, redis_server, mock_url,
+        [model("mock", "cut:chunks=3"), model("mock", "ok:prefill=refuse")], streaming=TIMERS,
+    )  # fmt: skip
+    await streamed(a, sdk)
+    assert styles(mock_upstream) == [None, "prefill", "instruct"]
+    # The conversation is pinned on B too; cleared (from B, for both), B's turn starts afresh.
+    await eventually(lambda: any(s.model for s in b.state.sessions.entries(b.state.clock())))
+    await admin(b, "DELETE", "/gateway/sessions")
+    await eventually(lambda: not a.state.sessions.entries(a.state.clock()))
+    await eventually(lambda: "mock/ok:prefill=refuse" in b.state.learner.prefill_refused)
+    await streamed(b, sdk)
+    assert styles(mock_upstream)[3:] == [None, "instruct"]  # B does not try the prefill again
+
+
+async def test_redis_killed_mid_traffic_loses_no_request_and_the_gateways_resync(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    a, b = await pair(
+        gateway_factory, redis_server, mock_url,
+        [model("mock", "ok:text=a,delay_ms=5"), model("mock", "ok:text=b,delay_ms=5")],
+    )  # fmt: skip
+    said: list[Event] = []
+    a.state.subscribe(said.append, kinds=(ClusterHealthChanged,))
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def traffic(gateway: Gateway, name: str) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            statuses.append((await chat(gateway, ask(f"{name} conversation {n}")))[0])
+
+    clients = [asyncio.create_task(traffic(g, f"{g.port}-{i}")) for g in (a, b) for i in range(4)]
+    await eventually(lambda: len(statuses) >= 40, within_s=5)
+    redis_server.kill()
+    await eventually(lambda: not a.state.cluster.connected and not b.state.cluster.connected)
+    during = len(statuses)
+    await eventually(lambda: len(statuses) >= during + 40, within_s=5)  # traffic goes on
+    await admin(a, "POST", "/gateway/models/mock/ok:text=a,delay_ms=5/ban")  # Redis is away
+    await redis_server.start()  # same port, empty: it kept nothing
+    await eventually(lambda: a.state.cluster.connected and b.state.cluster.connected, within_s=5)
+    await eventually(lambda: "mock/ok:text=a,delay_ms=5" in b.state.controls.banned_models)
+    stop.set()
+    await asyncio.gather(*clients)
+    assert statuses and set(statuses) == {200}  # every request answered, none failed
+    texts = [e.text for e in said]
+    assert texts[0].startswith("cluster: redis unreachable (") and texts[0].endswith(
+        "running on local state"
+    )
+    assert texts[-1] == f"cluster: redis at {redis_server.url} connected, shared state in sync"
+    assert a.state.cluster.last_error is not None
+    # After the resync a new cooldown still travels.
+    a.state.cooldowns.record_failure(
+        model="mock/ok:text=b,delay_ms=5", provider="mock", kind="5xx", key_id=None,
+        now=a.state.clock(),
+    )  # fmt: skip
+    await eventually(
+        lambda: b.state.cooldowns.is_cooling("mock/ok:text=b,delay_ms=5", b.state.clock())
+    )
+
+
+def test_without_a_cluster_redis_is_not_imported(tmp_path: Any) -> None:
+    """A plain start (state, app, log, one request) leaves `redis` out of `sys.modules`."""
+    code = f"""
+import asyncio, sys
+from pathlib import Path
+from tests.factories import make_settings, model, start_gateway
+from tui_gateway.config import settings_from_dict
+
+async def main():
+    settings = settings_from_dict({{
+        "server": {{"api_key": "k", "port": 0}},
+        "providers": [{{"name": "sim", "kind": "simulated"}}],
+        "models": [{{"provider": "sim", "id": "quick"}}],
+    }})
+    gateway = await start_gateway(settings, Path({str(tmp_path / "log.db")!r}))
+    await gateway.stop()
+    assert "redis" not in sys.modules, "redis was imported"
+    print("ok")
+
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="."
+    )
+    assert done.stdout.strip() == "ok", done.stderr

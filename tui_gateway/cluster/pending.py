@@ -1,0 +1,83 @@
+"""The write queue: what changed here and is not in Redis yet, coalesced so it stays small.
+
+A later change to the same key replaces the earlier one (only the newest value matters), and
+posterior outcomes are summed per model and hour, as Redis sums them. While Redis is away the
+queue keeps filling; when it is back, what is queued is written first (see mirror.py). Bounded:
+past `cap` keys the oldest are dropped, with a count for the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..domain.changes import Change
+from ..domain.posteriors import BucketRow, PosteriorBook
+
+__all__ = ["Batch", "Pending"]
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one pipelined write carries."""
+
+    changes: list[Change] = field(default_factory=list)
+    rows: list[BucketRow] = field(default_factory=list)
+
+
+def _plus(a: BucketRow, b: BucketRow) -> BucketRow:
+    return BucketRow(
+        a.model, a.bucket_start, a.successes + b.successes, a.failures + b.failures,
+        a.ttfb_sum + b.ttfb_sum, a.ttfb_n + b.ttfb_n, a.tps_sum + b.tps_sum, a.tps_n + b.tps_n,
+    )  # fmt: skip
+
+
+class Pending:
+    """Changes waiting to be written, newest value per key, outcome rows summed per bucket."""
+
+    def __init__(self, *, cap: int = 50_000) -> None:
+        self.cap = cap
+        self.dropped = 0
+        """Changes dropped since the start because the queue was full."""
+        self._changes: dict[tuple[str, str], Change] = {}
+        self._rows: dict[tuple[str, float], BucketRow] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._changes or self._rows)
+
+    def add(self, change: Change) -> None:
+        if change.part == PosteriorBook.PART:
+            self._add_row(BucketRow(**change.value))
+            return
+        slot = (change.part, change.key)
+        self._changes.pop(slot, None)  # to the end: the newest go last
+        self._changes[slot] = change
+        while len(self._changes) > self.cap:
+            del self._changes[next(iter(self._changes))]
+            self.dropped += 1
+
+    def _add_row(self, row: BucketRow) -> None:
+        slot = (row.model, row.bucket_start)
+        held = self._rows.get(slot)
+        self._rows[slot] = row if held is None else _plus(held, row)
+
+    def take(self) -> Batch:
+        """Everything queued, leaving the queue empty."""
+        batch = Batch(list(self._changes.values()), list(self._rows.values()))
+        self._changes, self._rows = {}, {}
+        return batch
+
+    def give_back(self, batch: Batch) -> None:
+        """A batch that could not be written: queued again, under anything newer."""
+        newer = self._changes
+        self._changes = {}
+        for change in batch.changes:
+            self._changes[(change.part, change.key)] = change
+        for slot, change in newer.items():
+            self._changes.pop(slot, None)
+            self._changes[slot] = change
+        for row in batch.rows:
+            self._add_row(row)
+
+    def clear(self) -> None:
+        """Forget what is queued (a full picture is being written instead)."""
+        self._changes, self._rows = {}, {}
