@@ -305,3 +305,24 @@ async def test_attaching_to_a_busy_gateway_does_not_count_its_history_as_the_las
         )
         bar.show(later)
         assert " 10 req/min" in str(bar.render())
+
+
+async def test_the_status_line_says_when_the_shared_state_is_out_of_reach() -> None:
+    from tui_gateway.domain.views import ClusterView
+    from tui_gateway.remote.state import empty_snapshot
+
+    class Bar(App[None]):
+        def compose(self) -> Any:
+            yield StatusBar("http://gw/v1", "k…", id="status")
+
+    async with Bar().run_test() as pilot:
+        bar = pilot.app.query_one(StatusBar)
+        alone = empty_snapshot(1000.0)
+        bar.show(alone)
+        assert "cluster" not in str(bar.render())  # no [cluster]: nothing to say
+        down = ClusterView(url="redis://127.0.0.1:6379", connected=False, last_error="refused")
+        bar.show(msgspec.structs.replace(alone, cluster=down))
+        assert "cluster: local only (Redis unreachable)" in str(bar.render())
+        up = msgspec.structs.replace(down, connected=True)
+        bar.show(msgspec.structs.replace(alone, cluster=up))
+        assert "cluster" not in str(bar.render())

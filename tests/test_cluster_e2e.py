@@ -18,7 +18,7 @@ from tests.conftest import GatewayFactory, SdkFactory
 from tests.factories import make_settings, model
 from tests.logged import logged
 from tests.redis_server import RedisServer
-from tests.test_continuation_e2e import TIMERS, streamed, styles
+from tests.test_continuation_e2e import FULL, TIMERS, streamed, styles
 from tests.test_routing_e2e import admin, ask, chat, received
 from tui_gateway.domain.events import ClusterHealthChanged, Event
 from tui_gateway.server import Gateway
@@ -32,6 +32,14 @@ async def eventually(check: Callable[[], bool], *, within_s: float = 1.0) -> Non
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise AssertionError(f"not true within {within_s} s") from None
+
+
+async def readyz(gateway: Gateway) -> tuple[int, dict[str, str]]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:  # no key: a supervisor's probe
+        async with http.get(gateway.base_url.removesuffix("/v1") + "/readyz") as response:
+            return response.status, await response.json()
 
 
 async def pair(
@@ -156,10 +164,12 @@ async def test_redis_killed_mid_traffic_loses_no_request_and_the_gateways_resync
     await eventually(lambda: not a.state.cluster.connected and not b.state.cluster.connected)
     during = len(statuses)
     await eventually(lambda: len(statuses) >= during + 40, within_s=5)  # traffic goes on
+    assert await readyz(a) == (200, {"status": "ready", "cluster": "unreachable"})
     await admin(a, "POST", "/gateway/models/mock/ok:text=a,delay_ms=5/ban")  # Redis is away
     await redis_server.start()  # same port, empty: it kept nothing
     await eventually(lambda: a.state.cluster.connected and b.state.cluster.connected, within_s=5)
     await eventually(lambda: "mock/ok:text=a,delay_ms=5" in b.state.controls.banned_models)
+    assert await readyz(a) == (200, {"status": "ready", "cluster": "connected"})
     stop.set()
     await asyncio.gather(*clients)
     assert statuses and set(statuses) == {200}  # every request answered, none failed
@@ -204,3 +214,25 @@ asyncio.run(main())
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="."
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+async def test_a_ban_on_the_other_gateway_moves_a_request_in_flight_on_at_once(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str, sdk: SdkFactory
+) -> None:
+    long_timers = {"first_byte_timeout_s": 30, "stall_timeout_s": 30, "heartbeat_interval_s": 15}
+    a, b = await pair(
+        gateway_factory, redis_server, mock_url,
+        [model("mock", "stall-after-first:after=3"), model("mock", "ok")],
+        streaming=long_timers,
+    )  # fmt: skip
+    answer = asyncio.create_task(streamed(a, sdk))
+    await eventually(lambda: any(f.chunks >= 3 for f in a.state.active.values()), within_s=5)
+    await admin(b, "POST", "/gateway/models/mock/stall-after-first:after=3/ban")
+    async with asyncio.timeout(5):  # well before A's own 30 s stall timer
+        text, _ = await answer
+    assert text == FULL  # continued on the other model, nothing twice
+    [row] = await logged(a.request_log)
+    assert [(x.model, x.error_kind) for x in row.attempts] == [
+        ("mock/stall-after-first:after=3", "skipped"),
+        ("mock/ok", None),
+    ]

@@ -17,7 +17,8 @@ from .changes import Change, Listener
 from .controls import Controls
 from .conversations import ConversationIndex
 from .cooldowns import Cooldowns
-from .events import ClusterHealthChanged, ControlsChanged, EventBus
+from .events import ClusterHealthChanged, ControlsChanged, EventBus, Note
+from .flows import Flows
 from .learning import Learner
 from .posteriors import BucketRow, PosteriorBook
 from .routing import Router
@@ -48,6 +49,7 @@ class Shared(Protocol):
     learner: Learner
     book: PosteriorBook
     router: Router
+    flows: Flows
     cluster: ClusterStatus
 
 
@@ -81,11 +83,19 @@ class Replica:
                 line = s.controls.apply(change)
                 s.router.invalidate()
                 s.bus.publish(ControlsChanged(line and f"{line} (on another gateway)"))
+                self._move_on_banned()
             case Learner.PART:
                 s.learner.apply(change)
             case PosteriorBook.PART:
                 s.book.apply(change)
                 s.router.score_bases.forget(str(change.value.get("model", "")) or None)
+
+    def _move_on_banned(self) -> None:
+        """A ban made elsewhere moves this gateway's requests on it at once, as a local one."""
+        controls, flows = self._state.controls, self._state.flows
+        models, providers = controls.banned_models, controls.banned_providers
+        if moved := flows.move_on_all(lambda f: f.model in models or f.provider in providers):
+            self._state.bus.publish(Note(f"banned on another gateway: {', '.join(moved)} moved on"))
 
     def load_buckets(self, rows: Iterable[BucketRow]) -> None:
         """The shared store's posterior buckets replace this gateway's."""

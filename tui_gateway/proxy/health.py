@@ -2,7 +2,8 @@
 
     GET /livez          no key: `{"status": "up"}` while the process serves at all
     GET /readyz         no key: 200 `{"status": "ready"}`, or 503 `{"status": "starting"}` /
-                        `{"status": "stopping"}` before start-up finished or once shutdown began
+                        `{"status": "stopping"}` before start-up finished or once shutdown began;
+                        with `[cluster]`, also `"cluster": "connected"` or `"unreachable"`
     GET /gateway/info   the key: version, start time, uptime, URL, pid, demo
 
 The open two say nothing but that: no version, no counts, no models, so a probe that reaches
@@ -19,7 +20,7 @@ from importlib import metadata
 
 from aiohttp import web
 
-from .keys import DEMO
+from .keys import DEMO, STATE
 
 HEALTH_PATHS = frozenset({"/livez", "/readyz"})
 """Answered without a key (auth.py's OPEN_PATHS)."""
@@ -66,8 +67,14 @@ async def livez(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready or not; with `[cluster]`, whether the shared state is reachable too. A gateway
+    whose Redis is down is still ready: it serves on its local state (and says so here)."""
     phase = request.app[LIFECYCLE].phase
-    return web.json_response({"status": phase}, status=200 if phase == "ready" else 503)
+    body = {"status": phase}
+    cluster = request.app[STATE].cluster
+    if cluster.url:
+        body["cluster"] = "connected" if cluster.connected else "unreachable"
+    return web.json_response(body, status=200 if phase == "ready" else 503)
 
 
 async def info(request: web.Request) -> web.Response:

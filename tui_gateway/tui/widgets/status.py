@@ -67,6 +67,9 @@ class StatusBar(Static):
         if self.demo:
             paused = snapshot.demo.paused
             text.append("  demo: paused" if paused else "  demo", style="dim")
+        cluster = snapshot.cluster
+        if cluster is not None and not cluster.connected:  # sharing nothing until Redis is back
+            text.append("  cluster: local only (Redis unreachable)", "bold red")
         if self.link is not None:  # attached: say so, and loudly when the picture is stale
             attached = self.link == "attached"
             text.append(
