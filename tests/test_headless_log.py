@@ -183,3 +183,25 @@ def test_an_unknown_log_level_is_refused_with_the_choices() -> None:
     assert result.exit_code == 2
     assert "--log-level must be one of error, warning, info, debug, got 'loud'" in result.output
     assert "Traceback" not in result.output
+
+
+async def test_lines_under_load_go_out_together_in_one_write(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, text: str) -> int:
+            self.writes += 1
+            return super().write(text)
+
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
+    stream = Counting()
+    log = HeadlessLog(gateway.state, level="info", stream=stream, batch_s=60.0)
+    log.attach()
+    for _ in range(3):
+        assert (await _chat(gateway))[0] == 200
+    assert stream.getvalue() == ""  # held, not written per request
+    log.flush()
+    assert [line["event"] for line in lines_of(stream)] == ["request"] * 3
+    assert stream.writes == 1

@@ -13,6 +13,7 @@ successful request nothing, and `debug` alone builds the "began" events.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -85,11 +86,17 @@ class HeadlessLog:
         level: str = "info",
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.time,
+        batch_s: float | None = None,
     ) -> None:
+        """`batch_s`: lines wait that long (on the running loop) and go out in one write; a
+        write per request was 8% of a streamed request's CPU at c=32. None: each at once."""
         self._state = state
         self._rank = LEVELS.index(check_level(level))
         self._stream = stream
         self._clock = clock
+        self._batch_s = batch_s
+        self._pending: list[str] = []
+        self._flush_at: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
         """`ts=...T06:02:36.` for `_second`: formatted once a second, not once a line."""
@@ -117,9 +124,31 @@ class HeadlessLog:
             return
         parts = [self._timestamp(), f"level={level}", f"event={event}"]
         parts += [f"{key}={_quoted(value)}" for key, value in fields.items() if value is not None]
+        self._queue(" ".join(parts) + "\n")
+
+    def _queue(self, line: str) -> None:
+        self._pending.append(line)
+        if self._batch_s is None:
+            self.flush()
+        elif self._flush_at is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # before the loop runs, or after it: at once
+                self.flush()
+                return
+            self._flush_at = loop.call_later(self._batch_s, self.flush)
+
+    def flush(self) -> None:
+        """Write the lines waiting, in one write (stderr is line-buffered: they go now)."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
         try:
             stream = self._stream or sys.stderr  # read late: tests and typer swap sys.stderr
-            stream.write(" ".join(parts) + "\n")  # stderr is line-buffered: the line goes now
+            stream.write("".join(lines))
         except (OSError, ValueError):  # EPIPE, or the stream closed under us
             pass
 
@@ -135,14 +164,36 @@ class HeadlessLog:
         return LEVELS.index(level) <= self._rank
 
     def _heard(self, event: Event) -> None:
+        if type(event) is RequestFinished:  # one a request: built by hand, not field by field
+            self._request_line(event)
+            return
         line = self._describe(event)
         if line is not None:
             self.write(*line)
 
+    def _request_line(self, event: RequestFinished) -> None:
+        level = "info" if event.error_kind is None else "warning"
+        if not self._shows(level):
+            return
+        line = f"{self._timestamp()} level={level} event=request id={event.request_id}"
+        line += f" status={event.status}"
+        if event.model is not None:
+            line += f" model={_quoted(event.model)}"
+        flow = self._state.flows.find(event.request_id)  # just finished: the newest recent one
+        if flow is not None and flow.provider is not None:
+            line += f" provider={_quoted(flow.provider)}"
+        line += f" attempts={event.attempts}"
+        if flow is not None:
+            stream = "true" if flow.stream else "false"
+            line += f" latency_ms={flow.latency_ms} api={flow.dialect} stream={stream}"
+            if flow.client is not None:  # whose assistant sent it ([[clients]])
+                line += f" client={_quoted(flow.client)}"
+        if event.error_kind is not None:
+            line += f" error={_quoted(event.error_kind)}"
+        self._queue(line + "\n")
+
     def _describe(self, event: Event) -> tuple[str, str, Fields] | None:
         """(level, event name, fields) for one event; None for one not worth a line."""
-        if isinstance(event, RequestFinished):  # the common one: its fields say it all
-            return self._request(event)
         msg = event.text or None
         match event:
             case AttemptFailed(request_id=rid, model=model, kind=kind):
@@ -182,18 +233,6 @@ class HeadlessLog:
             case AttemptBegan(request_id=rid, model=model, provider=provider):
                 return "debug", "attempt", {"id": rid, "model": model, "provider": provider}
         return None
-
-    def _request(self, event: RequestFinished) -> tuple[str, str, Fields]:
-        fields: Fields = {"id": event.request_id, "status": event.status, "model": event.model}
-        flow = self._state.flows.find(event.request_id)  # just finished: the newest recent one
-        if flow is not None:
-            fields["provider"] = flow.provider
-        fields["attempts"] = event.attempts
-        if flow is not None:
-            fields |= {"latency_ms": flow.latency_ms, "api": flow.dialect, "stream": flow.stream}
-            fields["client"] = flow.client  # whose assistant sent it ([[clients]]); None: left out
-        fields["error"] = event.error_kind
-        return "info" if event.error_kind is None else "warning", "request", fields
 
 
 def _quoted(value: Value) -> str:
