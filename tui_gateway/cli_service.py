@@ -35,6 +35,8 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option("--config", help="The config to run with (default: as `tui-gateway` finds it)."),
 ]
+HostOption = Annotated[str | None, typer.Option(help="The gateway's host, if not the config's.")]
+PortOption = Annotated[int | None, typer.Option(help="The gateway's port, if not the config's.")]
 
 
 @service_app.command()
@@ -63,12 +65,8 @@ def uninstall() -> None:
 
 @service_app.command()
 def start(
-    host: Annotated[
-        str | None, typer.Option(help="The gateway's host, if not the config's.")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="The gateway's port, if not the config's.")
-    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
 ) -> None:
     """Start the installed service, and wait a moment for it to answer."""
     from .service import ServiceError
@@ -110,12 +108,8 @@ def stop() -> None:
 @service_app.command()
 def status(
     config: ConfigOption = None,
-    host: Annotated[
-        str | None, typer.Option(help="The gateway's host, if not the config's.")
-    ] = None,
-    port: Annotated[
-        int | None, typer.Option(help="The gateway's port, if not the config's.")
-    ] = None,
+    host: HostOption = None,
+    port: PortOption = None,
 ) -> None:
     """Whether the gateway is up, its URL and uptime (exit 3 when it is not running)."""
     from .service import ServiceError, manager_for
