@@ -16,7 +16,6 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 
 from aiohttp import web
 
@@ -103,6 +102,9 @@ def _base_url(request: web.Request) -> str:
 
 
 def _version() -> str:
+    # Imported here: importlib.metadata (with zipfile and csv) is 0.9 MB of an idle gateway.
+    from importlib import metadata
+
     try:
         return metadata.version("tui-gateway")
     except metadata.PackageNotFoundError:  # run from a checkout that was never installed
