@@ -236,3 +236,58 @@ async def test_a_ban_on_the_other_gateway_moves_a_request_in_flight_on_at_once(
         ("mock/stall-after-first:after=3", "skipped"),
         ("mock/ok", None),
     ]
+
+
+async def test_a_gateway_cut_off_learns_on_its_return_what_the_others_ended_meanwhile(
+    redis_server: RedisServer,
+) -> None:
+    """Redis stays up; only gateway A is away (its mirror stopped) while B clears a session and
+    a cooldown. B's clearing went out on the feed A did not hear: A's resync must see it."""
+    from tui_gateway.cluster import Mirror
+    from tui_gateway.cluster.layout import Layout
+    from tui_gateway.config_cluster import ClusterSettings
+    from tui_gateway.domain.catalog import Target
+    from tui_gateway.domain.state import GatewayState
+
+    settings = make_settings(
+        providers=[{"name": "sim", "kind": "simulated"}],
+        models=[model("sim", "x"), model("sim", "y")],
+        cluster={"redis_url": redis_server.url},
+    )
+    a, b = GatewayState(settings), GatewayState(settings)
+    cluster: ClusterSettings = settings.cluster
+    mirrors = {"a": Mirror(a, cluster), "b": Mirror(b, cluster)}
+    for mirror in mirrors.values():
+        await mirror.start()
+    try:
+        target = Target(pool="balanced")
+        a.open_session(("s1", "x-session-id"), target, [])
+        a.sessions.pin("s1", "sim/x", None, a.clock())
+        a.cooldowns.record_failure(model="sim/y", provider="sim", kind="5xx", key_id=None,
+                                   now=a.clock())  # fmt: skip
+        await eventually(lambda: b.sessions.get("s1", b.clock()) is not None)
+        await eventually(lambda: b.cooldowns.is_cooling("sim/y", b.clock()))
+        await mirrors["a"].close()  # A is cut off; Redis and B go on
+        assert b.clear_sticky("s1") and b.clear_cooldowns("sim/y") == 1
+        await gone_from_redis(redis_server, Layout(cluster.prefix).key("session", "s1"))
+        assert a.sessions.get("s1", a.clock()) is not None  # A did not hear it
+        mirrors["a"] = Mirror(a, cluster)
+        await mirrors["a"].start()  # back: flush, load, and drop what the store no longer has
+        assert a.sessions.get("s1", a.clock()) is None
+        assert not a.cooldowns.is_cooling("sim/y", a.clock())
+    finally:
+        for mirror in mirrors.values():
+            await mirror.close()
+
+
+async def gone_from_redis(server: RedisServer, name: str) -> None:
+    """Wait (at most a second) until the shared store no longer holds `name`."""
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(server.url)
+    try:
+        async with asyncio.timeout(1):
+            while await client.exists(name):
+                await asyncio.sleep(0.01)
+    finally:
+        await client.aclose()

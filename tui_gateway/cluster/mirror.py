@@ -34,8 +34,10 @@ from redis.backoff import NoBackoff
 from ..asyncio_utils import spawn
 from ..config_cluster import ClusterSettings
 from ..domain.changes import Change
+from ..domain.cooldowns import Cooldowns
 from ..domain.posteriors import BucketRow, PosteriorBook
 from ..domain.replica import Replica, Shared
+from ..domain.sticky import StickySessions
 from .layout import BUCKET_FIELDS, Layout, decode_batch, encode_batch, mask_url, row_of
 from .pending import Batch, Pending
 
@@ -45,6 +47,9 @@ TIMEOUT_S = 1.0
 """Longest wait on one Redis call: past it Redis counts as down (the gateway goes on locally)."""
 SYNC_TIMEOUT_S = 5.0
 """Longest a whole (re)sync may take (seeding or loading everything)."""
+ENDED_ELSEWHERE = (Cooldowns.PART, StickySessions.PART)
+"""The parts whose entries another gateway ends (a cooldown cleared, a session forgotten);
+conversations, refusals and controls are only ever added to or replaced whole."""
 START_WAIT_S = 2.0
 """How long start-up waits for the first sync before serving on local state."""
 BATCH_S = 0.05
@@ -155,7 +160,7 @@ class Mirror:
             await self._seed()  # a store without our picture: give it all of it
         else:
             await self._flush()  # what changed here while it was away, then what it holds
-            await self._load()
+            await self._load(reconcile=True)
 
     async def _seed(self) -> None:
         """Write the whole shared picture (it holds what was queued); the others reload.
@@ -174,18 +179,31 @@ class Mirror:
         pipe.publish(self._layout.channel, encode_batch(self.origin, [], reload=True))
         await pipe.execute()
 
-    async def _load(self) -> None:
-        """Everything the store holds, applied to the local parts (SCAN, then MGET/HGETALL)."""
+    async def _load(self, *, reconcile: bool = False) -> None:
+        """Everything the store holds, applied to the local parts (SCAN, then MGET/HGETALL).
+
+        `reconcile` (after this gateway's own changes were flushed): what the store no longer
+        holds is gone here too. A cooldown or a session another gateway ended while this one
+        was cut off was announced on the feed this one did not hear.
+        """
         layout = self._layout
         names = [n.decode() async for n in self._redis.scan_iter(match=layout.pattern, count=500)]
         values = [(n, pk) for n in names if (pk := layout.parse(n)) is not None]
         buckets = [(n, at) for n in names if (at := layout.parse_bucket(n)) is not None]
+        held: set[tuple[str, str]] = set()
         for start in range(0, len(values), 500):
             chunk = values[start : start + 500]
             raw = await self._redis.mget([n for n, _ in chunk])
             for (_, (part, key)), data in zip(chunk, raw, strict=True):
                 if data is not None:
+                    held.add((part, key))
                     self._apply(part, key, data)
+        if reconcile:
+            for change in self._replica.changes():
+                slot = (change.part, change.key)
+                if change.part in ENDED_ELSEWHERE and slot not in held:
+                    if not self._pending.holds(*slot):  # changed here since the flush: keep it
+                        self._apply(change.part, change.key, None)
         if buckets:
             pipe = self._redis.pipeline(transaction=False)
             for name, _ in buckets:

@@ -60,6 +60,10 @@ class Pending:
         held = self._rows.get(slot)
         self._rows[slot] = row if held is None else _plus(held, row)
 
+    def holds(self, part: str, key: str) -> bool:
+        """A change to this entry is waiting to be written."""
+        return (part, key) in self._changes
+
     def take(self) -> Batch:
         """Everything queued, leaving the queue empty."""
         batch = Batch(list(self._changes.values()), list(self._rows.values()))
