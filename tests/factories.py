@@ -67,9 +67,7 @@ async def start_gateway(settings: Settings, db_path: Path) -> Gateway:
 
 LISTENING = re.compile(r"^tui-gateway listening on (http://127\.0\.0\.1:(\d+)/v1)$")
 
-SIM_CONFIG = """
-[server]
-api_key = "cli-key"
+SIM_PROVIDER = """
 [[providers]]
 name = "sim"
 kind = "simulated"
@@ -78,6 +76,8 @@ provider = "sim"
 id = "quick"
 simulate = { first_token_ms = 0, tokens_per_s = 5000, reply_tokens = 5 }
 """
+"""One fast simulated model, for configs that bring their own `[server]`."""
+SIM_CONFIG = '\n[server]\napi_key = "cli-key"' + SIM_PROVIDER
 """One fast simulated model and the key `cli-key`: a gateway a subprocess test can drive."""
 
 

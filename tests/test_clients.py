@@ -22,7 +22,7 @@ from openai import AsyncOpenAI, OpenAI
 from typer.testing import CliRunner
 
 from tests.conftest import GatewayFactory
-from tests.factories import API_KEY, make_settings, model, start_gateway
+from tests.factories import API_KEY, SIM_PROVIDER, make_settings, model, start_gateway
 from tests.logged import logged
 from tui_gateway.cli import app
 from tui_gateway.config import (
@@ -330,15 +330,7 @@ def test_loopback_is_127_0_0_0_8_ipv6_one_and_localhost(host: str, loopback: boo
 
 # --- the command line -------------------------------------------------------------------------
 
-SIM = """
-[[providers]]
-name = "sim"
-kind = "simulated"
-[[models]]
-provider = "sim"
-id = "quick"
-simulate = { first_token_ms = 0, tokens_per_s = 5000, reply_tokens = 5 }
-"""
+SIM = SIM_PROVIDER
 TEAM = f'[[clients]]\nname = "alice"\nkey = "{ALICE_KEY}"\n' + SIM
 
 
