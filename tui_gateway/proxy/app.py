@@ -19,7 +19,7 @@ from ..store.saved import PREFILL_REFUSED, Saver, load_saved
 from ..store.stats import load_buckets
 from ..store.timing import load_timer_history
 from .admin import add_admin_routes
-from .auth import auth_middleware
+from .auth import auth_middleware, install_keys
 from .dialects import CHAT, MessagesDialect, ResponsesDialect
 from .dialects.messages import count_tokens
 from .health import add_health_routes
@@ -50,6 +50,7 @@ def make_app(
     app[SETTINGS] = settings
     app[REQUEST_LOG] = request_log
     app[API_KEY] = api_key
+    install_keys(app, api_key)
     app[DEMO] = demo
     app[UPSTREAMS] = dict(upstreams or {})
     app[IN_FLIGHT] = InFlight()

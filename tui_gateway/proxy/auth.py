@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 from .errors import APIError
 from .headers import header_bytes
 from .health import HEALTH_PATHS
-from .keys import API_KEY, CLIENT, SETTINGS
+from .keys import CLIENT, SETTINGS
 
 OPEN_PATHS = frozenset({"/", *HEALTH_PATHS})
 """Answered without a key: `/` says the gateway is up (Claude Code probes it with HEAD);
@@ -35,7 +35,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     # says nothing about which key (or which header) matched.
     bearer, key = header_bytes(token.strip()), header_bytes((api_key or "").strip())
     allowed, client = False, None
-    for name, expected in _keys(request.app):
+    for name, expected in request.app[AUTH_KEYS]:
         bearer_ok = hmac.compare_digest(bearer, expected) and bearer_sent
         key_ok = hmac.compare_digest(key, expected) and key_sent
         if (bearer_ok or key_ok) and not allowed:
@@ -47,10 +47,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def _keys(app: web.Application) -> list[tuple[str | None, bytes]]:
+AUTH_KEYS = web.AppKey("auth_keys", tuple[tuple[str | None, bytes], ...])
+"""Every key a client may send, with its name, encoded once (not on every request)."""
+
+
+def install_keys(app: web.Application, api_key: str) -> None:
     """`server.api_key` (or the generated key), nobody's, then each `[[clients]]` key by name."""
     named = [(c.name, c.key.encode()) for c in app[SETTINGS].clients]
-    return [(None, app[API_KEY].encode()), *named]
+    app[AUTH_KEYS] = ((None, api_key.encode()), *named)
 
 
 def _refusal(header: str | None, scheme: str, api_key: str | None) -> str:
