@@ -160,7 +160,7 @@ def test_a_mistake_in_a_providers_or_models_entry_names_its_index(text: str, mes
         ),
         (
             SIM + 'api_kyes = ["k"]',
-            "providers[0].api_kyes: a known key (one of: api_keys, base_url, continuation, kind, name, protection); did you mean 'api_keys'?",
+            "providers[0].api_kyes: a known key (one of: api_keys, base_url, continuation, daily_reset, kind, limits, limits_scope, name, protection); did you mean 'api_keys'?",
         ),
         (
             SIM + MODEL + "simulate = { eror_rate = 0.1 }",

@@ -24,6 +24,7 @@ from msgspec import Meta
 from .config_clients import ClientSettings, check_clients, plain_http_warning
 from .config_cluster import ClusterSettings, cluster_warnings, with_cluster_env
 from .config_convert import ConfigError, Converted, convert, did_you_mean
+from .config_limits import DailyResetText, LimitSettings, LimitsScope, check_limits, limits_warnings
 from .environment import process_environment
 from .presets import PRESETS
 
@@ -184,6 +185,12 @@ class ProviderSettings:
     api_keys: tuple[str, ...] = ()
     protection: Protection = "model-skip"
     continuation: ContinuationMode = "auto"
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    """Free-tier quota per key, the default of its models (config_limits.py)."""
+    limits_scope: LimitsScope = "key"
+    """`key`: each model counts on its own; `provider`: one quota per key for all its models."""
+    daily_reset: DailyResetText | None = None
+    """`"00:00 UTC"`: the day's quota comes back at this time; None: a rolling 24 h."""
     missing_env: tuple[str, ...] = field(default=(), metadata=_INTERNAL)
     """Environment variables named by `api_keys` that were not set (filled in by the loader)."""
 
@@ -204,6 +211,8 @@ class ModelSettings:
     """Rank from 1 (weak) to 10 (strong); used by smart routing."""
     continuation: ContinuationMode | None = None
     """Overrides the provider's `continuation` for this model."""
+    limits: LimitSettings | None = None
+    """Overrides the provider's `limits`, one by one (rpm, rpd, tpm, tpd)."""
     simulate: SimulatedBehaviour = field(default_factory=SimulatedBehaviour)
 
     @property
@@ -318,7 +327,7 @@ def _with_missing_env(settings: Settings, converted: Converted[Settings]) -> Set
 def warnings_for(settings: Settings) -> list[str]:
     """Human-readable start-up warnings (not errors): providers that cannot be used, traffic
     other machines can read, and a cluster whose Redis URL is not set."""
-    out = cluster_warnings(settings.cluster)
+    out = cluster_warnings(settings.cluster) + limits_warnings(settings.providers, settings.models)
     plain = plain_http_warning(settings.server.host)
     if plain is not None and settings.own_key:  # without a key of its own it does not start
         out.append(plain)
@@ -370,6 +379,7 @@ def _check(settings: Settings, source: str) -> None:
         if model.key in seen:
             raise ConfigError(source, f"{where}.id", f"a unique model ('{model.key}' repeats)")
         seen.add(model.key)
+    check_limits(settings.providers, settings.models, source=source)
 
 
 def _check_dialects(settings: Settings, source: str) -> None:

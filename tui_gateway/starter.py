@@ -73,6 +73,11 @@ kind = "openai"
 base_url = "https://api.groq.com/openai/v1"
 api_keys = ["env:GROQ_API_KEY"]     # several keys are used in turn
 protection = "model-skip"           # provider-ban | model-skip | off
+# Free-tier quota per key (read and checked; not enforced by routing yet in this version).
+# Copy the figures from your provider's page (they change); each limit is optional.
+# limits = { rpm = 30, rpd = 1000, tpm = 6000, tpd = 500000 }  # the default for its models
+# limits_scope = "key"              # key: per key and model | provider: one quota per key
+# daily_reset = "00:00 UTC"         # the day's quota comes back then (default: a rolling 24 h)
 
 [[providers]]
 name = "openrouter"
@@ -92,6 +97,7 @@ pool = "fast"                         # fast | balanced | smart
 provider = "groq"
 id = "llama-3.3-70b-versatile"
 pool = "balanced"
+# limits = { tpm = 12000 }            # overrides the provider's limits one by one
 
 [[models]]
 provider = "openrouter"
