@@ -5,8 +5,9 @@ model, a provider, the log's health), and `text` renders the event log's line fr
 someone reads it. `topic` names the pane that cares. A plain success is announced too, but its
 `text` is empty: the panes repaint, the event log stays quiet.
 
-Publishing is guarded by `wants()`, so a headless run, where only the persistence listener
-subscribes (to control changes), builds no event on the request path at all.
+Publishing is guarded by `wants()`, so only the kinds someone listens to are built: a headless
+run at `--log-level info` builds one `RequestFinished` a request (its log line) and nothing else
+on the request path; at `debug` also the "began" events; the screen only those with a line.
 """
 
 from __future__ import annotations
