@@ -9,13 +9,13 @@ key, so a wrong port or key is one clear line, not an empty screen.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from . import event_loop, paths
 from .config import ServerSettings
+from .config_clients import is_loopback
 from .remote.api import Api, RemoteError, root_of
 
 CHECK_TIMEOUT_S = 5.0
@@ -45,7 +45,7 @@ def target(
         return local.base_url, key or local.api_key
     root = root_of(url)
     host = urlsplit(root).hostname or ""
-    if key is None and not _loopback(host):
+    if key is None and not is_loopback(host):
         if server.api_key is None:
             raise AttachError(
                 f"{host} is another machine: pass --key KEY (its server.api_key; the key "
@@ -53,15 +53,6 @@ def target(
             )
         key = server.api_key
     return root, key or server.api_key or paths.generated_api_key()
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check(url: str, key: str) -> None:

@@ -17,6 +17,7 @@ from .asyncio_utils import spawn
 from .config import Settings, StreamingSettings
 from .domain.state import GatewayState
 from .domain.views import FlowDetail
+from .net import http_root
 from .proxy import wire_errors
 from .proxy.app import make_app
 from .proxy.watch import request_detail
@@ -75,8 +76,7 @@ class Gateway:
 
     @property
     def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/v1"
+        return http_root(self.host, self.port) + "/v1"
 
     def client_env(self) -> list[str]:
         return [f"OPENAI_BASE_URL={self.base_url}", f"OPENAI_API_KEY={self.api_key}"]

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from ..net import http_root
 from .keys import DEMO, STATE
 
 HEALTH_PATHS = frozenset({"/livez", "/readyz"})
@@ -96,9 +97,7 @@ def _base_url(request: web.Request) -> str:
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
     if not sockname:
         return f"{request.scheme}://{request.host}/v1"
-    host, port = sockname[0], sockname[1]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/v1"
+    return http_root(sockname[0], sockname[1]) + "/v1"
 
 
 def _version() -> str:

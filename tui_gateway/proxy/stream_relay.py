@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,20 +263,16 @@ class StreamRelay(Relay):
         self.state.hedge_won(self.flow)
         return racer
 
-    @asynccontextmanager
-    async def _open(self, attempt: _Attempt, body: dict[str, Any]) -> AsyncIterator[ChunkStream]:
-        """The attempt's upstream stream: opened now, or handed over by the race it won."""
+    def _open(
+        self, attempt: _Attempt, body: dict[str, Any]
+    ) -> AbstractAsyncContextManager[ChunkStream]:
+        """The attempt's upstream stream: opened now, or handed over by the race it won (the
+        adapter's own context as it is, in the common case: no extra layer per stream)."""
         racer = self._racer
         if racer is None or attempt is not self._racer_attempt:
-            async with attempt.upstream.stream(body, attempt.model, api_key=attempt.api_key) as s:
-                yield s
-            return
+            return attempt.upstream.stream(body, attempt.model, api_key=attempt.api_key)
         self._racer = self._racer_attempt = None
-        opened = await racer  # under this attempt's watchdog: a timeout cancels the racer too
-        if isinstance(opened, UpstreamError):
-            raise opened  # the racer's own failure, recorded below as this attempt's
-        async with opened.exits:
-            yield opened.reads
+        return _handed_over(racer)
 
     def _arm_race(self, model: str, first_byte_timeout_s: float) -> asyncio.TimerHandle | None:
         """Start the next candidate alongside if this first byte is late (when hedging is on)."""
@@ -379,3 +375,13 @@ class StreamRelay(Relay):
 def _length(answer: AnswerSoFar | None) -> int | None:
     """Where a continuation's text starts in the answer (None: not a continuation)."""
     return None if answer is None else len(answer.text)
+
+
+@asynccontextmanager
+async def _handed_over(racer: asyncio.Task[Opened | UpstreamError]) -> AsyncIterator[ChunkStream]:
+    """The stream a race's winner opened, read on by the relay and closed when it is done."""
+    opened = await racer  # under the attempt's watchdog: a timeout cancels the racer too
+    if isinstance(opened, UpstreamError):
+        raise opened  # the racer's own failure, recorded as this attempt's
+    async with opened.exits:
+        yield opened.reads

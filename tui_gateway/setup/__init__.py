@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import paths
 from ..config import ServerSettings
 from ..environment import process_environment
+from ..net import http_root
 from .clients import CLIENTS, Client, ConfigFile, EnvLines, Plan, Target, Where
 from .files import SetupError, merge_file
 
@@ -68,9 +69,8 @@ def resolve_target(
     if not 0 < port <= 65535:
         raise SetupError(f"--port must be a port number from 1 to 65535, got {port}")
     host = _reachable(host)
-    shown = f"[{host}]" if ":" in host else host
     api_key = server.api_key or paths.generated_api_key()
-    return Target(base_url=f"http://{shown}:{port}", api_key=api_key)
+    return Target(base_url=http_root(host, port), api_key=api_key)
 
 
 def _reachable(host: str) -> str:
