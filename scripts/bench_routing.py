@@ -6,8 +6,9 @@
 1. Decision. A `PosteriorBook` with 300 models (a few never seen), ranked again and again with a
    seeded rng. Rows: the path as the API reads (`sample` + `score` per model, then a sort), the
    same with the non-sample terms cached and `ScoreTerms` built only for the candidates kept,
-   and the parts alone. `--plan` also times `tui_gateway.domain.routing.plan_candidates` on a
-   `GatewayState` with one 300-model pool. Target: p99 < 200 µs.
+   and the parts alone. `--plan` also times `tui_gateway.domain.planning.plan_candidates` on a
+   `GatewayState` with one 300-model pool, without limits and with every model limited (the
+   quota check on every candidate, issue 13), and reports their ratio. Target: p99 < 200 µs.
 2. Load. A throwaway SQLite log of `--rows` attempts (1,000,000) over 7 days and `--models` (50)
    models, built with plain sqlite3; then `load_buckets` + `PosteriorBook.load`, timed, while a
    ticker on the same event loop sleeps 5 ms at a time and keeps its longest gap. Run with the
@@ -155,16 +156,31 @@ def bench_decision(n_models: int, runs: int, plan: bool) -> list[Row]:
         verdict = ("pass" if p99 < 200 else "FAIL") if target else ""
         rows.append((what, f"{p50:.0f} µs", f"{p99:.0f} µs", verdict))
     if plan:
-        rows.append(bench_plan(models, rank, book, runs))
+        plain = bench_plan(models, rank, book, runs)
+        limited = bench_plan(models, rank, book, runs, limited=True)
+        rows += [plain, limited]
+        with contextlib.suppress(ValueError):  # a row that could not run has no numbers
+            ratio = float(limited[1].split()[0]) / float(plain[1].split()[0])
+            rows.append(("quota check: limited / no limits, p50", f"{ratio:.2f}x", "", ""))
     return rows
 
 
-def bench_plan(models: list[str], rank: dict[str, int], book: PosteriorBook, runs: int) -> Row:
+def bench_plan(
+    models: list[str],
+    rank: dict[str, int],
+    book: PosteriorBook,
+    runs: int,
+    *,
+    limited: bool = False,
+) -> Row:
+    """`limited`: every model has request and token limits on each of two keys, with some use
+    counted, so every candidate pays the quota check (issue 13)."""
     what = f"plan_candidates, one pool of {len(models)}"
+    what += ", every model limited (rpm + tpm, 2 keys)" if limited else ", no limits"
     try:
         from tui_gateway.config import settings_from_dict
         from tui_gateway.domain.catalog import Target
-        from tui_gateway.domain.routing import plan_candidates
+        from tui_gateway.domain.planning import plan_candidates
         from tui_gateway.domain.state import GatewayState
     except ImportError as exc:
         return (what, "-", "-", f"TODO: not importable yet ({exc})")
@@ -173,13 +189,22 @@ def bench_plan(models: list[str], rank: dict[str, int], book: PosteriorBook, run
         settings = settings_from_dict(
             {
                 "server": {"api_key": "bench", "port": 0},
-                "providers": [{"name": p, "kind": "simulated"} for p in providers],
+                "providers": [
+                    {
+                        "name": p,
+                        "kind": "openai",
+                        "base_url": "http://127.0.0.1:9/v1",
+                        "api_keys": ["k1", "k2"],
+                    }
+                    for p in providers
+                ],
                 "models": [
                     {
                         "provider": k.split("/")[0],
                         "id": k.split("/")[1],
                         "pool": POOL,
                         "intelligence": rank[k],
+                        **({"limits": {"rpm": 1000, "tpm": 10**7}} if limited else {}),
                     }
                     for k in models
                 ],  # fmt: skip
@@ -188,12 +213,17 @@ def bench_plan(models: list[str], rank: dict[str, int], book: PosteriorBook, run
         )
         state = GatewayState(settings, clock=lambda: NOW)
         state.router.book = book
+        for k in models if limited else ():  # some use in the windows, as after real traffic
+            for key_id in (f"{k.split('/')[0]}#1", f"{k.split('/')[0]}#2"):
+                for at in range(5):
+                    state.quotas.reserve(key_id, k, NOW - 10 * at, 500)
         rng = random.Random(2)
 
         def decide() -> list[Any]:
             return plan_candidates(
-                state.router, Target(pool=POOL), session=None, rng=rng, max_attempts=KEEP
-            )
+                state.router, Target(pool=POOL), session=None, rng=rng, max_attempts=KEEP,
+                tokens=200,
+            )  # fmt: skip
 
         assert len(decide()) == KEEP
         p50, p99 = timed(decide, runs)
@@ -224,7 +254,8 @@ def build_log(path: Path, n_rows: int, n_models: int, old_rows: int) -> float:
                 None if ok else "boom", rng.uniform(80, 3000) if ok else None,
             )  # fmt: skip
             outcome = outcome_values(attempt, streamed=True, tokens_out=None)
-            yield (f"r{i:08d}", *dataclasses.astuple(attempt), *outcome)
+            # The nine columns named below (the record has more, left at their defaults).
+            yield (f"r{i:08d}", *dataclasses.astuple(attempt)[:9], *outcome)
 
     db.executemany(
         "INSERT INTO attempts (request_id, attempt, provider, model, started, latency_ms, status,"

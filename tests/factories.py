@@ -6,7 +6,7 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,9 +58,12 @@ def make_settings(
     return settings_from_dict(raw, source="test")
 
 
-async def start_gateway(settings: Settings, db_path: Path) -> Gateway:
+async def start_gateway(
+    settings: Settings, db_path: Path, clock: Callable[[], float] | None = None
+) -> Gateway:
     sock: socket.socket = bind_socket("127.0.0.1", 0)
-    gateway = Gateway(settings, api_key=API_KEY, db_path=db_path, sock=sock)
+    timed = {} if clock is None else {"clock": clock}
+    gateway = Gateway(settings, api_key=API_KEY, db_path=db_path, sock=sock, **timed)
     await gateway.start()
     return gateway
 

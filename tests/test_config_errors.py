@@ -148,7 +148,7 @@ def test_a_mistake_in_a_providers_or_models_entry_names_its_index(text: str, mes
     [
         (
             "[routing]\nmax_attemps = 3",
-            "routing.max_attemps: a known key (one of: concurrency_guard, hedge, hedge_margin, hedge_min_s, max_attempts, max_retry_after_wait_s, prior, provider_ban_ttl_s, rate_limit_cooldown_s, recency_window_days, request_timeout_s, seed, sticky_cap, sticky_ttl_s, strategy, transient_cooldown_s); did you mean 'max_attempts'?",
+            "routing.max_attemps: a known key (one of: concurrency_guard, hedge, hedge_margin, hedge_min_s, max_attempts, max_quota_wait_s, max_retry_after_wait_s, prior, provider_ban_ttl_s, rate_limit_cooldown_s, recency_window_days, request_timeout_s, seed, sticky_cap, sticky_ttl_s, strategy, transient_cooldown_s); did you mean 'max_attempts'?",
         ),
         (
             "[server]\nzzz = 1",

@@ -9,7 +9,7 @@ import pytest
 from tests.factories import FakeClock, make_settings, model
 from tui_gateway.domain.catalog import Target, UnknownModel
 from tui_gateway.domain.events import AttemptBegan, Event, RequestBegan, RequestFinished
-from tui_gateway.domain.routing import plan_candidates
+from tui_gateway.domain.planning import plan_candidates
 from tui_gateway.domain.sessions import session_preview
 from tui_gateway.domain.state import GatewayState
 from tui_gateway.domain.sticky import SessionEntry

@@ -22,6 +22,8 @@ from tui_gateway.store.log import RequestLog
 from tui_gateway.store.stats import load_buckets
 
 NEUTRAL, TRANSIENT, STALL, BROKE_OFF = "neutral", "transient", "stall", "broke_off"
+UNCHARGED = "uncharged"
+"""Not neutral (it cools and skips), yet no failure in the posterior: a key's spent quota."""
 EXPECTED: dict[str, tuple[Blame, set[str]]] = {
     "5xx":             (Blame.PROVIDER, {TRANSIENT}),
     "connection":      (Blame.PROVIDER, {TRANSIENT}),
@@ -31,6 +33,7 @@ EXPECTED: dict[str, tuple[Blame, set[str]]] = {
     "wrapped":         (Blame.PROVIDER, set()),
     "outrun":          (Blame.PROVIDER, set()),
     "rate_limited":    (Blame.CAPACITY, set()),
+    "quota":           (Blame.QUOTA, {UNCHARGED}),
     "client_error":    (Blame.MODEL, set()),
     "rejected":        (Blame.NOBODY, {NEUTRAL}),
     "key_rejected":    (Blame.KEY, {NEUTRAL}),
@@ -59,14 +62,16 @@ def test_every_kind_has_traits_and_an_expectation() -> None:
 def test_the_kind_knows_its_traits(kind: ErrorKind) -> None:
     blame, traits = EXPECTED[kind.value]
     assert kind.blame is blame
-    assert {t for t in (NEUTRAL, TRANSIENT, STALL, BROKE_OFF) if getattr(kind, t)} == traits
+    assert {t for t in (NEUTRAL, TRANSIENT, STALL, BROKE_OFF) if getattr(kind, t)} | (
+        {UNCHARGED} if not kind.charges and not kind.neutral else set()
+    ) == traits
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=str)
 def test_statistics_count_every_kind_but_the_neutral_ones_as_a_failure(kind: ErrorKind) -> None:
     a = AttemptRecord(1, "p", "p/m", 1000.0, 900.0, error_kind=kind.value, ttfb_ms=100.0)
     outcome = attempt_outcome(a, streamed=True, tokens_out=10)
-    if has(kind, NEUTRAL):
+    if has(kind, NEUTRAL) or has(kind, UNCHARGED):
         assert outcome is None
     else:
         assert outcome is not None and not outcome.success
@@ -84,7 +89,7 @@ async def test_the_reload_counts_what_the_live_path_counts_for_every_kind(tmp_pa
     finally:
         await log.close()
     failed = {r.model.removeprefix("p/") for r in rows if r.failures == 1 and r.successes == 0}
-    assert failed == {k.value for k in KINDS if not has(k, NEUTRAL)}
+    assert failed == {k.value for k in KINDS if not has(k, NEUTRAL) and not has(k, UNCHARGED)}
     assert len(rows) == len(failed)
 
 
@@ -95,7 +100,7 @@ def test_cooldowns_cool_the_model_for_transient_kinds_and_the_key_for_a_rate_lim
     entry = Cooldowns().record_failure(model="p/m", provider="p", kind=kind, key_id="k", now=0.0)
     if isinstance(kind, ErrorKind) and has(kind, TRANSIENT):
         assert entry is not None and entry.key_id is None
-    elif kind == ErrorKind.RATE_LIMITED:
+    elif kind in (ErrorKind.RATE_LIMITED, ErrorKind.QUOTA):  # a 429: that key waits
         assert entry is not None and entry.key_id == "k"
     else:
         assert entry is None

@@ -26,6 +26,7 @@ EXPECTED: dict[str, dict[str, tuple[tuple[bool, bool, bool], tuple[bool, bool, b
     "wrapped":         {"provider-ban": (BAN, BAN), "model-skip": (SKIP_CLEAR, SKIP_CLEAR), "off": (SKIP, SKIP)},
     "outrun":          {"provider-ban": (BAN, BAN), "model-skip": (SKIP_CLEAR, SKIP_CLEAR), "off": (SKIP, SKIP)},
     "rate_limited":    {"provider-ban": (SKIP, SKIP), "model-skip": (SKIP, SKIP), "off": (SKIP, SKIP)},
+    "quota":           {"provider-ban": (SKIP, SKIP), "model-skip": (SKIP, SKIP), "off": (SKIP, SKIP)},
     "client_error":    {"provider-ban": (SKIP_CLEAR, SKIP_CLEAR), "model-skip": (SKIP_CLEAR, SKIP_CLEAR), "off": (SKIP, SKIP)},
     "client_closed":   {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},
     "shutdown":        {"provider-ban": (NONE, NONE), "model-skip": (NONE, NONE), "off": (NONE, NONE)},

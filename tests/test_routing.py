@@ -13,9 +13,10 @@ from tests.factories import FakeClock, make_settings, model
 from tui_gateway.domain.attempts import AttemptPlan
 from tui_gateway.domain.catalog import Target
 from tui_gateway.domain.errors import ErrorKind, UpstreamError
+from tui_gateway.domain.planning import plan_candidates
 from tui_gateway.domain.posteriors import Outcome
 from tui_gateway.domain.protection import decide
-from tui_gateway.domain.routing import Candidate, plan_candidates
+from tui_gateway.domain.routing import Candidate
 from tui_gateway.domain.state import GatewayState
 from tui_gateway.domain.sticky import SessionEntry
 

@@ -23,10 +23,11 @@ from msgspec import Meta
 
 from .config_clients import ClientSettings, check_clients, plain_http_warning
 from .config_cluster import ClusterSettings, cluster_warnings, with_cluster_env
-from .config_convert import ConfigError, Converted, convert, did_you_mean
-from .config_limits import DailyResetText, LimitSettings, LimitsScope, check_limits, limits_warnings
+from .config_convert import ConfigError, Converted, convert
+from .config_limits import DailyResetText, LimitSettings, LimitsScope, check_limits
+from .config_limits import preset_limits_notes as preset_notes
+from .config_presets import with_presets
 from .environment import process_environment
-from .presets import PRESETS
 
 __all__ = ["ConfigError"]  # re-exported: callers catch it from here
 
@@ -88,6 +89,10 @@ class RoutingSettings:
     """At most this many sessions are remembered (least recently used go first)."""
     max_retry_after_wait_s: NonNegative = 3.0
     """A 429 on the preferred model with a Retry-After up to this is waited out, not switched."""
+    max_quota_wait_s: NonNegative = 15.0
+    """With every model at its quota (`limits`), a request waits up to this for the first one to
+    free, else it is answered 429 with a Retry-After (below 20 s: some assistants give up after
+    20 s of silence)."""
     provider_ban_ttl_s: Seconds = 180.0
     """How long a `provider-ban` failure keeps a provider away from that conversation."""
     transient_cooldown_s: Seconds = 15.0
@@ -274,7 +279,7 @@ def settings_from_dict(
     raw: dict[str, Any], *, source: str = "", environ: Mapping[str, str] | None = None
 ) -> Settings:
     """Validate a parsed config; `environ` defaults to the process environment."""
-    raw = _with_presets(raw, source)
+    raw = with_presets(raw, source)
     converted = convert(
         Settings, raw, source=source, environ=process_environment() if environ is None else environ
     )
@@ -282,32 +287,6 @@ def settings_from_dict(
     settings = replace(settings, cluster=with_cluster_env(settings.cluster, converted.unset_env))
     _check(settings, source)
     return settings
-
-
-def _with_presets(raw: dict[str, Any], source: str) -> dict[str, Any]:
-    """`preset = "groq"` fills in kind, base_url, name and the usual key variable."""
-    providers = raw.get("providers") if isinstance(raw, dict) else None
-    if not isinstance(providers, list):
-        return raw
-    filled = []
-    for i, table in enumerate(providers):
-        if isinstance(table, dict) and "preset" in table:
-            name = table["preset"]
-            preset = PRESETS.get(name) if isinstance(name, str) else None
-            if preset is None:
-                known = ", ".join(sorted(PRESETS))
-                close = did_you_mean(name, PRESETS) if isinstance(name, str) else ""
-                raise ConfigError(
-                    source, f"providers[{i}].preset", f"one of {known}, got {name!r}{close}"
-                )
-            table = {k: v for k, v in table.items() if k != "preset"}
-            table.setdefault("name", name)
-            table.setdefault("kind", preset.kind)
-            table.setdefault("base_url", preset.base_url)
-            # A keyless local server (ollama) still gets a placeholder bearer.
-            table.setdefault("api_keys", [f"env:{preset.key_env}"] if preset.key_env else ["none"])
-        filled.append(table)
-    return {**raw, "providers": filled}
 
 
 def _with_missing_env(settings: Settings, converted: Converted[Settings]) -> Settings:
@@ -327,7 +306,7 @@ def _with_missing_env(settings: Settings, converted: Converted[Settings]) -> Set
 def warnings_for(settings: Settings) -> list[str]:
     """Human-readable start-up warnings (not errors): providers that cannot be used, traffic
     other machines can read, and a cluster whose Redis URL is not set."""
-    out = cluster_warnings(settings.cluster) + limits_warnings(settings.providers, settings.models)
+    out = cluster_warnings(settings.cluster) + preset_notes(settings.providers, settings.models)
     plain = plain_http_warning(settings.server.host)
     if plain is not None and settings.own_key:  # without a key of its own it does not start
         out.append(plain)

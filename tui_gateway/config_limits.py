@@ -28,8 +28,18 @@ from msgspec import Meta
 from .config_convert import ConfigError
 from .domain.quota_windows import DailyReset
 from .domain.quotas import Limits, QuotaPolicy
+from .preset_limits import PRESET_LIMITS
+from .presets import PRESETS
 
-__all__ = ["LimitSettings", "LimitsScope", "check_limits", "effective_limits", "quota_policy"]
+__all__ = [
+    "LimitSettings",
+    "LimitsScope",
+    "check_limits",
+    "effective_limits",
+    "preset_limits_notes",
+    "quota_policies",
+    "quota_policy",
+]
 
 Limit = Annotated[int, Meta(ge=1)] | None
 LimitsScope = Literal["key", "provider"]
@@ -71,6 +81,8 @@ class ModelLike(Protocol):
     """What these checks read of a `ModelSettings`."""
 
     @property
+    def key(self) -> str: ...
+    @property
     def provider(self) -> str: ...
     @property
     def limits(self) -> LimitSettings | None: ...
@@ -95,6 +107,15 @@ def quota_policy(provider: ProviderLike, model: ModelLike) -> QuotaPolicy:
         if provider.daily_reset is None
         else DailyReset.parse(provider.daily_reset),
     )
+
+
+def quota_policies(
+    providers: Sequence[ProviderLike], models: Sequence[ModelLike]
+) -> dict[str, QuotaPolicy]:
+    """Model name (`provider/id`) -> its policy, for every model with any limit."""
+    by_name = {p.name: p for p in providers}
+    policies = {m.key: quota_policy(by_name[m.provider], m) for m in models}
+    return {key: policy for key, policy in policies.items() if policy.limits}
 
 
 def check_limits(
@@ -132,12 +153,38 @@ def check_limits(
             )
 
 
-def limits_warnings(providers: Sequence[Any], models: Sequence[Any]) -> list[str]:
-    """The quota counters exist but routing does not consult them yet (issue 13, in progress):
-    a user who sets `limits` is told so at start, rather than trusting them silently."""
-    if not any(p.limits for p in providers) and not any(m.limits for m in models):
-        return []
-    return [
-        "limits: read and checked, but not enforced yet in this version; routing still learns "
-        "a quota from the provider's 429s"
-    ]
+def preset_limits_notes(providers: Sequence[Any], models: Sequence[Any]) -> list[str]:
+    """A start-up line for each provider whose quota came from its preset (preset_limits.py), so
+    the user checks those numbers against the provider's page rather than trusting them.
+
+    A provider counts as using a preset's quota when it has the preset's kind and base_url and
+    the preset's values; values written by hand identical to the preset's read the same way.
+    A `daily_reset` alone is mentioned only when some limit applies to the provider.
+    """
+    by_endpoint = {(PRESETS[n].kind, PRESETS[n].base_url): c for n, c in PRESET_LIMITS.items()}
+    out = []
+    for provider in providers:
+        carried = by_endpoint.get((provider.kind, provider.base_url))
+        if carried is None:
+            continue
+        taken = bool(carried.limits) and provider.limits == LimitSettings(**carried.limits)
+        parts = [f"{key} {value:,}" for key, value in carried.limits.items()] if taken else []
+        if carried.limits_scope == "provider" == provider.limits_scope:
+            parts.append("one quota for all its models")
+        if carried.daily_reset is not None and provider.daily_reset == carried.daily_reset:
+            parts.append(f"the day resets at {carried.daily_reset}")
+        mine = [m for m in models if m.provider == provider.name]
+        if not parts or not (provider.limits or any(m.limits for m in mine)):
+            continue
+        where = f"as read on {carried.limits_as_of} at {carried.limits_source}"
+        if taken:
+            out.append(
+                f"{provider.name}: free-tier limits from its preset ({', '.join(parts)}; {where}):"
+                " check them against your plan, or set limits = {} to turn them off"
+            )
+        else:
+            out.append(
+                f"{provider.name}: {', '.join(parts)}, from its preset ({where}); set"
+                " limits_scope or daily_reset yourself to change it"
+            )
+    return out

@@ -1,7 +1,8 @@
 """Known providers by name: their family, documented OpenAI-compatible base URL and key variable.
 
 A provider entry in the config may say `preset = "groq"` instead of giving `kind` and `base_url`;
-`tui-gateway init` offers the presets whose key variable is set.
+`tui-gateway init` offers the presets whose key variable is set. Some presets also carry the
+free-tier quota their provider documents, with its page and date: see preset_limits.py.
 """
 
 from __future__ import annotations

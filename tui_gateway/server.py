@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -59,11 +61,12 @@ class Gateway:
         db_path: Path,
         sock: socket.socket,
         demo: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.api_key = api_key
         self.demo = demo
-        self.state = GatewayState(settings)
+        self.state = GatewayState(settings, clock=clock)  # a test's clock moves quotas' windows
         self.request_log = RequestLog(db_path, on_health=self.state.log_health_changed)
         self.state.watch_log(self.request_log.health)
         self.app = make_app(self.state, settings, self.request_log, api_key=api_key, demo=demo)

@@ -2,7 +2,8 @@
 
 Rules, in order, after an attempt fails before any byte reached the client:
 
-1. A 429, or a 401/403 (the key was rejected), while another key of the same provider is free
+1. A 429 (kind `rate_limited`, or `quota` on a key with limits), or a 401/403 (the key was
+   rejected), while another key of the same provider is free
    for that model: the same model again, on that key, at once.
 2. The preferred model (named by the client or sticky) answered 429 with a Retry-After of at
    most `max_retry_after_wait_s`: wait that long and try it again, rather than moving the
@@ -29,7 +30,7 @@ from .errors import ErrorKind
 from .protection import Decision
 from .routing import Candidate
 
-_ANOTHER_KEY = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.KEY_REJECTED})
+_ANOTHER_KEY = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.QUOTA, ErrorKind.KEY_REJECTED})
 """Failures of the key rather than the model: the same model may answer on another key."""
 
 
@@ -112,6 +113,11 @@ class AttemptPlan:
         if decision.ban_provider:
             self._skipped_providers.add(candidate.provider)
         return None
+
+    def passed_over(self, candidate: Candidate) -> None:
+        """`candidate` was not tried after all (every key at its quota): no try spent on it."""
+        self.tries -= 1
+        self._skipped_models.add(candidate.model)
 
     def again(self, candidate: Candidate, why: str) -> None:
         """Offer `candidate` once more, next (asked another way: a refused prefill)."""

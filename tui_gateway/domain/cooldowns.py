@@ -5,10 +5,10 @@ Two kinds of cooldown, both keyed by model:
 - **transient** (`key_id` None): a kind with `kind.transient` (errors.py: 5xx, connection
   failure, timeout, stall) takes the whole model out of rotation for `transient_s`. Failing again
   while cooling pushes the end to `now + transient_s`.
-- **rate limit** (`key_id` set): a 429 (blame `capacity`) cools that one API key for that model,
-  for the upstream's Retry-After if it sent one, else `rate_limit_s`. Other keys of the provider
-  stay usable. A 429 from a provider without keys (`key_id` None) cools the whole model the same
-  way.
+- **rate limit** (`key_id` set): a 429 (blame `capacity`, or `quota` on a key with limits) cools
+  that one API key for that model, for the upstream's Retry-After if it sent one, else
+  `rate_limit_s`. Other keys of the provider stay usable. A 429 from a provider without keys
+  (`key_id` None) cools the whole model the same way.
 
 Nothing else cools anything down: a 4xx other than 408/429 is about the request, and wrapped or
 truncated answers are left to thread protection. A new failure never shortens a running cooldown.
@@ -116,7 +116,7 @@ class Cooldowns(Reporting):
         if known.transient:
             slot: _Slot = (model, None)
             duration = self.transient_s
-        elif known.blame is Blame.CAPACITY:
+        elif known.blame in (Blame.CAPACITY, Blame.QUOTA):
             slot = (model, key_id)
             duration = self.rate_limit_s
             if retry_after_s is not None and math.isfinite(retry_after_s):

@@ -13,7 +13,8 @@ Adapters translate aiohttp exceptions and odd bodies into this tree at the edge,
 
 Every `ErrorKind` classifies itself: `TRAITS` below is the one table of what each kind means, and
 statistics (posteriors.py), cooldowns (cooldowns.py), thread protection (protection.py) and the
-client's error (proxy/outcomes.py) all read it, as `kind.neutral`, `kind.transient`, ...
+client's error (proxy/outcomes.py) all read it, as `kind.neutral`, `kind.charges` (a failure in
+the posterior: neither neutral nor `quota`), `kind.transient`, ...
 
     kind             blame     neutral  transient  stall  broke_off
     5xx              provider           yes
@@ -24,6 +25,7 @@ client's error (proxy/outcomes.py) all read it, as `kind.neutral`, `kind.transie
     wrapped          provider
     outrun           provider
     rate_limited     capacity
+    quota            quota
     client_error     model
     rejected         nobody    yes
     key_rejected     key       yes
@@ -51,6 +53,8 @@ class ErrorKind(StrEnum):
     TRUNCATED = "truncated"
     WRAPPED = "wrapped"
     RATE_LIMITED = "rate_limited"
+    QUOTA = "quota"
+    """A 429 from a key with `limits`: its quota is spent (the counters learn from it)."""
     CLIENT_ERROR = "client_error"
     REJECTED = "rejected"
     """The upstream refused the request itself (400/413/422): the client's mistake."""
@@ -93,6 +97,11 @@ class ErrorKind(StrEnum):
         return TRAITS[self].neutral
 
     @property
+    def charges(self) -> bool:
+        """A failure in the model's posterior (not neutral, and not a spent quota)."""
+        return TRAITS[self].charges
+
+    @property
     def transient(self) -> bool:
         """Cools the whole model down, for everyone, for a short while."""
         return TRAITS[self].transient
@@ -115,6 +124,9 @@ class Blame(StrEnum):
     """The upstream misbehaved: it erred, hung, broke off or dressed an error as an answer."""
     CAPACITY = "capacity"
     """The upstream is busy (a rate limit), not broken."""
+    QUOTA = "quota"
+    """The key's quota (`limits`) is spent: the key waits as after any 429, but a quota is not
+    the model's fault, so its posterior is not charged."""
     MODEL = "model"
     """This model refused the request (a 4xx that another model may accept)."""
     KEY = "key"
@@ -144,6 +156,11 @@ class Traits:
         """Says nothing about the model: neither a success nor a failure, no cooldown, no ban."""
         return self.blame in (Blame.KEY, Blame.NOBODY, Blame.USER)
 
+    @property
+    def charges(self) -> bool:
+        """Counts as a failure in the model's posterior (a spent quota cools, but charges not)."""
+        return not self.neutral and self.blame is not Blame.QUOTA
+
 
 _K, _B = ErrorKind, Blame
 TRAITS = MappingProxyType(
@@ -156,6 +173,7 @@ TRAITS = MappingProxyType(
         _K.WRAPPED: Traits(_B.PROVIDER),
         _K.OUTRUN: Traits(_B.PROVIDER),  # not transient: slow once, not down
         _K.RATE_LIMITED: Traits(_B.CAPACITY),
+        _K.QUOTA: Traits(_B.QUOTA),
         _K.CLIENT_ERROR: Traits(_B.MODEL),
         _K.REJECTED: Traits(_B.NOBODY),
         _K.KEY_REJECTED: Traits(_B.KEY),

@@ -72,6 +72,12 @@ class Flow:
     """(model, error) per failed attempt: what the client's error is built from."""
     decisions: list[str] = field(default_factory=list)
     """One line per failed attempt: the model, why, and what routing did about it."""
+    quota_tokens: int = 0
+    """The request's token estimate, which a model's token limits must still take (set only
+    when some model has `limits`)."""
+    passed_over: list[str] = field(default_factory=list)
+    """Models and keys routing left out for their quota (`limits`), one line each, with when
+    they free: no upstream call was made to find out."""
     timeline: list[tuple[float, int]] = field(default_factory=list)
     """(time, chunks) per upstream read relayed, for the detail screen's gaps."""
     status: int = 200

@@ -6,6 +6,11 @@ model's posterior and pins the conversation to it; a failure feeds the posterior
 is nobody's fault (the client left, the gateway stopped) teaches nothing. Also here: which key a
 model is sent with, and which providers take a prefill to continue a broken answer.
 
+Quotas (quotas.py): a key is picked only if the model's limits let it take the request; the
+attempt is counted when it is sent (`reserve_quota`) and settled with the upstream's usage when
+it ends. A 429 from a key with limits is the quota's doing, not the model's (kind `quota`): it
+releases the refused count, may lower the key's effective limit, and charges no posterior.
+
 Prefill refusals are shared between gateways (changes.py): each is reported, and `apply`
 takes one made elsewhere. The cooldowns, sessions and posteriors report their own changes.
 """
@@ -20,11 +25,12 @@ from .changes import Change, Reporting
 from .controls import Controls
 from .cooldowns import Cooldowns
 from .errors import ErrorKind
-from .events import AttemptFailed, EventBus, PrefillRefused
+from .events import AttemptFailed, EventBus, Note, PrefillRefused
 from .flow import Flow
 from .keys import KeyRing
 from .posteriors import BucketRow, Outcome, PosteriorBook, attempt_outcome
 from .protection import Decision, decide
+from .quotas import Quotas, Reservation
 from .records import AttemptRecord
 from .scoring import ScoreBases
 from .sticky import StickySessions
@@ -47,6 +53,7 @@ class Learner(Reporting):
         book: PosteriorBook,
         score_bases: ScoreBases,
         timers: LearnedTimers,
+        quotas: Quotas | None = None,
         bus: EventBus,
         clock: Callable[[], float],
     ) -> None:
@@ -58,6 +65,7 @@ class Learner(Reporting):
         self.book = book
         self.score_bases = score_bases
         self.timers = timers
+        self.quotas = quotas or Quotas()
         self._bus = bus
         self._clock = clock
         self.prefill_refused: dict[str, str] = {}
@@ -65,22 +73,42 @@ class Learner(Reporting):
 
     # --- keys and capabilities ------------------------------------------------------------
 
-    def pick_key(self, model: str) -> tuple[str, str]:
+    def pick_key(self, model: str, tokens: int = 0) -> tuple[str, str] | None:
         """The next valid key of the model's provider that is not rate-limited for it: (id, secret).
 
         Keys take turns; one cooling down for this model is passed over while another is free,
-        and one the upstream rejected is never picked again.
+        and one the upstream rejected is never picked again. With limits, only a key whose quota
+        takes one more request of `tokens` is picked; None when no key's does.
         """
         provider = self.catalog.provider_names[model]
         valid = self.keys.valid_ids(provider)
-        if len(valid) <= 1:
-            return self.keys.pick(provider)
-        return self.keys.pick(provider, self.cooldowns.usable_keys(model, valid, self._clock()))
+        quotas = self.quotas
+        if not quotas.limited(model):
+            if len(valid) <= 1:
+                return self.keys.pick(provider)
+            return self.keys.pick(provider, self.cooldowns.usable_keys(model, valid, self._clock()))
+        now = self._clock()
+        fits = [k for k in valid if quotas.allows(k, model, now, tokens)]
+        if not fits:
+            return None
+        free = self.cooldowns.usable_keys(model, fits, now)
+        return self.keys.pick(provider, free or fits)
 
-    def other_key_free(self, model: str, failed_key: str | None) -> bool:
-        """Another valid key of the model's provider is not rate-limited for this model."""
+    def other_key_free(self, model: str, failed_key: str | None, tokens: int = 0) -> bool:
+        """Another valid key of the model's provider is not rate-limited for this model (and,
+        with limits, its quota takes one more request of `tokens`)."""
         ids = self.keys.valid_ids(self.catalog.provider_names[model])
-        return any(k != failed_key for k in self.cooldowns.usable_keys(model, ids, self._clock()))
+        now = self._clock()
+        free = [k for k in self.cooldowns.usable_keys(model, ids, now) if k != failed_key]
+        if not self.quotas.limited(model):
+            return bool(free)
+        return any(self.quotas.allows(k, model, now, tokens) for k in free)
+
+    def reserve_quota(self, key_id: str, model: str, tokens: int) -> Reservation | None:
+        """Count an attempt being sent on the key (None: the model has no limits)."""
+        if not self.quotas.limited(model):
+            return None
+        return self.quotas.reserve(key_id, model, self._clock(), tokens)
 
     def continuation(self, model: str) -> Continuation | None:
         """How a broken answer would be continued on `model` now, or None if it is not.
@@ -131,8 +159,22 @@ class Learner(Reporting):
         provider = self.catalog.models[model].provider
         return decide(self.controls.protection[provider], kind, after_first_byte=after_first_byte)
 
-    def record_success(self, flow: Flow, attempt: AttemptRecord, *, key_id: str | None) -> None:
-        """The attempt answered: the same outcome the log's reload derives from its row."""
+    def record_success(
+        self,
+        flow: Flow,
+        attempt: AttemptRecord,
+        *,
+        key_id: str | None,
+        quota: Reservation | None = None,
+    ) -> None:
+        """The attempt answered: the same outcome the log's reload derives from its row.
+
+        `quota`: the attempt's count, settled with the tokens the request used.
+        """
+        if quota is not None and key_id is not None:
+            used = (flow.tokens_in or 0) + (flow.tokens_out or 0)
+            self.quotas.settle(quota, used or None)
+            self.quotas.succeeded(key_id, attempt.model, self._clock())
         outcome = attempt_outcome(attempt, streamed=flow.stream, tokens_out=flow.tokens_out)
         if outcome is not None:
             self._learn(outcome)
@@ -157,12 +199,22 @@ class Learner(Reporting):
         reason: str,
         retry_after_s: float | None = None,
         cool_down: bool = True,
+        quota: Reservation | None = None,
     ) -> None:
-        """Learn from a failed attempt and apply the conversation's protection decision."""
+        """Learn from a failed attempt and apply the conversation's protection decision.
+
+        `quota`: the attempt's count; a 429 (kind `quota`) gives it back and may lower the key's
+        limit, any other failure keeps it (the request was sent).
+        """
         now = self._clock()
         model = attempt.model
         provider = self.catalog.models[model].provider
         flow.phase = "fallback"
+        if quota is not None:
+            if kind == ErrorKind.QUOTA and key_id is not None:
+                self._quota_refused(flow, model, key_id, quota, now)
+            else:
+                self.quotas.settle(quota, None)
         if kind.neutral:
             flow.decisions.append(f"{model}: {reason}")
             return  # nobody's fault: no statistics, no cooldown, no ban
@@ -187,6 +239,23 @@ class Learner(Reporting):
         flow.decisions.append(text)
         if self._bus.wants(AttemptFailed):
             self._bus.publish(AttemptFailed(flow.id, model, str(kind), text))
+
+    def _quota_refused(
+        self, flow: Flow, model: str, key_id: str, quota: Reservation, now: float
+    ) -> None:
+        """A 429 from a key with limits: under them, the provider's real limit is lower."""
+        lowered = self.quotas.rate_limited(key_id, model, now, refused=quota)
+        if lowered is None:
+            return
+        view = self.quotas.view(key_id, model, now)
+        window = next((w for w in view.windows if w.name == lowered), None) if view else None
+        if window is not None:
+            text = (
+                f"{key_id} {model}: {lowered} lowered to {window.limit} (a 429 under the"
+                f" configured {window.configured}); raised back as requests succeed"
+            )
+            flow.decisions.append(text)
+            self._bus.publish(Note(text))
 
     def _learn(self, outcome: Outcome) -> None:
         self.book.record(outcome)

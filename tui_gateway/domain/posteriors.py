@@ -82,12 +82,13 @@ def attempt_outcome(
 
     Returns:
         A success (with time to first byte and tokens per second when known), a failure, or None
-        when the ending says nothing about the model (`kind.neutral`). A kind this version does
+        when the ending says nothing about the model (`kind.charges` is false: neutral, or a spent
+        quota). A kind this version does
         not know counts as a failure.
     """
     if attempt.error_kind is not None:
         kind = ErrorKind.parse(attempt.error_kind)
-        if kind is not None and kind.neutral:
+        if kind is not None and not kind.charges:
             return None
         return Outcome(attempt.model, attempt.started, False)
     latency = attempt.latency_ms

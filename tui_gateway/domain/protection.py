@@ -9,6 +9,7 @@ errors.py) and these rows:
     provider   5xx, connection, timeout, stall,       BAN            SKIP+CLEAR   SKIP
                truncated, wrapped, outrun
     capacity   rate_limited                           SKIP           SKIP         SKIP
+    quota      quota (a 429 on a key with `limits`)   SKIP           SKIP         SKIP
     model      client_error (this model refused it)   SKIP+CLEAR     SKIP+CLEAR   SKIP
     key        key_rejected (see keys.py)             -              -            -
     nobody     rejected, client_closed, shutdown,     -              -            -
@@ -71,6 +72,7 @@ _LEVELS = ("provider-ban", "model-skip", "off")
 _TABLE: dict[Blame, tuple[Decision, Decision, Decision]] = {
     Blame.PROVIDER: (BAN, SKIP_CLEAR, SKIP),
     Blame.CAPACITY: (SKIP, SKIP, SKIP),
+    Blame.QUOTA: (SKIP, SKIP, SKIP),
     Blame.MODEL: (SKIP_CLEAR, SKIP_CLEAR, SKIP),
     Blame.KEY: (NOTHING, NOTHING, NOTHING),
     Blame.NOBODY: (NOTHING, NOTHING, NOTHING),

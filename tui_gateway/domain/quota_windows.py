@@ -13,6 +13,12 @@ calendar day that empties at that local time (`Daily`), so it can say when the q
 
 The clock is injected (`now`, epoch seconds); if it goes back, a request is counted in the
 latest bucket instead (later, never earlier).
+
+Across a restart (store/quota_usage.py): `changed` gives the buckets counted in since its last
+call, as `Bucket`s (a set add per count marks them: the hot path pays nothing more), and
+`restore` takes saved ones back, so that the window answers as it did before the restart.
+Between gateways (`[cluster]`): `absorb` adds another gateway's counts to a bucket, and `held`
+gives every bucket, to seed a shared store.
 """
 
 from __future__ import annotations
@@ -20,14 +26,18 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-__all__ = ["Daily", "DailyReset", "QuotaView", "Rolling", "Window", "WindowView"]
+__all__ = ["Bucket", "Daily", "DailyReset", "QuotaView", "Rolling", "Window", "WindowView"]
 
 _RESET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s+(\S+)\s*$")
+Bucket = tuple[float, int, int]
+"""(time, requests, tokens), as saved: the time is a rolling bucket's boundary (epoch seconds;
+it leaves the window `span_s` later), or for a `Daily` the end of the day it counted."""
 
 
 def _zone(name: str) -> dt.tzinfo:
@@ -89,7 +99,7 @@ class DailyReset:
 class Rolling:
     """Requests and tokens of the last `span_s` seconds, in buckets of `bucket_s`."""
 
-    __slots__ = ("span_s", "bucket_s", "requests", "tokens", "_buckets", "_last")
+    __slots__ = ("span_s", "bucket_s", "requests", "tokens", "_buckets", "_last", "_dirty")
 
     def __init__(self, span_s: float, bucket_s: float) -> None:
         if not (span_s > 0 and 0 < bucket_s <= span_s):
@@ -103,6 +113,8 @@ class Rolling:
         """Bucket index -> [requests, tokens], oldest first (indices only grow)."""
         self._last = -(1 << 62)
         """The latest bucket index used: a clock going back counts in it, not earlier."""
+        self._dirty: set[int] = set()
+        """Bucket indices counted in since the last `changed()`."""
 
     def _prune(self, now: float) -> None:
         buckets = self._buckets
@@ -129,6 +141,7 @@ class Rolling:
         bucket[1] += tokens
         self.requests += requests
         self.tokens += tokens
+        self._dirty.add(index)
         return index
 
     def correct(self, bucket_id: float, requests: int, tokens: int) -> None:
@@ -142,6 +155,7 @@ class Rolling:
         bucket[1] += tokens
         self.requests += requests
         self.tokens += tokens
+        self._dirty.add(int(bucket_id))
 
     def admits_at(self, now: float, free_requests: int, free_tokens: int) -> float:
         """When at least this many requests and tokens will have left the window (`now`: now)."""
@@ -165,6 +179,62 @@ class Rolling:
             return index * self.bucket_s + self.span_s
         return None
 
+    def changed(self) -> list[Bucket]:
+        """The buckets counted in (or corrected) since the last call and still held, oldest
+        first; each change is given once, so a periodic save writes only what moved."""
+        dirty, self._dirty = self._dirty, set()
+        held = self._buckets
+        return [(i * self.bucket_s, held[i][0], held[i][1]) for i in sorted(dirty) if i in held]
+
+    def restore(self, buckets: Iterable[Bucket], now: float) -> None:
+        """Take back buckets saved before a restart (each replacing one held at its time);
+        those already out of the window at `now` are dropped. Restored buckets are not
+        `changed`: they are saved already."""
+        merged = dict(self._buckets)
+        for at, requests, tokens in buckets:
+            index = round(at / self.bucket_s)
+            if index * self.bucket_s + self.span_s > now:
+                merged[index] = [max(0, requests), max(0, tokens)]
+        self._buckets = {i: merged[i] for i in sorted(merged)}  # oldest first, as `add` keeps
+        self.requests = sum(b[0] for b in self._buckets.values())
+        self.tokens = sum(b[1] for b in self._buckets.values())
+        if self._buckets:
+            self._last = max(self._last, next(reversed(self._buckets)))
+
+    def absorb(self, at: float, requests: int, tokens: int, now: float) -> None:
+        """Add counts another gateway made in the bucket at time `at` (what `bucket_at` says),
+        if it is still in the window; a bucket not held yet is made, in its place."""
+        self._prune(now)
+        index = round(at / self.bucket_s)
+        if index * self.bucket_s + self.span_s <= now:
+            return
+        buckets = self._buckets
+        bucket = buckets.get(index)
+        if bucket is None:
+            later = bool(buckets) and index < next(reversed(buckets))
+            bucket = buckets[index] = [0, 0]
+            if later:  # kept oldest first, as `_prune` reads them
+                self._buckets = {i: buckets[i] for i in sorted(buckets)}
+        requests, tokens = max(requests, -bucket[0]), max(tokens, -bucket[1])
+        bucket[0] += requests
+        bucket[1] += tokens
+        self.requests += requests
+        self.tokens += tokens
+        self._dirty.add(index)
+
+    def time_of(self, bucket_id: float) -> float:
+        """The time of a bucket id from `add` (what `Bucket`s, `absorb` and `held` name)."""
+        return bucket_id * self.bucket_s
+
+    def leaves_at(self, at: float) -> float:
+        """When the bucket at time `at` leaves the window."""
+        return at + self.span_s
+
+    def held(self, now: float) -> list[Bucket]:
+        """Every bucket in the window at `now`, oldest first."""
+        self._prune(now)
+        return [(i * self.bucket_s, r, t) for i, (r, t) in self._buckets.items()]
+
     def __len__(self) -> int:
         """Buckets held (the memory it takes)."""
         return len(self._buckets)
@@ -173,7 +243,7 @@ class Rolling:
 class Daily:
     """Requests and tokens since the last daily reset."""
 
-    __slots__ = ("reset", "requests", "tokens", "_ends")
+    __slots__ = ("reset", "requests", "tokens", "_ends", "_dirty")
 
     def __init__(self, reset: DailyReset) -> None:
         self.reset = reset
@@ -181,6 +251,8 @@ class Daily:
         self.tokens = 0
         self._ends = -math.inf
         """When the current day ends (the next reset)."""
+        self._dirty = False
+        """Counted in since the last `changed()`."""
 
     def _roll(self, now: float) -> None:
         if now >= self._ends:
@@ -196,6 +268,7 @@ class Daily:
         self._roll(now)
         self.requests += requests
         self.tokens += tokens
+        self._dirty = True
         return self._ends
 
     def correct(self, bucket_id: float, requests: int, tokens: int) -> None:
@@ -204,6 +277,7 @@ class Daily:
             return
         self.requests = max(0, self.requests + requests)
         self.tokens = max(0, self.tokens + tokens)
+        self._dirty = True
 
     def admits_at(self, now: float, free_requests: int, free_tokens: int) -> float:
         """Now if nothing needs to leave, else the next reset: a day frees all at once."""
@@ -214,6 +288,39 @@ class Daily:
         """The next reset: when the day's quota comes back (shown even with nothing used)."""
         self._roll(now)
         return self._ends
+
+    def changed(self) -> list[Bucket]:
+        """The day's counts, as one bucket at its end, if counted in since the last call."""
+        if not self._dirty:
+            return []
+        self._dirty = False
+        return [(self._ends, self.requests, self.tokens)]
+
+    def restore(self, buckets: Iterable[Bucket], now: float) -> None:
+        """Take back the counts saved before a restart for the current day at `now`; another
+        day's (one that ended, or a reset that moved) are dropped."""
+        self._roll(now)
+        for ends, requests, tokens in buckets:
+            if ends == self._ends:  # the same float: both come from `next_after` of that day
+                self.requests, self.tokens = max(0, requests), max(0, tokens)
+
+    def absorb(self, at: float, requests: int, tokens: int, now: float) -> None:
+        """Add counts another gateway made in the day ending at `at`, if it is today."""
+        self._roll(now)
+        if at == self._ends:
+            self.correct(at, requests, tokens)
+
+    def time_of(self, bucket_id: float) -> float:
+        """A day's id is its time: its end."""
+        return bucket_id
+
+    def leaves_at(self, at: float) -> float:
+        return at
+
+    def held(self, now: float) -> list[Bucket]:
+        """Today's counts as one bucket at its end (none when nothing is counted)."""
+        self._roll(now)
+        return [(self._ends, self.requests, self.tokens)] if self.requests or self.tokens else []
 
     def __len__(self) -> int:
         return 1
@@ -246,3 +353,6 @@ class QuotaView(msgspec.Struct, frozen=True):
     windows: tuple[WindowView, ...]
     blocked: bool
     """Whether a request (with no token estimate) would be refused now."""
+    masked: str = ""
+    """The key as the screen shows it (a short prefix and the last four characters); the
+    snapshot fills it in from the key ring, which alone holds the secrets."""

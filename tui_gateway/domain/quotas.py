@@ -27,64 +27,44 @@ some traffic to other keys sooner, so the rule backs off at once and probes back
 and a key that 429s again is lowered again at once.
 
 Shared between gateways (changes.py): the learned limits are reported (part `quota`, one key per
-slot); the counters are not (a shared store counts them with atomic increments instead).
+quota), and so is every count, as a delta to one bucket (part `quota_use`, key
+`{quota}|{window}|{bucket time}`, value `{"r": requests, "t": tokens, "ttl": seconds the bucket
+stays in its window}`), which the shared store adds up (HINCRBY) and the other gateways
+`absorb`; `load_use` takes the store's totals after a (re)connection. Only reported while a
+listener is attached: a gateway on its own pays one attribute test.
+
+Across a restart (store/quota_usage.py, proxy/app.py): `usage_changes` gives the buckets counted
+in since its last call, as rows the store upserts every second, and `restore` takes them back at
+start; `learned` and `restore_learned` do the same for the lowered limits. A row names its quota
+as `_name` does (`key|provider/model`, or `key|*provider` with scope `provider`); one the config
+no longer has as it was (model, provider or scope gone or changed) is dropped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from .changes import Change, Reporting
-from .quota_windows import Daily, DailyReset, QuotaView, Rolling, WindowView
+from .quota_slot import WINDOWS, Limits, QuotaPolicy, Slot, WindowName
+from .quota_windows import Bucket, QuotaView, Window, WindowView
 
-__all__ = ["WINDOWS", "Limits", "QuotaPolicy", "QuotaView", "Quotas", "Reservation", "WindowView"]
+__all__ = [
+    "WINDOWS",
+    "Limits",
+    "QuotaPolicy",
+    "QuotaView",
+    "Quotas",
+    "Reservation",
+    "UsageRow",
+    "WindowName",
+    "WindowView",
+]
 
-WindowName = Literal["rpm", "rpd", "tpm", "tpd"]
-WINDOWS: tuple[WindowName, ...] = ("rpm", "tpm", "rpd", "tpd")
-"""Every limit, minute first (the order a tie in the learning is broken in)."""
-_PAIRS: tuple[tuple[WindowName, WindowName], ...] = (("rpm", "tpm"), ("rpd", "tpd"))
-Scope = Literal["key", "provider"]
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """A quota's limits; None: that one is not limited."""
-
-    rpm: int | None = None
-    """Requests per minute (rolling 60 s)."""
-    rpd: int | None = None
-    """Requests per day (rolling 24 h, or since the daily reset)."""
-    tpm: int | None = None
-    """Tokens per minute, prompt and completion together."""
-    tpd: int | None = None
-    """Tokens per day."""
-
-    def __post_init__(self) -> None:
-        for name in WINDOWS:
-            value = getattr(self, name)
-            if value is not None and (type(value) is not int or value <= 0):
-                raise ValueError(f"{name} must be a whole number above 0, got {value!r}")
-
-    def get(self, name: WindowName) -> int | None:
-        value: int | None = getattr(self, name)
-        return value
-
-    def __bool__(self) -> bool:
-        return any(getattr(self, name) is not None for name in WINDOWS)
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaPolicy:
-    """How one model's use is limited."""
-
-    limits: Limits
-    provider: str = ""
-    scope: Scope = "key"
-    """`key`: per (key, model); `provider`: one quota per key for every model of `provider`."""
-    daily_reset: DailyReset | None = None
-    """None: the day is a rolling 24 h window."""
+UsageRow = tuple[str, str, float, int, int]
+"""(quota name, window, bucket time, requests, tokens): one bucket as the store keeps it; the
+window is `minute`, `day` or `daily` (`Slot.windows`), the time as in `quota_windows.Bucket`."""
 
 
 @dataclass(slots=True, eq=False)
@@ -98,61 +78,8 @@ class Reservation:
     tokens: int = 0
     """The tokens counted for it so far (the estimate, until settled)."""
     open: bool = True
-
-
-class _Slot:
-    """The counts and learned limits of one quota."""
-
-    __slots__ = ("key_id", "model", "policy", "minute", "day", "lowered", "successes")
-
-    def __init__(self, key_id: str, model: str | None, policy: QuotaPolicy) -> None:
-        self.key_id = key_id
-        self.model = model
-        self.policy = policy
-        self.minute = Rolling(60.0, 1.0)
-        self.day: Rolling | Daily = (
-            Rolling(86_400.0, 60.0) if policy.daily_reset is None else Daily(policy.daily_reset)
-        )
-        self.lowered: dict[WindowName, int] = {}
-        self.successes = 0
-
-    def limit(self, name: WindowName) -> int | None:
-        return self.lowered.get(name, self.policy.limits.get(name))
-
-    def window(self, name: WindowName) -> Rolling | Daily:
-        return self.minute if name.endswith("m") else self.day
-
-    def used(self, name: WindowName, now: float) -> int:
-        requests, tokens = self.window(name).used(now)
-        return requests if name.startswith("r") else tokens
-
-    def excess(self, name: WindowName, now: float, tokens: int) -> int:
-        """How much must leave the window before one more request of `tokens` fits (<= 0: fits)."""
-        limit = self.limit(name)
-        if limit is None:
-            return 0
-        more = 1 if name.startswith("r") else max(tokens, 1)  # a request uses some tokens
-        return self.used(name, now) + more - limit
-
-    def allows(self, now: float, tokens: int) -> bool:
-        """`excess(...) <= 0` for every window, reading each window once (the hot path)."""
-        for r, t in _PAIRS:
-            r_limit, t_limit = self.limit(r), self.limit(t)
-            if r_limit is None and t_limit is None:
-                continue
-            requests, used_tokens = self.window(r).used(now)
-            if r_limit is not None and requests + 1 > r_limit:
-                return False
-            if t_limit is not None and used_tokens + max(tokens, 1) > t_limit:
-                return False
-        return True
-
-    def admits_at(self, now: float, tokens: int) -> float:
-        at = now
-        for r, t in _PAIRS:
-            free_r, free_t = self.excess(r, now, tokens), self.excess(t, now, tokens)
-            at = max(at, self.window(r).admits_at(now, free_r, free_t))
-        return at
+    at: float = 0.0
+    """When it was counted (what a shared count's time to live is reckoned from)."""
 
 
 class Quotas(Reporting):
@@ -165,6 +92,7 @@ class Quotas(Reporting):
     """
 
     PART = "quota"
+    USE_PART = "quota_use"
 
     def __init__(
         self,
@@ -178,11 +106,11 @@ class Quotas(Reporting):
         self._policies = {m: p for m, p in policies.items() if p.limits}
         self.recover_every = recover_every
         self.recover_step = recover_step
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, Slot] = {}
 
     # --- which quota a request counts in ------------------------------------------------------
 
-    def _slot(self, key_id: str, model: str) -> _Slot | None:
+    def _slot(self, key_id: str, model: str) -> Slot | None:
         policy = self._policies.get(model)
         if policy is None:
             return None
@@ -190,14 +118,18 @@ class Quotas(Reporting):
         name = f"{key_id}|*{policy.provider}" if shared else f"{key_id}|{model}"
         slot = self._slots.get(name)
         if slot is None:
-            slot = self._slots[name] = _Slot(key_id, None if shared else model, policy)
+            slot = self._slots[name] = Slot(key_id, None if shared else model, policy)
         return slot
 
     @staticmethod
-    def _name(slot: _Slot) -> str:
+    def _name(slot: Slot) -> str:
         if slot.model is None:
             return f"{slot.key_id}|*{slot.policy.provider}"
         return f"{slot.key_id}|{slot.model}"
+
+    def __bool__(self) -> bool:
+        """Whether any model is limited (routing pays for quotas only when one is)."""
+        return bool(self._policies)
 
     def limited(self, model: str) -> bool:
         """Whether the model has any limit (a cheap first check for the hot path)."""
@@ -223,7 +155,10 @@ class Quotas(Reporting):
         tokens = max(0, estimated_tokens)
         minute = slot.minute.add(now, 1, tokens)
         day = slot.day.add(now, 1, tokens)
-        return Reservation(self._name(slot), minute, day, tokens)
+        handle = Reservation(self._name(slot), minute, day, tokens, at=now)
+        if self.listener is not None:
+            self._share(slot, handle, 1, tokens)
+        return handle
 
     def settle(self, handle: Reservation, actual_tokens: int | None) -> None:
         """Correct a reservation's tokens with the upstream's usage; None keeps the estimate."""
@@ -237,6 +172,8 @@ class Quotas(Reporting):
         handle.tokens += delta
         slot.minute.correct(handle.minute, 0, delta)
         slot.day.correct(handle.day, 0, delta)
+        if delta and self.listener is not None:
+            self._share(slot, handle, 0, delta)
 
     def release(self, handle: Reservation) -> None:
         """Take back a reservation whole: the attempt did not use the quota."""
@@ -246,6 +183,46 @@ class Quotas(Reporting):
         handle.open = False
         slot.minute.correct(handle.minute, -1, -handle.tokens)
         slot.day.correct(handle.day, -1, -handle.tokens)
+        if self.listener is not None:
+            self._share(slot, handle, -1, -handle.tokens)
+
+    def _share(self, slot: Slot, handle: Reservation, requests: int, tokens: int) -> None:
+        """Tell the listener of a count, one change per window (see the module's docstring)."""
+        assert self.listener is not None and handle.slot is not None
+        ids = (handle.minute, handle.day)
+        for (label, window), bucket_id in zip(slot.windows(), ids, strict=True):
+            at = window.time_of(bucket_id)
+            self.listener(self._use(handle.slot, label, at, requests, tokens, window, handle.at))
+
+    def _use(
+        self, name: str, label: str, at: float, requests: int, tokens: int, window: Window,
+        now: float,
+    ) -> Change:  # fmt: skip
+        ttl = max(1.0, window.leaves_at(at) - now)
+        return Change(
+            self.USE_PART, f"{name}|{label}|{at:.0f}", {"r": requests, "t": tokens, "ttl": ttl}
+        )
+
+    def absorb(self, change: Change, now: float) -> None:
+        """A count made on another gateway (`_share`), added to the same bucket here."""
+        name, label, at = change.key.rsplit("|", 2)
+        slot = self._named(name)
+        window = None if slot is None else dict(slot.windows()).get(label)
+        if window is not None:
+            window.absorb(float(at), int(change.value["r"]), int(change.value["t"]), now)
+
+    def held_use(self, now: float) -> list[Change]:
+        """Every bucket in its window, as counts to add: what a shared store is seeded with."""
+        return [
+            self._use(name, label, at, requests, tokens, window, now)
+            for name, slot in self._slots.items()
+            for label, window in slot.windows()
+            for at, requests, tokens in window.held(now)
+        ]
+
+    def load_use(self, rows: Iterable[UsageRow], now: float) -> None:
+        """The shared store's totals, which replace the counts of the buckets they name."""
+        self.restore(rows, now)
 
     def frees_at(
         self, key_id: str, model: str, now: float, estimated_tokens: int = 0
@@ -333,46 +310,78 @@ class Quotas(Reporting):
             if slot.lowered
         ]
 
+    # --- across a restart ---------------------------------------------------------------------
+
+    def usage_changes(self) -> list[UsageRow]:
+        """The buckets counted in since the last call, as rows to save (each change once; a
+        bucket settled later comes again)."""
+        return [
+            (name, label, *bucket)
+            for name, slot in self._slots.items()
+            for label, window in slot.windows()
+            for bucket in window.changed()
+        ]
+
+    def restore(self, rows: Iterable[UsageRow], now: float) -> None:
+        """Counts saved (`usage_changes`) before a restart, so that `allows`, `frees_at` and the
+        views answer as they did. Dropped: a row of a quota the config no longer has, and a
+        bucket out of its window at `now` (with a daily reset: one of another day)."""
+        grouped: dict[tuple[str, str], list[Bucket]] = {}
+        for name, label, at, requests, tokens in rows:
+            grouped.setdefault((name, label), []).append((at, requests, tokens))
+        for (name, label), buckets in grouped.items():
+            slot = self._named(name)
+            window = None if slot is None else dict(slot.windows()).get(label)
+            if window is not None:
+                window.restore(buckets, now)
+
+    def learned(self) -> dict[str, dict[WindowName, int]]:
+        """Every lowered limit by quota name, to save (what `restore_learned` takes)."""
+        return {name: dict(slot.lowered) for name, slot in self._slots.items() if slot.lowered}
+
+    def restore_learned(self, saved: Mapping[str, Any]) -> None:
+        """Limits lowered before a restart (`learned`); one the config no longer has, or that
+        is not under the configured limit any more, is dropped."""
+        for name, lowered in saved.items():
+            slot = self._named(name) if isinstance(lowered, dict) else None
+            if slot is not None:
+                slot.restore_lowered(lowered)
+
+    def _named(self, name: str) -> Slot | None:
+        """The quota a saved name stands for, if the config still has it with the same scope."""
+        key_id, _, rest = name.partition("|")
+        if rest.startswith("*"):
+            shared = (m for m, p in self._policies.items() if p.scope == "provider")
+            model = next((m for m in shared if self._policies[m].provider == rest[1:]), None)
+        else:
+            policy = self._policies.get(rest)
+            model = rest if policy is not None and policy.scope == "key" else None
+        return None if model is None or not key_id else self._slot(key_id, model)
+
     # --- for the screen -----------------------------------------------------------------------
 
     def view(self, key_id: str, model: str, now: float) -> QuotaView | None:
         """The key's quota for the model (its provider's, scope `provider`); None: no limits."""
         slot = self._slot(key_id, model)
-        return None if slot is None else self._view(slot, now)
+        return None if slot is None else slot.view(now)
 
     def views(self, now: float) -> list[QuotaView]:
         """Every quota counted so far, by key then model."""
-        return [self._view(self._slots[name], now) for name in sorted(self._slots)]
+        return [self._slots[name].view(now) for name in sorted(self._slots)]
 
-    def _view(self, slot: _Slot, now: float) -> QuotaView:
-        windows = []
-        for name in WINDOWS:
-            configured = slot.policy.limits.get(name)
-            if configured is None:
-                continue
-            limit = slot.limit(name)
-            assert limit is not None
-            window = slot.window(name)
-            excess = slot.excess(name, now, 0)
-            at = window.admits_at(now, *((excess, 0) if name[0] == "r" else (0, excess)))
-            at_or_drop = at if excess > 0 else window.next_drop(now)
-            windows.append(
-                WindowView(
-                    name=name,
-                    used=slot.used(name, now),
-                    limit=limit,
-                    configured=configured,
-                    lowered=limit < configured,
-                    frees_in_s=None if at_or_drop is None else round(max(0.0, at_or_drop - now), 1),
-                )
-            )
-        return QuotaView(
-            key_id=slot.key_id,
-            model=slot.model,
-            provider=slot.policy.provider,
-            windows=tuple(windows),
-            blocked=not slot.allows(now, 0),
-        )
+    def overview(self, key_ids: Callable[[str], Iterable[str]], now: float) -> list[QuotaView]:
+        """Every limited model's quota on each of its provider's keys (`key_ids`), counted or
+        not yet, by provider, key, then model; a quota shared by a provider's models once.
+        Changes nothing: a quota not counted yet is shown from an empty slot, not stored."""
+        out: dict[str, QuotaView] = {}
+        for model, policy in sorted(self._policies.items()):
+            shared = policy.scope == "provider"
+            for key_id in key_ids(policy.provider):
+                name = f"{key_id}|*{policy.provider}" if shared else f"{key_id}|{model}"
+                if name not in out:
+                    slot = self._slots.get(name) or Slot(key_id, None if shared else model, policy)
+                    out[name] = slot.view(now)
+        return sorted(out.values(), key=lambda v: (v.provider, v.key_id, v.model or ""))
 
     def footprint(self) -> int:
         """Buckets held across every quota: what the counting costs in memory."""

@@ -8,6 +8,7 @@ The parts each do one job and know nothing of the others' insides:
     KeyRing    the providers' API keys and which were rejected (keys.py)
     sessions   sticky conversations, and the index that finds them by history
     Controls   what the user decided: pool order, enablement, bans, protection (controls.py)
+    Quotas     each limited model's use per key, and limits learned from 429s (quotas.py)
 
 The shared ones report their changes to the cluster's mirror, when there is one (replica.py).
 
@@ -24,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ..config import Continuation, Settings
+from ..config_limits import quota_policies
 from .catalog import Catalog, Target
 from .controls import Controls
 from .conversations import ConversationIndex
@@ -47,8 +49,10 @@ from .flow import Flow
 from .flows import Flows
 from .keys import KeyRing
 from .learning import Learner
+from .planning import plan_lazily
 from .posteriors import BucketRow, PosteriorBook
 from .protection import Decision
+from .quotas import Quotas, Reservation
 from .records import AttemptRecord, LogHealth
 from .rejections import Rejections
 from .replica import ClusterStatus
@@ -96,17 +100,19 @@ class GatewayState:
         """Which conversation a request without a session header continues (by its history)."""
         self.book = PosteriorBook(window_s=routing.recency_window_days * 86400, prior=routing.prior)
         self.flows = Flows(self.bus, clock, ids)
+        self.quotas = Quotas(quota_policies(settings.providers, settings.models))
         self.router = Router(
             routing=routing, catalog=self.catalog, controls=self.controls, keys=self.keys,
             cooldowns=self.cooldowns, sessions=self.sessions, book=self.book, flows=self.flows,
-            clock=clock,
+            quotas=self.quotas, clock=clock,
         )  # fmt: skip
         self.timers = LearnedTimers()
         """Each model's usual first byte and longest pause, and the timeouts they give."""
         self.learner = Learner(
             catalog=self.catalog, controls=self.controls, cooldowns=self.cooldowns,
             sessions=self.sessions, keys=self.keys, book=self.book,
-            score_bases=self.router.score_bases, timers=self.timers, bus=self.bus, clock=clock,
+            score_bases=self.router.score_bases, timers=self.timers, quotas=self.quotas,
+            bus=self.bus, clock=clock,
         )  # fmt: skip
         self.cluster = ClusterStatus()
         """The link to the state shared with other gateways (`[cluster]`), if there is one."""
@@ -172,13 +178,12 @@ class GatewayState:
             self.conversations.session_for(target.mode, messages, now),
             "history",
         )
-        return self.sessions.open(
-            key, mode=target.mode, preview=lambda: session_preview(messages), now=now,
-            source=source,
-        )  # fmt: skip
+        preview = lambda: session_preview(messages)  # noqa: E731 (built only if it is new)
+        return self.sessions.open(key, mode=target.mode, preview=preview, now=now, source=source)
 
-    def plan(self, target: Target, session: SessionEntry | None) -> Plan:
-        return self.router.plan(target, session=session, rng=self.rng)
+    def plan(self, target: Target, session: SessionEntry | None, flow: Flow | None = None) -> Plan:
+        tokens, notes = (0, None) if flow is None else (flow.quota_tokens, flow.passed_over)
+        return plan_lazily(self.router, target, session, self.rng, tokens=tokens, notes=notes)
 
     def begin_request(
         self, *, session: str, requested_model: str, stream: bool,
@@ -194,8 +199,8 @@ class GatewayState:
         self, flow: Flow, *, model: str, provider: str, text_from: int | None = None,
         hedge: bool = False,
     ) -> None:  # fmt: skip
-        """An attempt starts; `text_from`: a continuation, after that many characters; `hedge`:
-        alongside the attempt under way, racing it to the first byte."""
+        """An attempt starts (`text_from`: continuing after that many characters; `hedge`: racing
+        the attempt under way to a first byte)."""
         self.flows.begin_attempt(
             flow, model=model, provider=provider, text_from=text_from, hedge=hedge
         )
@@ -204,8 +209,7 @@ class GatewayState:
         self.flows.hedge_won(flow)
 
     def finish_request(self, flow: Flow) -> bool:
-        """Move exactly this request out of the active set (idempotent)."""
-        return self.flows.finish(flow)
+        return self.flows.finish(flow)  # exactly this request out of the active set; idempotent
 
     def begin_continuation(self, flow: Flow, failed: str, reason: str) -> None:
         flow.phase = "continuing"
@@ -224,11 +228,15 @@ class GatewayState:
 
     # --- learning from attempts (called by the proxy) -------------------------------------
 
-    def pick_key(self, model: str) -> tuple[str, str]:
-        return self.learner.pick_key(model)
+    def pick_key(self, model: str, tokens: int = 0) -> tuple[str, str] | None:
+        """A key to send `model` with (None: every key is at the model's quota)."""
+        return self.learner.pick_key(model, tokens)
 
-    def other_key_free(self, model: str, failed_key: str | None) -> bool:
-        return self.learner.other_key_free(model, failed_key)
+    def other_key_free(self, model: str, failed_key: str | None, tokens: int = 0) -> bool:
+        return self.learner.other_key_free(model, failed_key, tokens)
+
+    def reserve_quota(self, key_id: str, model: str, tokens: int) -> Reservation | None:
+        return self.learner.reserve_quota(key_id, model, tokens)
 
     def can_continue(self, model: str) -> bool:
         return self.learner.can_continue(model)
@@ -242,17 +250,20 @@ class GatewayState:
     def decide(self, model: str, kind: ErrorKind, *, after_first_byte: bool) -> Decision:
         return self.learner.decide(model, kind, after_first_byte=after_first_byte)
 
-    def record_success(self, flow: Flow, attempt: AttemptRecord, *, key_id: str | None) -> None:
-        self.learner.record_success(flow, attempt, key_id=key_id)
+    def record_success(
+        self, flow: Flow, attempt: AttemptRecord, *, key_id: str | None,
+        quota: Reservation | None = None,
+    ) -> None:  # fmt: skip
+        self.learner.record_success(flow, attempt, key_id=key_id, quota=quota)
 
     def record_failure(
         self, flow: Flow, attempt: AttemptRecord, *, kind: ErrorKind, key_id: str | None,
         decision: Decision, reason: str, retry_after_s: float | None = None,
-        cool_down: bool = True,
+        cool_down: bool = True, quota: Reservation | None = None,
     ) -> None:  # fmt: skip
         self.learner.record_failure(
             flow, attempt, kind=kind, key_id=key_id, decision=decision, reason=reason,
-            retry_after_s=retry_after_s, cool_down=cool_down,
+            retry_after_s=retry_after_s, cool_down=cool_down, quota=quota,
         )  # fmt: skip
 
     def reject_key(self, key_id: str, *, status: int | None, reason: str) -> None:
@@ -270,14 +281,7 @@ class GatewayState:
         self.bus.publish(KeyRejected(key_id, keys.masked(key_id), provider, status, out))
 
     def keys_rejected_notes(self, pool: str) -> list[str]:
-        """Why models of this pool are left out for their keys, one line per provider in chain
-        order: `provider mock skipped: all 2 API keys were rejected (401)`."""
-        notes: dict[str, str] = {}
-        for key in self.router.chain(pool):
-            provider = self.catalog.provider_names[key]
-            if provider not in notes and (why := self.keys.describe_rejection(provider)):
-                notes[provider] = f"provider {provider} skipped: {why}"
-        return list(notes.values())
+        return self.router.keys_rejected_notes(pool)
 
     def load_history(self, rows: Iterable[BucketRow]) -> None:
         """What earlier runs taught, aggregated from the request log."""
@@ -297,8 +301,8 @@ class GatewayState:
     def usable_models(self) -> frozenset[str]:
         return self.router.usable_models()
 
-    def available_at(self, key: str, now: float) -> float:
-        return self.router.available_at(key, now)
+    def available_at(self, key: str, now: float, tokens: int = 0) -> float:
+        return self.router.available_at(key, now, tokens)
 
     # --- the user's controls (the screen, the admin API) ----------------------------------
 

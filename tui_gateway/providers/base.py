@@ -100,12 +100,17 @@ def parse_completion(raw: bytes) -> Completion:
     )
 
 
-def estimated_usage(messages: Any, completion_tokens: int) -> dict[str, int]:
-    """A usage block when nobody counted: prompt characters / 4, the given completion count."""
+def prompt_estimate(messages: Any) -> int:
+    """The prompt's tokens when nobody counted: its characters / 4 (at least 1)."""
     chars = sum(
         len(flatten_content(m.get("content"))) for m in messages or () if isinstance(m, dict)
     )
-    prompt_tokens = max(1, chars // 4)
+    return max(1, chars // 4)
+
+
+def estimated_usage(messages: Any, completion_tokens: int) -> dict[str, int]:
+    """A usage block when nobody counted: `prompt_estimate`, the given completion count."""
+    prompt_tokens = prompt_estimate(messages)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,

@@ -15,6 +15,7 @@ from ..domain.events import PrefillRefused
 from ..domain.state import PERSISTED_EVENTS, GatewayState
 from ..providers import Upstream, make_upstream
 from ..store import RequestLog
+from ..store.quota_usage import QuotaStore
 from ..store.saved import PREFILL_REFUSED, Saver, load_saved
 from ..store.stats import load_buckets
 from ..store.timing import load_timer_history
@@ -106,11 +107,27 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         )
         stack.push_async_callback(refusals.close)
         stack.callback(state.subscribe(lambda _e: refusals.changed(), kinds=(PrefillRefused,)))
+        if state.quotas:  # no model has limits: no writer, no query
+            await _keep_quotas(stack, state, settings, request_log)
         if settings.cluster.redis_url:  # after the local restore: a fresh Redis is seeded from it
             await _share(stack, state, settings)
         refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
         stack.callback(refresher.cancel)
         yield
+
+
+async def _keep_quotas(
+    stack: contextlib.AsyncExitStack,
+    state: GatewayState,
+    settings: Settings,
+    request_log: RequestLog,
+) -> None:
+    """The quotas' use and learned limits from the last run, then their writer (issue 13), so
+    a restart in the middle of a day keeps the day's counts."""
+    store = QuotaStore(request_log.db, state.quotas, lock=request_log.write_lock, clock=state.clock)
+    await store.restore({key for p in settings.providers for key in state.keys.ids(p.name)})
+    store.start()
+    stack.push_async_callback(store.close)
 
 
 async def _share(stack: contextlib.AsyncExitStack, state: GatewayState, settings: Settings) -> None:

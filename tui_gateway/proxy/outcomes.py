@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ..domain.errors import ErrorKind, UpstreamError
@@ -20,7 +21,7 @@ def exhausted(flow: Flow, *, skipped: Sequence[str] = ()) -> APIError:
     """Every candidate failed; `skipped` says which providers were left out, and why."""
     failures = flow.failures
     kinds = {exc.kind for _, exc in failures}
-    if kinds == {ErrorKind.RATE_LIMITED}:
+    if kinds and kinds <= {ErrorKind.RATE_LIMITED, ErrorKind.QUOTA}:
         status, code = 429, "rate_limit_exceeded"
     elif kinds and all(kind.stall for kind in kinds):
         status, code = 504, "upstream_timeout"
@@ -44,6 +45,20 @@ def exhausted(flow: Flow, *, skipped: Sequence[str] = ()) -> APIError:
     return APIError(
         status, message, type="upstream_error", code=code, headers=headers, overloaded=overloaded
     )
+
+
+def at_quota(flow: Flow, pool: str, frees_in_s: float) -> APIError:
+    """Every model the request could use is at its quota (`limits`) for longer than it may wait:
+    a 429 with a Retry-After for when the first comes back. Nothing was sent upstream."""
+    wait = max(1, math.ceil(frees_in_s))
+    passed = "; ".join(flow.passed_over)
+    message = f"every model of pool '{pool}' is at its quota; the first frees in {wait} s"
+    message += f" ({passed})" if passed else ""
+    flow.fail(429, ErrorKind.QUOTA, message)
+    return APIError(
+        429, message, type="rate_limit_error", code="quota_exceeded",
+        headers={"Retry-After": str(wait)},
+    )  # fmt: skip
 
 
 def shut_down(flow: Flow) -> APIError:

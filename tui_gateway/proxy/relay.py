@@ -3,6 +3,11 @@
 `Relay` walks the request's plan (`AttemptPlan`): the next candidate and its key, what a failure
 means (protection, cooldowns, statistics, through the state's verbs), and how the request ends
 when nothing is left. The user (or shutdown) can cut the attempt under way short at any time.
+
+Quotas: a candidate whose every key reached its quota since the plan was made is passed over
+without a call; an attempt is counted when it is sent and settled when it ends. When nothing but
+a model at its quota is left (reason `quota`), the request waits for its window up to
+`max_quota_wait_s`, else it is answered 429 with when the quota comes back.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from ..domain.attempts import AttemptPlan
 from ..domain.errors import ErrorKind, Stalled, UpstreamError
 from ..domain.flow import Flow
 from ..domain.protection import Decision
+from ..domain.quotas import Reservation
 from ..domain.routing import Candidate, Plan
 from ..domain.state import GatewayState
 from ..providers import Upstream
 from .client_stream import client_gone
 from .dialects import Dialect
 from .errors import APIError
-from .outcomes import exhausted, refused, shut_down
+from .outcomes import at_quota, exhausted, refused, shut_down
 from .validation import ChatCall
 from .watchdog import Watchdog
 
@@ -37,6 +43,8 @@ class _Attempt:
     upstream: Upstream
     key_id: str
     api_key: str
+    quota: Reservation | None = None
+    """Its count against the key's quota (None: the model has no limits)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -57,6 +65,9 @@ class Relay:
     """Set by `cut()`: the gateway is shutting down and this request must end now."""
     skipping: bool = False
     """Set by `skip()`: the user moved the request on from its current attempt."""
+    quota_frees_in_s: float | None = None
+    """Set when a model is passed over for its quota: how long until the soonest one frees
+    (the Retry-After, when nothing else could be tried)."""
     _dog: Watchdog | None = None
 
     def __post_init__(self) -> None:
@@ -92,30 +103,66 @@ class Relay:
         )
 
     async def _next(self, plan: AttemptPlan, *, text_from: int | None = None) -> _Attempt | None:
-        step = None if self.stopping else plan.next()
-        if step is None:
-            return None
-        candidate, wait_s = step
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)  # a short Retry-After on the preferred model
-        return self._begin(candidate, text_from=text_from)
+        while (step := None if self.stopping else plan.next()) is not None:
+            candidate, wait_s = step
+            if candidate.reason == "quota":  # nothing else left: wait for its window, or end
+                frees_in_s = self._frees_in(candidate.model)
+                if frees_in_s > self.settings.routing.max_quota_wait_s:
+                    self.flow.passed_over.append(self._quota_note(candidate.model))
+                    return None
+                self.state.note(f"{candidate.model} is at its quota: waiting {frees_in_s:.0f} s")
+                wait_s = max(wait_s, frees_in_s)
+            if wait_s > 0:
+                await self._wait(wait_s)  # a short Retry-After, or a quota about to free
+            if (attempt := self._begin(candidate, text_from=text_from)) is not None:
+                return attempt
+            plan.passed_over(candidate)  # at its quota since the plan was made: no call made
+        return None
+
+    def _frees_in(self, model: str) -> float:
+        """Seconds until the model's quota takes this request (0: now)."""
+        now = self.state.clock()
+        return max(0.0, self.state.available_at(model, now, self.flow.quota_tokens) - now)
+
+    def _quota_note(self, model: str) -> str:
+        """Why `model` was passed over; keeps the soonest time a quota frees, for the 429."""
+        frees_in_s = self._frees_in(model)
+        if self.quota_frees_in_s is None or frees_in_s < self.quota_frees_in_s:
+            self.quota_frees_in_s = frees_in_s
+        state = self.state
+        return state.router.quota_note(model, state.clock(), self.flow.quota_tokens)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep, but end early when the gateway shuts down (`cut`)."""
+        try:
+            async with Watchdog(seconds) as self._dog:
+                await asyncio.Event().wait()  # ended by the watchdog: its time, or a cut
+        except TimeoutError:
+            pass
+        finally:
+            self._dog = None
 
     def _begin(
         self, candidate: Candidate, *, text_from: int | None = None, hedge: bool = False
-    ) -> _Attempt:
-        """Start an attempt on `candidate` (`hedge`: alongside the one under way)."""
-        model = self.state.catalog.models[candidate.model]
+    ) -> _Attempt | None:
+        """Start an attempt on `candidate` (`hedge`: alongside the one under way); None when
+        every key of it has reached its quota since the plan was made (it is passed over)."""
+        state, tokens = self.state, self.flow.quota_tokens
+        model = state.catalog.models[candidate.model]
+        picked = state.pick_key(candidate.model, tokens)
+        if picked is None:
+            self.flow.passed_over.append(self._quota_note(candidate.model))
+            return None
         if candidate.reason == "cooling":
-            self.state.note(
-                f"{candidate.model} is cooling down but nothing else is left: trying it"
-            )
-        key_id, api_key = self.state.pick_key(candidate.model)
-        self.state.begin_attempt(
+            state.note(f"{candidate.model} is cooling down but nothing else is left: trying it")
+        key_id, api_key = picked
+        state.begin_attempt(
             self.flow, model=candidate.model, provider=model.provider, text_from=text_from,
             hedge=hedge,
         )  # fmt: skip
         upstream = self.upstreams[model.provider]
-        return _Attempt(candidate, model, upstream, key_id, api_key)
+        quota = state.reserve_quota(key_id, candidate.model, tokens)
+        return _Attempt(candidate, model, upstream, key_id, api_key, quota)
 
     def _failed(
         self,
@@ -129,6 +176,8 @@ class Relay:
         """Record the failure (`hedge`: of the candidate racing the attempt under way); returns
         what protection decided about it."""
         key = attempt.candidate.model
+        if exc.kind == ErrorKind.RATE_LIMITED and attempt.quota is not None:
+            exc.kind = ErrorKind.QUOTA  # a key with limits: its quota, not the model's fault
         if exc.kind == ErrorKind.KEY_REJECTED:
             # Before other_key_free below, so the retry goes to a key still accepted.
             self.state.reject_key(attempt.key_id, status=exc.status, reason=exc.message)
@@ -140,7 +189,9 @@ class Relay:
                 exc.kind,
                 decision,
                 retry_after_s=exc.retry_after_s,
-                other_key_free=self.state.other_key_free(key, attempt.key_id),
+                other_key_free=self.state.other_key_free(
+                    key, attempt.key_id, self.flow.quota_tokens
+                ),
             )
         self.state.record_failure(
             self.flow,
@@ -152,11 +203,14 @@ class Relay:
             retry_after_s=exc.retry_after_s,
             # The preferred model's first 5xx earns a retry, so it is not cooled down yet.
             cool_down=retry is None or retry.why != "first 5xx",
+            quota=attempt.quota,
         )
         return decision
 
     def _succeeded(self, attempt: _Attempt) -> None:
-        self.state.record_success(self.flow, self.flow.attempt_succeeded(), key_id=attempt.key_id)
+        self.state.record_success(
+            self.flow, self.flow.attempt_succeeded(), key_id=attempt.key_id, quota=attempt.quota
+        )
 
     def _headers(self, model: ModelSettings) -> dict[str, str]:
         return {
@@ -212,5 +266,8 @@ class Relay:
         return UpstreamError("moved on by the user", kind=ErrorKind.SKIPPED)
 
     def _exhausted(self) -> APIError:
-        """All candidates failed; the error also names providers left out for their keys."""
+        """All candidates failed; the error also names providers left out for their keys. With
+        nothing tried because every model is at its quota: a 429 saying when it comes back."""
+        if self.quota_frees_in_s is not None and not self.flow.failures:
+            return at_quota(self.flow, self.pool, self.quota_frees_in_s)
         return exhausted(self.flow, skipped=self.state.keys_rejected_notes(self.pool))

@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
 from ..domain.errors import ErrorKind
+from ..providers.base import prompt_estimate
 from .dialects import Dialect
 from .errors import APIError
 from .headers import session_header
@@ -47,7 +48,6 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         ) from None
 
     session = state.open_session(session_header(request), target, call.messages)
-    plan = state.plan(target, session)
     flow = state.begin_request(
         session=session.key,
         requested_model=call.model,
@@ -56,6 +56,9 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
         dialect=dialect.name,
         client=request.get(CLIENT),
     )
+    if state.quotas:  # what token limits must take; only a config with limits pays for it
+        flow.quota_tokens = prompt_estimate(call.messages)
+    plan = state.plan(target, session, flow)
     request[ROUTED] = True  # from here on, this request's own record is its log row
     kind = StreamRelay if call.stream else Relay
     relay = kind(request, call, state, app[UPSTREAMS], settings, flow, target.pool, dialect)

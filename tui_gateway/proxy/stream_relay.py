@@ -291,6 +291,9 @@ class StreamRelay(Relay):
             return  # nothing left to race with
         candidate, _ = step  # no wait: a retry's is taken by the attempt under way
         attempt = self._racer_attempt = self._begin(candidate, hedge=True)
+        if attempt is None:  # at its quota: no race this time
+            plan.passed_over(candidate)
+            return
         self.state.note(
             f"{self.flow.id} hedging: {self.flow.model} is late, {candidate.model} races it"
         )

@@ -2,6 +2,7 @@
 
 controls         what the user decided at run time (pool order, enablement, bans, protection)
 prefill_refused  models that refused an assistant prefill, and why (continued by instruction)
+quota_limits     quota limits lowered after a 429, by quota (domain/quotas.py, `learned`)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..asyncio_utils import spawn
 log = logging.getLogger("tui_gateway.store")
 CONTROLS = "controls"
 PREFILL_REFUSED = "prefill_refused"
+QUOTA_LIMITS = "quota_limits"
 
 
 async def load_saved(db: aiosqlite.Connection, key: str = CONTROLS) -> dict[str, Any]:

@@ -130,6 +130,19 @@ MIGRATIONS: tuple[Migration, ...] = (
     """
     ALTER TABLE requests ADD COLUMN client TEXT;
     """,
+    # 9: each quota's use (domain/quotas.py), one row per bucket of its windows, upserted every
+    # second while it changes (quota_usage.py), so a restart keeps the minute's and the day's
+    # counts; pruned once out of its window, so it stays a few thousand rows per key and model
+    """
+    CREATE TABLE quota_usage (
+        slot TEXT NOT NULL,
+        window TEXT NOT NULL,
+        bucket REAL NOT NULL,
+        requests INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (slot, window, bucket)
+    ) WITHOUT ROWID;
+    """,
 )
 """In order; the SQL ones alone (`sql_migrations()`) make a complete schema for a new file."""
 
