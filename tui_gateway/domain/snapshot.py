@@ -6,6 +6,8 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Protocol
 
+import msgspec
+
 from ..config import POOLS, RoutingSettings, StreamingSettings
 from .catalog import Catalog
 from .controls import Controls
@@ -15,6 +17,7 @@ from .flows import Flows
 from .keys import KeyRing
 from .learning import Learner
 from .posteriors import PosteriorBook
+from .quotas import Quotas
 from .records import LogHealth, RequestRecord
 from .rejections import Rejections
 from .replica import ClusterStatus
@@ -34,6 +37,7 @@ from .views import (
     LogView,
     PoolEntry,
     PosteriorView,
+    QuotaView,
     ScoreView,
     SessionView,
     Snapshot,
@@ -57,6 +61,7 @@ class Parts(Protocol):
     flows: Flows
     router: Router
     learner: Learner
+    quotas: Quotas
     timers: LearnedTimers
     rejections: Rejections
     demo_paused: bool
@@ -110,6 +115,7 @@ def detail_of(flow: Flow) -> FlowDetail:
         tokens_out=flow.tokens_out,
         body=flow.body,
         timeline=tuple(flow.timeline),
+        passed_over=tuple(flow.passed_over),
     )
 
 
@@ -151,24 +157,25 @@ def detail_of_row(row: RequestRecord) -> FlowDetail:
 def build_pools(state: Parts) -> dict[str, tuple[PoolEntry, ...]]:
     now = state.clock()
     router, controls, models = state.router, state.controls, state.catalog.models
-    learner = state.learner
+    learner, keys = state.learner, state.keys
     out: dict[str, tuple[PoolEntry, ...]] = {}
     for pool in POOLS:
         out[pool] = tuple(
             PoolEntry(
                 model=key,
-                provider=models[key].provider,
+                provider=provider,
                 id=models[key].id,
                 position=position,
                 enabled=key not in controls.pools.disabled,
-                banned=key in controls.banned_models
-                or models[key].provider in controls.banned_providers,
-                cooling=router.available_at(key, now) > now,  # a cooling model, or all its keys
+                banned=key in controls.banned_models or provider in controls.banned_providers,
+                cooling=router.cooldowns.available_at(key, keys.valid_ids(provider), now) > now,
                 usable=router.is_usable(key),
                 continuation=learner.continuation(key) or "none",
                 prefill_refused=key in learner.prefill_refused,
+                at_quota=router.at_quota(key, now),
             )
             for position, key in enumerate(router.chain(pool))
+            for provider in (models[key].provider,)
         )
     return out
 
@@ -240,6 +247,17 @@ def build_snapshot(state: Parts, *, intervals: bool = True) -> Snapshot:
         responses_store=StoreView(stored=store.stored, cap=store.cap, ttl_s=store.ttl_s),
         rejected=dict(state.rejections.totals().most_common(20)),
         cluster=_cluster(state.cluster),
+        quotas=_quotas(state, now),
+    )
+
+
+def _quotas(state: Parts, now: float) -> tuple[QuotaView, ...]:
+    if not state.quotas:
+        return ()
+    keys = state.keys
+    return tuple(
+        msgspec.structs.replace(view, masked=keys.masked(view.key_id))
+        for view in state.quotas.overview(keys.valid_ids, now)
     )
 
 

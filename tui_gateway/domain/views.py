@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from .quota_windows import QuotaView, WindowView
 from .records import AttemptRecord
 from .timers import TimerView
 
@@ -27,12 +28,14 @@ __all__ = [
     "LogView",
     "PoolEntry",
     "PosteriorView",
+    "QuotaView",
     "ScoreView",
     "SessionView",
     "Snapshot",
     "StoreView",
     "TimerView",
     "Totals",
+    "WindowView",
 ]
 
 
@@ -84,6 +87,9 @@ class FlowDetail(msgspec.Struct, frozen=True):
     timeline: tuple[tuple[float, int], ...] | None = None
     """(time, chunks) per relayed read; None from the log."""
     from_log: bool = False
+    passed_over: tuple[str, ...] = ()
+    """Models left out for their quota before any call was made, one line each (from memory
+    only; the log keeps them in the error of a request that found nothing left)."""
 
 
 class PoolEntry(msgspec.Struct, frozen=True):
@@ -100,6 +106,8 @@ class PoolEntry(msgspec.Struct, frozen=True):
     """How it would continue a broken answer now: prefill, instruct or none."""
     prefill_refused: bool = False
     """It answered a prefill with a 400 (remembered across restarts): it is instructed instead."""
+    at_quota: bool = False
+    """Every key of it is at one of its limits (`limits`): skipped like a cooling model."""
 
 
 class SessionView(msgspec.Struct, frozen=True):
@@ -234,3 +242,6 @@ class Snapshot(msgspec.Struct, frozen=True):
     history only)."""
     cluster: ClusterView | None = None
     """None without `[cluster]`: this gateway shares nothing."""
+    quotas: tuple[QuotaView, ...] = ()
+    """Each limited model's quota on each key of its provider (one per key with scope
+    `provider`), by key then model; empty when no model has `limits`."""

@@ -115,11 +115,14 @@ def attempts_text(item: FlowDetail, *, now: float | None = None) -> Text:
     An attempt says where its text starts when it continued an answer another broke off, and
     its longest gap between chunks; one the user moved on (`x`) says so, blaming no one. The
     attempt under way says, with `now`, how long it has been quiet against what is usual for
-    its model and the silence it is allowed.
+    its model and the silence it is allowed. Models routing left out for their quota, with no
+    call made, come first.
     """
     v = item.view
     decisions = list(v.failures)
     text = Text()
+    for note in item.passed_over:
+        text.append("skipped for quota  ", "bold yellow").append(f"{note}\n")
     attempts = item.attempts
     failed = [a.attempt for a in attempts if a.error is not None]
     paired = dict(zip(failed, decisions, strict=True)) if len(failed) == len(decisions) else {}

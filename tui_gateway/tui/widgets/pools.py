@@ -1,4 +1,5 @@
-"""The pools pane: each pool's fallback chain, and the keys that reorder, switch off and ban."""
+"""The pools pane: each pool's fallback chain, and the keys that reorder, switch off and ban;
+`v` switches it to the quotas view (quota_rows.py), each key's use of each limit."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.binding import Binding, BindingType
 from ...config import PROTECTION_LEVELS
 from ...domain.views import Bans, KeyView, PoolEntry, Snapshot
 from .bars import Column, KeyedTable
+from .quota_rows import QUOTA_COLUMNS, quota_rows
 
 __all__ = ["PoolsPane"]
 
@@ -21,7 +23,9 @@ _POOL_LABELS = {"balanced": "bal"}
 _CONTINUATION_FLAGS = {"prefill": " ", "instruct": "i", "none": "-"}
 """How a model would finish an answer another model broke off, in the flags (prefill, the
 default, is blank); `!` replaces it when the model refused a prefill."""
-LEGEND = "● on  b ban  B provider  c cool  s sticky"
+LEGEND = "● on  b ban  c cool  q quota  s sticky  v quotas"
+QUOTAS_LEGEND = "↓ lowered by a 429  v pools"
+_NO_LIMITS = "no limits: set limits = { rpm = … } on a model"
 
 
 class PoolsPane(KeyedTable):
@@ -29,8 +33,8 @@ class PoolsPane(KeyedTable):
 
     The `flags` column reads: `●`/`○` enabled or not, `b` the model is banned (`B`: its whole
     provider is; `k`: the upstream rejected all its provider's API keys, so it is skipped until a
-    restart), `c` cooling down, then its continuation (below), `s` conversations pinned to it
-    (with their count past one).
+    restart), `c` cooling down (`q`: every key of it is at its quota), then its continuation
+    (below), `s` conversations pinned to it (with their count past one).
     Then how the model would finish an answer another model broke off: blank by prefill (it is
     handed the text so far as its own, the default), `i` by instruction, `-` not at all, `!` it
     answered a prefill with a 400 (remembered across restarts) and is instructed from then on.
@@ -46,6 +50,10 @@ class PoolsPane(KeyedTable):
     | b | `pools.ban_model` | Ban or unban the model. |
     | B | `pools.ban_provider` | Ban or unban the model's provider. |
     | p | `pools.cycle_protection` | Provider protection: provider-ban, model-skip, off. |
+    | v | `pools.quotas` | Switch between the pools and the quotas view. |
+
+    In the quotas view the keys act on the model of the row under the cursor (moving is off:
+    the chain is not shown).
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -55,6 +63,7 @@ class PoolsPane(KeyedTable):
         Binding("b", "ban_model", "Ban", id="pools.ban_model"),
         Binding("B", "ban_provider", "Ban provider", id="pools.ban_provider"),
         Binding("p", "cycle_protection", "Protection", id="pools.cycle_protection"),
+        Binding("v", "toggle_quotas", "Quotas/pools", id="pools.quotas"),
     ]
     COLUMNS: ClassVar[list[Column]] = [
         ("pool", "pool", 5),
@@ -67,10 +76,12 @@ class PoolsPane(KeyedTable):
     HELP = (
         "Each pool's fallback chain. Flags: `●` on, `b` banned, `B` provider banned, `k` the "
         "upstream rejected every API key of the provider (skipped until restart), `c` cooling "
-        "down, `s` conversations pinned to the model. After `c`, how the model would finish an"
+        "down (`q` at its quota on every key), `s` conversations pinned to the model. After "
+        "`c`, how the model would finish an"
         " answer another model broke off: blank by prefill, `i` by instruction, `-` it cannot,"
         " `!` it refused a prefill (HTTP 400, remembered across restarts) and is instructed"
-        " from then on."
+        " from then on. `v` shows the quotas instead: per key, each limit as used/limit with "
+        "a bar and the time until it frees up; `↓` marks a limit a 429 lowered."
     )
 
     def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
@@ -80,22 +91,58 @@ class PoolsPane(KeyedTable):
         """Model -> its entry in the last snapshot's pools (what the keys act on)."""
         self._bans = Bans((), ())
         self._protection: dict[str, str] = {}
+        self.quotas_view = False
+        """Showing each key's quotas (`QUOTA_COLUMNS`) rather than the chains."""
+        self._row_models: dict[str, str] = {}
+        """Quotas view: row key -> the model the row is about (what the keys act on)."""
 
     def needs_row(self) -> Iterable[str]:
         return ("move", "toggle_enabled", "ban_model", "ban_provider", "cycle_protection")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "move" and self.quotas_view:
+            return None  # greyed out: the chain it would move in is not shown
+        if action in self.needs_row() and self._target() is None:
+            return None
+        return super().check_action(action, parameters)
+
     def show(self, snapshot: Snapshot) -> None:
-        bans = self._bans = snapshot.bans
+        self._bans, self._protection = snapshot.bans, snapshot.protection
+        self._entries = {e.model: e for chain in snapshot.pools.values() for e in chain}
+        if self.quotas_view:
+            self._show_quotas(snapshot)
+        else:
+            self._show_pools(snapshot)
+
+    def _show_quotas(self, snapshot: Snapshot) -> None:
+        rows, models = [], {}
+        for key, cells, model in quota_rows(snapshot.quotas):
+            rows.append((key, cells))
+            if model is not None:
+                models[key] = model
+        if not rows:
+            blank = Text("")
+            rows.append(("none", (blank, blank, blank, blank, Text(_NO_LIMITS, style="dim"))))
+        self._row_models = models
+        self.sync(rows)
+
+    def action_toggle_quotas(self) -> None:
+        self.quotas_view = not self.quotas_view
+        self.use_columns(QUOTA_COLUMNS if self.quotas_view else self.COLUMNS)
+        self.border_subtitle = QUOTAS_LEGEND if self.quotas_view else LEGEND
+        self.refresh_now()
+        self.refresh_bindings()
+
+    def _show_pools(self, snapshot: Snapshot) -> None:
+        bans, protection = snapshot.bans, snapshot.protection
         protection = self._protection = snapshot.protection
         banned_models, banned_providers = set(bans.models), set(bans.providers)
         pinned = Counter(s.model for s in snapshot.sticky if s.model)
         keyless = _keyless(snapshot.keys)
-        entries: dict[str, PoolEntry] = {}
         rows: list[tuple[str, tuple[Text, ...]]] = []
         for pool, chain in snapshot.pools.items():
             for entry in chain:
                 key, provider = entry.model, entry.provider
-                entries[key] = entry
                 flags = _flags(
                     entry,
                     model_banned=key in banned_models,
@@ -112,11 +159,12 @@ class PoolsPane(KeyedTable):
                     Text(_PROTECTION_LABELS.get(level, level), _PROTECTION_STYLES.get(level, "")),
                     Text(key, style=_model_style(entry)),
                 )))  # fmt: skip
-        self._entries = entries
         self.sync(rows)
 
     def _target(self) -> PoolEntry | None:
         key = self.cursor_key()
+        if key is not None and self.quotas_view:
+            key = self._row_models.get(key)
         return None if key is None else self._entries.get(key)
 
     def action_move(self, delta: int) -> None:
@@ -184,7 +232,7 @@ def _flags(
         text.append("B" if provider_banned else "b", style="bold red")
     else:
         text.append("k" if keyless else " ", style="bold magenta")
-    text.append("c" if entry.cooling else " ", style="yellow")
+    text.append("c" if entry.cooling else "q" if entry.at_quota else " ", style="yellow")
     if entry.prefill_refused:
         text.append("!", style="bold yellow")
     elif entry.continuation != "prefill" or pinned:  # a blank slot only to keep `s` in line
@@ -200,4 +248,4 @@ def _model_style(entry: PoolEntry) -> str:
         return "dim strike"
     if not entry.enabled or not entry.usable:
         return "dim"
-    return "yellow" if entry.cooling else ""
+    return "yellow" if entry.cooling or entry.at_quota else ""
