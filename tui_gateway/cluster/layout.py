@@ -10,6 +10,11 @@ Every key starts with the configured prefix (`tui-gateway` by default):
         conversation:{history state}    which session a conversation's history belongs to
         controls:all                    the user's pool order, enablement, bans, protection
         prefill:{model}                 why the model refused a prefill (no TTL)
+        quota:{key_id}|{model}          a key's limits lowered by a 429 (`|*{provider}`: the
+                                        provider's shared quota), no TTL
+    {prefix}:quota_use:{quota}|{window}|{time}
+                                     a hash of one quota bucket's counts (r requests, t
+                                     tokens), summed by HINCRBY, kept as long as its window
     {prefix}:bucket:{start}:{model}  a hash of one hour's posterior counts (s f ttfb ttfb_n tps
                                      tps_n), summed by HINCRBY, kept as long as the window
     {prefix}:changes                 the pub/sub channel: each write batch, tagged with its

@@ -2,9 +2,17 @@
 
 The request path never waits on Redis. The parts report each change to `Mirror.changed`, which
 only queues it (pending.py) and wakes the writer; the writer, every `BATCH_S` at most,
-pipelines the queue as SET/DEL (with the change's TTL), HINCRBYFLOAT for posterior buckets
-and one PUBLISH of the batch. The subscriber applies the other gateways' batches to the local
-parts (skipping its own echoes by origin id); reads stay local.
+pipelines the queue as SET/DEL (with the change's TTL), HINCRBYFLOAT for posterior buckets,
+HINCRBY for quota counts (with their window as TTL) and one PUBLISH of the batch. The
+subscriber applies the other gateways' batches to the local parts (skipping its own echoes by
+origin id); reads stay local.
+
+Quotas are shared exactly in their totals (every count is an atomic increment), and admission
+reads the local copy: two gateways can each admit a key's last requests within the same
+`BATCH_S` (plus a round trip) before hearing of the other's, so only a burst that fast, across
+gateways, can overshoot a quota (by what the others admitted in it). Why not a Redis round trip per
+request: the request path would then wait on Redis (a stalled Redis would stall every limited
+request), and a rolling window in Redis means summing up to 1,440 buckets per check.
 
 One supervisor task owns the link. On (re)connecting it subscribes first, so nothing published
 meanwhile is missed, then syncs: a store without the epoch key (new, or restarted without its
@@ -20,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Coroutine
@@ -36,6 +45,7 @@ from ..config_cluster import ClusterSettings
 from ..domain.changes import Change
 from ..domain.cooldowns import Cooldowns
 from ..domain.posteriors import BucketRow, PosteriorBook
+from ..domain.quotas import Quotas, UsageRow
 from ..domain.replica import Replica, Shared
 from ..domain.sticky import StickySessions
 from .layout import BUCKET_FIELDS, Layout, decode_batch, encode_batch, mask_url, row_of
@@ -176,6 +186,8 @@ class Mirror:
             self._set(pipe, change, now, only_new=True)
         for row in self._replica.buckets():
             self._add_row(pipe, row)
+        for use in self._replica.quota_use():
+            self._add_use(pipe, use)
         pipe.publish(self._layout.channel, encode_batch(self.origin, [], reload=True))
         await pipe.execute()
 
@@ -188,7 +200,9 @@ class Mirror:
         """
         layout = self._layout
         names = [n.decode() async for n in self._redis.scan_iter(match=layout.pattern, count=500)]
-        values = [(n, pk) for n in names if (pk := layout.parse(n)) is not None]
+        parsed = [(n, pk) for n in names if (pk := layout.parse(n)) is not None]
+        values = [(n, pk) for n, pk in parsed if pk[0] != Quotas.USE_PART]
+        uses = [(n, pk[1]) for n, pk in parsed if pk[0] == Quotas.USE_PART]
         buckets = [(n, at) for n in names if (at := layout.parse_bucket(n)) is not None]
         held: set[tuple[str, str]] = set()
         for start in range(0, len(values), 500):
@@ -214,6 +228,25 @@ class Mirror:
                 for (_, (start, model)), fields in zip(buckets, hashes, strict=True)
                 if fields
             )
+        if uses:
+            pipe = self._redis.pipeline(transaction=False)
+            for name, _ in uses:
+                pipe.hgetall(name)
+            hashes = await pipe.execute()
+            self._replica.load_quota_use(self._use_rows(uses, hashes))
+
+    def _use_rows(self, uses: list[tuple[str, str]], hashes: list[Any]) -> list[UsageRow]:
+        """The store's quota totals, with what is counted here and not written yet on top."""
+        rows = []
+        for (_, key), fields in zip(uses, hashes, strict=True):
+            if not fields:
+                continue
+            quota, window, at = key.rsplit("|", 2)
+            requests, tokens = self._pending.use(key)
+            requests += int(fields.get(b"r", 0))
+            tokens += int(fields.get(b"t", 0))
+            rows.append((quota, window, float(at), requests, tokens))
+        return rows
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -251,8 +284,10 @@ class Mirror:
             self._set(pipe, change, now)
         for row in batch.rows:
             self._add_row(pipe, row)
+        for use in batch.uses:
+            self._add_use(pipe, use)
         outcomes = [Change(PosteriorBook.PART, r.model, asdict(r)) for r in batch.rows]
-        message = encode_batch(self.origin, [*batch.changes, *outcomes])
+        message = encode_batch(self.origin, [*batch.changes, *outcomes, *batch.uses])
         pipe.publish(self._layout.channel, message)
         await pipe.execute()
 
@@ -271,6 +306,16 @@ class Mirror:
             if count:
                 pipe.hincrbyfloat(key, name, count)
         pipe.expire(key, int(self._bucket_ttl_s))
+
+    def _add_use(self, pipe: Pipeline, use: Change) -> None:
+        """Add a quota count to its bucket's hash; the hash lives as long as the window."""
+        key = self._layout.key(use.part, use.key)
+        value = use.value
+        if value["r"]:
+            pipe.hincrby(key, "r", value["r"])
+        if value["t"]:
+            pipe.hincrby(key, "t", value["t"])
+        pipe.expire(key, math.ceil(value["ttl"]))
 
     # --- reading -----------------------------------------------------------------------------
 

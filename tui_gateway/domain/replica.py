@@ -21,6 +21,7 @@ from .events import ClusterHealthChanged, ControlsChanged, EventBus, Note
 from .flows import Flows
 from .learning import Learner
 from .posteriors import BucketRow, PosteriorBook
+from .quotas import Quotas, UsageRow
 from .routing import Router
 from .sticky import StickySessions
 
@@ -48,6 +49,7 @@ class Shared(Protocol):
     conversations: ConversationIndex
     learner: Learner
     book: PosteriorBook
+    quotas: Quotas
     router: Router
     flows: Flows
     cluster: ClusterStatus
@@ -60,9 +62,9 @@ class Replica:
         self._state = state
 
     def _parts(self) -> tuple[Cooldowns | StickySessions | ConversationIndex | Controls
-                              | Learner | PosteriorBook, ...]:  # fmt: skip
+                              | Learner | PosteriorBook | Quotas, ...]:  # fmt: skip
         s = self._state
-        return (s.cooldowns, s.sessions, s.conversations, s.controls, s.learner, s.book)
+        return (s.cooldowns, s.sessions, s.conversations, s.controls, s.learner, s.book, s.quotas)
 
     def attach(self, listener: Listener | None) -> None:
         """Every shared part reports its changes to `listener` (None: to nobody)."""
@@ -89,6 +91,10 @@ class Replica:
             case PosteriorBook.PART:
                 s.book.apply(change)
                 s.router.score_bases.forget(str(change.value.get("model", "")) or None)
+            case Quotas.PART:
+                s.quotas.apply(change)
+            case Quotas.USE_PART:
+                s.quotas.absorb(change, s.clock())
 
     def _move_on_banned(self) -> None:
         """A ban made elsewhere moves this gateway's requests on it at once, as a local one."""
@@ -107,11 +113,19 @@ class Replica:
         now = s.clock()
         return [
             *s.cooldowns.changes(now), *s.sessions.changes(now), *s.conversations.changes(now),
-            *s.controls.changes(), *s.learner.changes(),
+            *s.controls.changes(), *s.learner.changes(), *s.quotas.changes(now),
         ]  # fmt: skip
 
     def buckets(self) -> list[BucketRow]:
         return self._state.book.rows()
+
+    def quota_use(self) -> list[Change]:
+        """Every quota count in its window, as counts to add (to seed a store)."""
+        return self._state.quotas.held_use(self._state.clock())
+
+    def load_quota_use(self, rows: Iterable[UsageRow]) -> None:
+        """The shared store's quota totals replace this gateway's for the buckets they name."""
+        self._state.quotas.load_use(rows, self._state.clock())
 
     def link_changed(self, *, connected: bool, error: str | None = None) -> bool:
         """The store was reached (and the state resynced) or lost: note it, and say so when
