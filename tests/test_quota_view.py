@@ -131,7 +131,7 @@ async def test_the_pools_pane_flags_the_model_and_v_shows_the_quotas(
         assert pools.quotas_view
         await until(pilot, lambda: pools.row_count == 4)  # per key: its row and its rpm's
         rows = [[cell.plain for cell in pools.get_row_at(n)] for n in range(pools.row_count)]
-        assert rows[0][-1] == "sk-fir…1111 mock#1"
+        assert rows[0][-1] == "mock#1 sk-fir…1111"
         assert rows[1][:2] == ["rpm", "1/1"] and rows[1][-1] == LIMITED
         assert rows[1][3].endswith("s")  # the time until the minute frees up
         assert rows[3][1] == "1/1"

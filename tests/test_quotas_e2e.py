@@ -246,3 +246,23 @@ async def test_a_restart_within_the_minute_keeps_the_count(
         await sdk.close()
     assert served == [FIRST] * 2 + [SECOND] * 3
     assert received(mock_upstream).count(FIRST) == 5
+
+
+async def test_the_429_names_each_model_at_its_quota_once(
+    started: Any, mock_url: str, mock_upstream: TestServer
+) -> None:
+    provider = {"name": "mock", "kind": "openai", "base_url": mock_url, "api_keys": ["k1", "k2"]}
+    models = [model("mock", name, limits={"rpm": 1}) for name in (FIRST, SECOND, "ok:chunks=5")]
+    gateway = await started(make_settings(mock_url, models, providers=[provider]), FakeClock())
+    sdk = client(gateway)
+    try:
+        assert len({await ask(sdk, n) for n in range(6)}) == 3  # each model once on each key
+        with pytest.raises(openai.RateLimitError) as caught:
+            await ask(sdk, 6)
+    finally:
+        await sdk.close()
+    message = caught.value.message
+    for name in (FIRST, SECOND, "ok:chunks=5"):
+        assert (
+            message.count(f"mock/{name}: at its quota (rpm 1/1 on mock#1, rpm 1/1 on mock#2)") == 1
+        )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from operator import add
 
 from .catalog import Target
-from .routing import Candidate, Plan, Router
+from .routing import Candidate, Plan, Router, note_once
 from .scoring import ScoreTerms
 from .sticky import SessionEntry
 
@@ -133,7 +133,7 @@ def _filters(
         if full is None:
             full = checked[key] = router.at_quota(key, now, tokens)
             if full and notes is not None:
-                notes.append(router.quota_note(key, now, tokens))
+                note_once(notes, key, lambda: router.quota_note(key, now, tokens))
         return full
 
     return allowed, cooling, at_quota, now

@@ -25,6 +25,14 @@ Plan = tuple[list["Candidate"], Callable[[], list["Candidate"]]]
 """The head of a request's candidates and the function that ranks the rest (planning.py)."""
 
 
+def note_once(notes: list[str], model: str, note: Callable[[], str]) -> None:
+    """Add `note()` about `model` to a request's notes unless one about it is there already
+    (a plan's rest is ranked again, and the relay meets the same model at its quota)."""
+    head = f"{model}: "
+    if not any(n.startswith(head) for n in notes):
+        notes.append(note())
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     model: str

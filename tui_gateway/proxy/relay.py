@@ -23,7 +23,7 @@ from ..domain.errors import ErrorKind, Stalled, UpstreamError
 from ..domain.flow import Flow
 from ..domain.protection import Decision
 from ..domain.quotas import Reservation
-from ..domain.routing import Candidate, Plan
+from ..domain.routing import Candidate, Plan, note_once
 from ..domain.state import GatewayState
 from ..providers import Upstream
 from .client_stream import client_gone
@@ -108,7 +108,7 @@ class Relay:
             if candidate.reason == "quota":  # nothing else left: wait for its window, or end
                 frees_in_s = self._frees_in(candidate.model)
                 if frees_in_s > self.settings.routing.max_quota_wait_s:
-                    self.flow.passed_over.append(self._quota_note(candidate.model))
+                    self._pass_over(candidate.model)
                     return None
                 self.state.note(f"{candidate.model} is at its quota: waiting {frees_in_s:.0f} s")
                 wait_s = max(wait_s, frees_in_s)
@@ -124,13 +124,18 @@ class Relay:
         now = self.state.clock()
         return max(0.0, self.state.available_at(model, now, self.flow.quota_tokens) - now)
 
-    def _quota_note(self, model: str) -> str:
-        """Why `model` was passed over; keeps the soonest time a quota frees, for the 429."""
+    def _pass_over(self, model: str) -> None:
+        """Note why `model` was passed over (once); keeps the soonest time a quota frees, for
+        the 429."""
         frees_in_s = self._frees_in(model)
         if self.quota_frees_in_s is None or frees_in_s < self.quota_frees_in_s:
             self.quota_frees_in_s = frees_in_s
-        state = self.state
-        return state.router.quota_note(model, state.clock(), self.flow.quota_tokens)
+        state, tokens = self.state, self.flow.quota_tokens
+        note_once(
+            self.flow.passed_over,
+            model,
+            lambda: state.router.quota_note(model, state.clock(), tokens),
+        )
 
     async def _wait(self, seconds: float) -> None:
         """Sleep, but end early when the gateway shuts down (`cut`)."""
@@ -151,7 +156,7 @@ class Relay:
         model = state.catalog.models[candidate.model]
         picked = state.pick_key(candidate.model, tokens)
         if picked is None:
-            self.flow.passed_over.append(self._quota_note(candidate.model))
+            self._pass_over(candidate.model)
             return None
         if candidate.reason == "cooling":
             state.note(f"{candidate.model} is cooling down but nothing else is left: trying it")

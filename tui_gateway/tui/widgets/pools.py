@@ -23,7 +23,7 @@ _POOL_LABELS = {"balanced": "bal"}
 _CONTINUATION_FLAGS = {"prefill": " ", "instruct": "i", "none": "-"}
 """How a model would finish an answer another model broke off, in the flags (prefill, the
 default, is blank); `!` replaces it when the model refused a prefill."""
-LEGEND = "● on  b ban  c cool  q quota  s sticky  v quotas"
+LEGEND = "● on b ban c cool q quota s sticky v quotas"
 QUOTAS_LEGEND = "↓ lowered by a 429  v pools"
 _NO_LIMITS = "no limits: set limits = { rpm = … } on a model"
 

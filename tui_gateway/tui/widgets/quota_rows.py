@@ -1,6 +1,6 @@
 """The pools pane's quotas view: one row per key, and under it one row per limit of each model.
 
-A key's row names it masked (`gsk_ab…wxyz`) with its id; each limit's row reads `rpm`, then
+A key's row names it by its id and masked (`free#1 gsk_f…1111`); each limit's row reads `rpm`, then
 used / limit, a bar that fills as the window does (green, yellow from 70%, red when full), and
 when it frees up: when full, until one more request fits; else until the count next drops (a
 day with `daily_reset`: its reset). `↓` after the limit's name: a 429 under the configured value
@@ -21,19 +21,21 @@ __all__ = ["QUOTA_COLUMNS", "QuotaRow", "quota_rows", "usage_bar"]
 
 QUOTA_COLUMNS: list[Column] = [
     ("limit", "lim", 4),
-    ("used", "used", 9),
-    ("bar", "use", 5),
-    ("frees", "frees", 5),
+    ("used", "used", 8),
+    ("bar", "use", 4),
+    ("frees", "free", 4),
     ("what", "key · model", None),
 ]
-_WHAT_WIDTH = 28
+"""At 100 columns the pane is 48 cells wide: the fixed columns and their padding take 30, which
+leaves 18 for a key's id and mask (`free#1 gsk_f…1111`) or a model's id."""
+_WHAT_WIDTH = 24
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 QuotaRow = tuple[str, tuple[Text, ...], str | None]
 """(row key, cells, the model the row is about, if one: what the pane's keys act on)."""
 
 
-def usage_bar(used: int, limit: int, *, width: int = 5) -> Text:
+def usage_bar(used: int, limit: int, *, width: int = 4) -> Text:
     """A bar that fills as `used` nears `limit`, in eighths of a cell."""
     share = 1.0 if limit <= 0 else max(0.0, min(1.0, used / limit))
     full, part = divmod(round(share * width * 8), 8)
@@ -47,8 +49,8 @@ def quota_rows(quotas: Sequence[QuotaView]) -> Iterator[QuotaRow]:
     for quota in quotas:
         if quota.key_id != key_id:
             key_id = quota.key_id
-            what = Text(quota.masked or key_id, style="bold")
-            what.append(f" {key_id}", style="dim")
+            what = Text(key_id, style="bold")
+            what.append(f" {quota.masked}", style="dim")
             blank = Text("")
             yield f"key\x00{key_id}", (blank, blank, blank, blank, what), None
         name = quota.model.split("/", 1)[-1] if quota.model else f"*{quota.provider}"
