@@ -111,14 +111,18 @@ def test_attempts_show_each_failure_with_routings_decision() -> None:
     )
     assert live[2].startswith("#2  sim/b (sim)  HTTP 502  5xx: bad gateway")
     assert live[3].startswith("    → sim/b failed (502 5xx: bad gateway")
-    assert live[4:] == ["#3  sim/c (sim)  streaming"]  # the attempt under way, last
+    assert live[4] == "#3  sim/c (sim)  streaming"  # the attempt under way, last
+    assert live[5:] == ["trail  sim/a:5xx, sim/b:5xx, sim/c:streaming"]
     assert "status streaming (attempt 3)" in header_text(detail(state, flow), now=clock()).plain
 
     the_stream_ends(state, flow, clock)
     done = detail(state, flow)
     lines = attempts_text(done).plain.splitlines()
     assert lines[:4] == live[:4]  # the closed attempts and routing's decisions stay as they were
-    assert lines[4:] == ["#3  sim/c (sim)  HTTP 200  14.40 s  first byte 0.40 s"]
+    assert lines[4:] == [
+        "#3  sim/c (sim)  HTTP 200  14.40 s  first byte 0.40 s",
+        "trail  sim/a:5xx, sim/b:5xx, sim/c:ok",
+    ]
     header = header_text(done, now=clock()).plain
     assert "auto → sim/c via sim" in header and "status 200" in header
     assert "total 14.60 s   first byte 0.60 s   tokens 21 in / 9 out" in header

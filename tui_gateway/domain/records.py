@@ -26,6 +26,16 @@ class AttemptRecord:
     """A continuation: characters of the answer the client had when this attempt began."""
 
 
+def fallback_trail(attempts: Sequence[AttemptRecord], running: str | None = None) -> str:
+    """Each attempt as `provider/model:outcome`, in order: `ok`, or the kind of its error
+    (`5xx`, `stall`, `rate_limited`...); `running` is the model of an attempt under way, shown
+    as `model:streaming`. What the `X-Fallback-Trail` header and the request detail say."""
+    parts = [f"{a.model}:{a.error_kind or 'ok'}" for a in attempts]
+    if running is not None:
+        parts.append(f"{running}:streaming")
+    return ", ".join(parts)
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     id: str

@@ -27,7 +27,7 @@ from .health import add_health_routes
 from .inflight import InFlight
 from .keys import API_KEY, DEMO, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
 from .middleware import error_middleware
-from .serve import door, hello, list_models
+from .serve import door, get_model, hello, list_models
 from .watch import add_watch_routes
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # long agent contexts run to megabytes; aiohttp's default is 1
@@ -64,6 +64,7 @@ def make_app(
     state.watch_responses_store(responses.store_counts)
     app.router.add_post("/v1/responses", door(responses))
     app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{id:.+}", get_model)  # ids hold slashes: `groq/llama-3.1-8b`
     app.router.add_get("/", hello)
     add_admin_routes(app.router)
     add_watch_routes(app)

@@ -23,6 +23,7 @@ from ..domain.errors import ErrorKind, Stalled, UpstreamError
 from ..domain.flow import Flow
 from ..domain.protection import Decision
 from ..domain.quotas import Reservation
+from ..domain.records import fallback_trail
 from ..domain.routing import Candidate, Plan, note_once
 from ..domain.state import GatewayState
 from ..providers import Upstream
@@ -217,12 +218,19 @@ class Relay:
             self.flow, self.flow.attempt_succeeded(), key_id=attempt.key_id, quota=attempt.quota
         )
 
-    def _headers(self, model: ModelSettings) -> dict[str, str]:
+    def _headers(self, model: ModelSettings, *, streaming: bool = False) -> dict[str, str]:
+        """The answer's headers; `X-Fallback-Trail` lists the attempts so far, the one that
+        answers last (`ok`, or `streaming` for a stream: its headers go before its end)."""
+        flow = self.flow
+        trail = fallback_trail(flow.attempts, model.key if streaming else None)
+        if not streaming:
+            trail = f"{trail}, {model.key}:ok" if trail else f"{model.key}:ok"
         return {
             "X-Gateway-Provider": model.provider,
             "X-Gateway-Model": model.key,
-            "X-Gateway-Attempts": str(self.flow.attempt),
-            "X-Request-Id": self.flow.id,
+            "X-Gateway-Attempts": str(flow.attempt),
+            "X-Fallback-Trail": trail.encode("ascii", "backslashreplace").decode(),
+            "X-Request-Id": flow.id,
         }
 
     # --- non-streaming --------------------------------------------------------------------

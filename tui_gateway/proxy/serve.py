@@ -7,12 +7,14 @@ call, and from there every door shares the routing, the relay, the log and the s
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..domain.catalog import VIRTUAL_MODELS, UnknownModel
 from ..domain.errors import ErrorKind
+from ..domain.state import GatewayState
 from ..providers.base import prompt_estimate
 from .dialects import Dialect
 from .errors import APIError
@@ -86,19 +88,32 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
             log.append(flow)
 
 
-async def list_models(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    created = 0
-    data = [
-        {"id": name, "object": "model", "created": created, "owned_by": "tui-gateway"}
+def _models(state: GatewayState) -> dict[str, dict[str, Any]]:
+    """What `GET /v1/models` lists, by id: the virtual models, then every usable model."""
+    models = {
+        name: {"id": name, "object": "model", "created": 0, "owned_by": "tui-gateway"}
         for name in VIRTUAL_MODELS
-    ]
-    data += [
-        {"id": key, "object": "model", "created": created, "owned_by": model.provider}
-        for key, model in state.catalog.models.items()
-        if state.is_usable(key)
-    ]
+    }
+    for key, model in state.catalog.models.items():
+        if state.is_usable(key):
+            models[key] = {"id": key, "object": "model", "created": 0, "owned_by": model.provider}
+    return models
+
+
+async def list_models(request: web.Request) -> web.Response:
+    data = list(_models(request.app[STATE]).values())
     return web.json_response({"object": "list", "data": data})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    """`GET /v1/models/{id}`, the id slashes and all: one model as the list has it, or a 404
+    in the OpenAI shape (a model banned or switched off is not listed, so not found)."""
+    model_id = request.match_info["id"]
+    found = _models(request.app[STATE]).get(model_id)
+    if found is None:
+        message = f"The model '{model_id}' does not exist; GET /v1/models lists those you can use"
+        raise APIError(404, message, code="model_not_found", param="model")
+    return web.json_response(found)
 
 
 async def hello(request: web.Request) -> web.Response:

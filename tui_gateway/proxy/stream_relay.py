@@ -244,7 +244,7 @@ class StreamRelay(Relay):
         client = self.client
         assert client is not None
         if not client.open:
-            await client.start(self._headers(attempt.model))
+            await client.start(self._headers(attempt.model, streaming=True))
         self.flow.chunks_relayed(batch.count)
         await client.send(batch.framed, last=batch.done)  # the last event ends the body too
         beats.last = asyncio.get_running_loop().time()
@@ -364,7 +364,7 @@ class StreamRelay(Relay):
     async def _beat(self) -> None:
         assert self.client is not None and self._beat_model is not None
         try:
-            await self.client.start(self._headers(self._beat_model))
+            await self.client.start(self._headers(self._beat_model, streaming=True))
             await self.client.keepalive()
         except (ConnectionResetError, RuntimeError):
             # The client is gone (or the stream just ended): stop waiting for the upstream.

@@ -12,6 +12,7 @@ from typing import Any
 from rich.text import Text
 
 from ...domain.errors import ErrorKind
+from ...domain.records import fallback_trail
 from ...domain.views import FlowDetail, FlowView
 
 PREVIEW_CHARS = 100
@@ -162,6 +163,10 @@ def attempts_text(item: FlowDetail, *, now: float | None = None) -> Text:
         if v.racer is not None:
             text.append(f"\n#{v.attempt}  ", "bold").append(f"{v.racer}  ")
             text.append("racing it to the first byte", "magenta")
+    current = v.model if running and v.racer is None else None
+    if len(attempts) + (current is not None) > 1:  # the trail `X-Fallback-Trail` carries
+        text.append("" if text.plain.endswith("\n") else "\n").append("trail  ", "bold")
+        text.append(fallback_trail(attempts, current), "dim")
     empty = "no upstream attempt" if v.status is not None else "no upstream tried yet"
     return _trimmed(text, empty)
 
