@@ -59,7 +59,10 @@ style is recorded (`ReceivedRequest.continuation`).
 
 Keys: a request whose `Authorization: Bearer KEY` names a rejected key gets a 401
 `invalid_api_key` (`--reject-key KEY`, repeatable), a forbidden key a 403 `permission_denied`
-(`--forbid-key KEY`), whatever its model. Every request is recorded first, headers included.
+(`--forbid-key KEY`), whatever its model, and so does `GET /v1/models` (a key check's call).
+A slow key (`make_app(slow_keys={KEY: seconds})`, `--slow-key KEY=S`) waits that long before any
+answer. Every chat request is recorded first, headers included; `GET /v1/models` records the
+bearer key it came with (`LISTED`).
 
 Run it with `python scripts/mock_upstream.py --port 0`; it prints one line,
 `mock upstream listening on http://HOST:PORT/v1`, once bound.
@@ -77,6 +80,7 @@ import sys
 import time
 import urllib.parse
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,7 +93,9 @@ if str(ROOT) not in sys.path:
 
 from scripts import mock_continuation as cont  # noqa: E402  (the path above makes it importable)
 
-__all__ = ["RECEIVED", "REFUSED_KEYS", "ReceivedRequest", "make_app", "parse_model"]
+__all__ = [
+    "LISTED", "RECEIVED", "REFUSED_KEYS", "SLOW_KEYS", "ReceivedRequest", "make_app", "parse_model",
+]  # fmt: skip
 
 DEFAULT_STALL_MS = 3_600_000
 # How often a stall looks at the socket; bounds how late a disconnect is noticed.
@@ -135,6 +141,10 @@ class ReceivedRequest:
 RECEIVED = web.AppKey("received", list[ReceivedRequest])
 REFUSED_KEYS = web.AppKey("refused_keys", dict[str, int])
 """Bearer key -> the status (401 or 403) every request sent with it gets; tests may change it."""
+SLOW_KEYS = web.AppKey("slow_keys", dict[str, float])
+"""Bearer key -> seconds every request sent with it waits before its answer; tests may change it."""
+LISTED = web.AppKey("listed", list[str])
+"""The bearer key of each `GET /v1/models`, in order ("" without one)."""
 _IDS: web.AppKey[itertools.count[int]] = web.AppKey("ids")
 
 
@@ -656,10 +666,18 @@ async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
     return await _ok(call)
 
 
-def _refused_key(request: web.Request) -> web.Response | None:
-    """The 401/403 for a request whose bearer key was rejected or forbidden, else None."""
+def _bearer(request: web.Request) -> str:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    status = request.app[REFUSED_KEYS].get(key.strip()) if scheme.lower() == "bearer" else None
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _refused_key(request: web.Request) -> web.Response | None:
+    """The 401/403 for a request whose bearer key was rejected or forbidden, else None (after
+    a slow key's wait)."""
+    key = _bearer(request)
+    if delay := request.app[SLOW_KEYS].get(key):
+        await asyncio.sleep(delay)
+    status = request.app[REFUSED_KEYS].get(key)
     if status == 401:
         body = _error_body(
             "Incorrect API key provided", type_="invalid_request_error", code="invalid_api_key"
@@ -693,7 +711,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         model, body.get("stream") is True, dict(request.headers), body, continuation=style
     )
     request.app[RECEIVED].append(record)
-    refused = _refused_key(request)
+    refused = await _refused_key(request)
     if refused is not None:
         return refused
     scenario, params = parse_model(model)
@@ -704,7 +722,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    """GET /v1/models: the scenario names."""
+    """GET /v1/models: the scenario names (or a refused key's 401/403)."""
+    request.app[LISTED].append(_bearer(request))
+    refused = await _refused_key(request)
+    if refused is not None:
+        return refused
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "mock"} for name in _SCENARIOS
     ]
@@ -722,17 +744,23 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def make_app(
-    *, rejected_keys: frozenset[str] = frozenset(), forbidden_keys: frozenset[str] = frozenset()
+    *,
+    rejected_keys: frozenset[str] = frozenset(),
+    forbidden_keys: frozenset[str] = frozenset(),
+    slow_keys: Mapping[str, float] | None = None,
 ) -> web.Application:
     """Build the mock upstream application; it starts nothing.
 
     Args:
         rejected_keys: Bearer keys answered with 401 `invalid_api_key`, as a revoked key is.
         forbidden_keys: Bearer keys answered with 403 `permission_denied`.
+        slow_keys: Bearer key -> seconds each of its requests waits before it is answered.
     """
     app = web.Application()
     app[RECEIVED] = []
     app[REFUSED_KEYS] = {key: 401 for key in rejected_keys} | {key: 403 for key in forbidden_keys}
+    app[SLOW_KEYS] = dict(slow_keys or {})
+    app[LISTED] = []
     app[_IDS] = itertools.count()
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
@@ -774,9 +802,16 @@ def main(argv: list[str] | None = None) -> int:
         "--forbid-key", action="append", default=[], metavar="KEY",
         help="answer requests with this bearer key 403 permission_denied (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--slow-key", action="append", default=[], metavar="KEY=S",
+        help="answer requests with this bearer key only after S seconds (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    slow = {key: float(s) for key, _, s in (item.rpartition("=") for item in args.slow_key)}
     app = make_app(
-        rejected_keys=frozenset(args.reject_key), forbidden_keys=frozenset(args.forbid_key)
+        rejected_keys=frozenset(args.reject_key),
+        forbidden_keys=frozenset(args.forbid_key),
+        slow_keys=slow,
     )
     asyncio.run(serve(app, args.host, args.port, banner="mock upstream"))
     return 0

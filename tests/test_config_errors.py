@@ -156,7 +156,7 @@ def test_a_mistake_in_a_providers_or_models_entry_names_its_index(text: str, mes
         ),
         (
             "rooting = 1",
-            "rooting: a known key (one of: clients, cluster, dialects, models, providers, routing, server, streaming); did you mean 'routing'?",
+            "rooting: a known key (one of: clients, cluster, dialects, health, models, providers, routing, server, streaming); did you mean 'routing'?",
         ),
         (
             SIM + 'api_kyes = ["k"]',

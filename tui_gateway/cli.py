@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import event_loop, headless_log, paths
+from .cli_keys import keys_app
 from .cli_service import service_app
 from .config import ConfigError, Settings, load_settings, warnings_for
 from .config_clients import exposure_refusal
@@ -81,6 +82,7 @@ app = typer.Typer(
     help="A local OpenAI-compatible gateway over flaky LLM providers, with a live terminal UI.",
 )
 app.add_typer(service_app, name="service")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback(invoke_without_command=True)

@@ -24,6 +24,7 @@ from msgspec import Meta
 from .config_clients import ClientSettings, check_clients, plain_http_warning
 from .config_cluster import ClusterSettings, cluster_warnings, with_cluster_env
 from .config_convert import ConfigError, Converted, convert
+from .config_health import HealthSettings
 from .config_limits import DailyResetText, LimitSettings, LimitsScope, check_limits
 from .config_limits import preset_limits_notes as preset_notes
 from .config_presets import with_presets
@@ -233,6 +234,8 @@ class Settings:
     streaming: StreamingSettings = field(default_factory=StreamingSettings)
     dialects: DialectSettings = field(default_factory=DialectSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    """Key checks in the background (config_health.py); off by default."""
     providers: tuple[ProviderSettings, ...] = ()
     models: tuple[ModelSettings, ...] = ()
     clients: tuple[ClientSettings, ...] = ()

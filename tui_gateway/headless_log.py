@@ -33,6 +33,7 @@ from .domain.events import (
     DemoToggled,
     Event,
     KeyRejected,
+    KeyRestored,
     LogHealthChanged,
     Note,
     PrefillRefused,
@@ -57,6 +58,7 @@ _KINDS: dict[type[Event], str] = {
     PrefillRefused: "info",
     ControlsChanged: "info",
     KeyRejected: "error",  # the provider's last key: an error, else a warning
+    KeyRestored: "info",
     SessionsCleared: "info",
     CooldownsCleared: "info",
     LogHealthChanged: "error",  # failing, an error; writing again, info
@@ -213,6 +215,8 @@ class HeadlessLog:
                 fields: Fields = {"key": event.key_id, "provider": event.provider}
                 fields |= {"status": event.status, "provider_out": event.provider_out, "msg": msg}
                 return level, "key_rejected", fields
+            case KeyRestored(key_id=key_id, provider=provider):
+                return "info", "key_restored", {"key": key_id, "provider": provider, "msg": msg}
             case SessionsCleared(count=count, session=session):
                 return "info", "sessions_cleared", {"count": count, "session": session}
             case CooldownsCleared(count=count, model=model):

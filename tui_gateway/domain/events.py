@@ -30,6 +30,7 @@ __all__ = [
     "Event",
     "EventBus",
     "KeyRejected",
+    "KeyRestored",
     "LogHealthChanged",
     "Note",
     "PrefillRefused",
@@ -140,15 +141,35 @@ class KeyRejected(Event):
     provider: str
     status: int | None
     provider_out: bool
-    """It was the provider's last valid key: its models are out of routing until a restart."""
+    """It was the provider's last valid key: its models are out of routing until a key check
+    passes (`tui-gateway keys check`, `POST /gateway/keys/check`, `[health]`)."""
 
     @property
     def text(self) -> str:
         code = "" if self.status is None else f" ({self.status})"
         text = f"{self.key_id} ({self.masked}) rejected by {self.provider}{code}"
-        text += ": not used again until restart"
+        text += ": not used again until a key check passes"
         if self.provider_out:
             text += f"; {self.provider} has no valid key left: its models are out"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRestored(Event):
+    """A key check passed on a key the upstream had rejected: it is sent again."""
+
+    topic: ClassVar[str] = "keys"
+    key_id: str
+    masked: str
+    provider: str
+    provider_back: bool
+    """The provider had no valid key before: its models are back in routing."""
+
+    @property
+    def text(self) -> str:
+        text = f"{self.key_id} ({self.masked}) passed a key check: {self.provider} uses it again"
+        if self.provider_back:
+            text += f"; {self.provider}'s models are back"
         return text
 
 
@@ -248,8 +269,8 @@ Subscriber = Callable[[Event], None]
 
 WITH_LINES: tuple[type[Event], ...] = (
     RequestFinished, AttemptFailed, ContinuationBegan, PrefillRefused, ControlsChanged,
-    KeyRejected, SessionsCleared, CooldownsCleared, LogHealthChanged, ClientRejected, Note,
-    DemoToggled, ClusterHealthChanged,
+    KeyRejected, KeyRestored, SessionsCleared, CooldownsCleared, LogHealthChanged,
+    ClientRejected, Note, DemoToggled, ClusterHealthChanged,
 )  # fmt: skip
 """The events that may have a line for the event log: what the screen subscribes to. The others
 (a request or an attempt began) only say so, and are not built when nobody else listens."""

@@ -6,6 +6,7 @@ The parts each do one job and know nothing of the others' insides:
     Router     what routing may use now, and the plans it makes (routing.py)
     Learner    what each attempt teaches: posteriors, cooldowns, stickiness (learning.py)
     KeyRing    the providers' API keys and which were rejected (keys.py)
+    KeyHealth  keys out on a refusal, back on a passing check, kept across restarts (key_health.py)
     sessions   sticky conversations, and the index that finds them by history
     Controls   what the user decided: pool order, enablement, bans, protection (controls.py)
     Quotas     each limited model's use per key, and limits learned from 429s (quotas.py)
@@ -39,7 +40,6 @@ from .events import (
     DemoToggled,
     Event,
     EventBus,
-    KeyRejected,
     LogHealthChanged,
     Note,
     SessionsCleared,
@@ -47,7 +47,8 @@ from .events import (
 )
 from .flow import Flow
 from .flows import Flows
-from .keys import KeyRing
+from .key_health import KeyHealth
+from .keys import KeyCheck, KeyRing
 from .learning import Learner
 from .planning import plan_lazily
 from .posteriors import BucketRow, PosteriorBook
@@ -106,6 +107,7 @@ class GatewayState:
             cooldowns=self.cooldowns, sessions=self.sessions, book=self.book, flows=self.flows,
             quotas=self.quotas, clock=clock,
         )  # fmt: skip
+        self.key_health = KeyHealth(self.keys, router=self.router, bus=self.bus, clock=clock)
         self.timers = LearnedTimers()
         """Each model's usual first byte and longest pause, and the timeouts they give."""
         self.learner = Learner(
@@ -267,18 +269,14 @@ class GatewayState:
         )  # fmt: skip
 
     def reject_key(self, key_id: str, *, status: int | None, reason: str) -> None:
-        """The upstream refused this API key (401/403): it is not sent again until a restart.
+        """The upstream refused this API key (401/403): not sent again until a check passes;
+        when it was the provider's last valid key, routing leaves the provider's models out."""
+        self.key_health.reject(key_id, status=status, reason=reason)
 
-        When it was the provider's last valid key, routing leaves the provider's models out.
-        """
-        keys = self.keys
-        if not keys.invalidate(key_id, reason=reason, status=status, now=self.clock()):
-            return  # a request in flight sent it too and already marked it
-        provider = keys.provider_of(key_id)
-        out = keys.all_invalid(provider)
-        if out:
-            self.router.invalidate()
-        self.bus.publish(KeyRejected(key_id, keys.masked(key_id), provider, status, out))
+    def key_checked(self, check: KeyCheck) -> None:
+        """A key check's result: `ok` brings an invalid key back, `invalid` takes it out as
+        `reject_key` does, `error` and `timeout` change nothing (key_health.py)."""
+        self.key_health.checked(check)
 
     def keys_rejected_notes(self, pool: str) -> list[str]:
         return self.router.keys_rejected_notes(pool)

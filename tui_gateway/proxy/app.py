@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -11,15 +12,16 @@ from aiohttp import web
 
 from ..asyncio_utils import spawn
 from ..config import Settings
-from ..domain.events import PrefillRefused
+from ..domain.events import KeyRejected, KeyRestored, PrefillRefused
 from ..domain.state import PERSISTED_EVENTS, GatewayState
 from ..providers import Upstream, make_upstream
 from ..store import RequestLog
 from ..store.quota_usage import QuotaStore
-from ..store.saved import PREFILL_REFUSED, Saver, load_saved
+from ..store.saved import INVALID_KEYS, PREFILL_REFUSED, Saver, load_saved
 from ..store.stats import load_buckets
 from ..store.timing import load_timer_history
 from .admin import add_admin_routes
+from .admin_keys import KEY_CHECKS, KeyChecks
 from .auth import auth_middleware, install_keys
 from .dialects import CHAT, MessagesDialect, ResponsesDialect
 from .dialects.messages import count_tokens
@@ -32,6 +34,7 @@ from .watch import add_watch_routes
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # long agent contexts run to megabytes; aiohttp's default is 1
 POSTERIOR_REFRESH_S = 60.0  # decay over a 7-day window barely moves in a minute
+log = logging.getLogger("tui_gateway.proxy")
 
 
 def make_app(
@@ -55,6 +58,7 @@ def make_app(
     app[DEMO] = demo
     app[UPSTREAMS] = dict(upstreams or {})
     app[IN_FLIGHT] = InFlight()
+    app[KEY_CHECKS] = KeyChecks(state, settings)  # its session comes with the resources
     app.cleanup_ctx.append(_resources)
     app.on_shutdown.append(_drain)
     app.router.add_post("/v1/chat/completions", door(CHAT))
@@ -108,6 +112,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         )
         stack.push_async_callback(refusals.close)
         stack.callback(state.subscribe(lambda _e: refusals.changed(), kinds=(PrefillRefused,)))
+        await _keep_key_health(stack, app, session)
         if state.quotas:  # no model has limits: no writer, no query
             await _keep_quotas(stack, state, settings, request_log)
         if settings.cluster.redis_url:  # after the local restore: a fresh Redis is seeded from it
@@ -115,6 +120,38 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         refresher = spawn(_refresh_posteriors(state), name="posterior-refresh")
         stack.callback(refresher.cancel)
         yield
+
+
+async def _keep_key_health(
+    stack: contextlib.AsyncExitStack, app: web.Application, session: aiohttp.ClientSession
+) -> None:
+    """The keys the last run found invalid stay out (while their secret is the same), each
+    change is saved, and with `[health]` a task checks the keys due every interval (issue 14)."""
+    state, request_log, health = app[STATE], app[REQUEST_LOG], app[SETTINGS].health
+    restored = state.key_health.restore(await load_saved(request_log.db, INVALID_KEYS))
+    saver = Saver(
+        request_log.db, state.key_health.saved, key=INVALID_KEYS, lock=request_log.write_lock
+    )
+    stack.push_async_callback(saver.close)
+    if restored.dropped:  # a changed or removed key's entry goes from the file too
+        saver.changed()
+    stack.callback(state.subscribe(lambda _e: saver.changed(), kinds=(KeyRejected, KeyRestored)))
+    checks = app[KEY_CHECKS]
+    checks.attach(session)
+    stack.callback(checks.attach, None)
+    if health.interval_s > 0:
+        task = spawn(_check_keys_every(checks, health.interval_s), name="key-health")
+        stack.callback(task.cancel)  # before the session closes (the stack unwinds in reverse)
+
+
+async def _check_keys_every(checks: KeyChecks, interval_s: float) -> None:
+    """`[health]`: one round at start, then one every `interval_s`, off the request path."""
+    while True:
+        try:
+            await checks.scheduled()
+        except Exception:  # a bug here must not end the checks for the rest of the run
+            log.exception("key check round failed; trying again in %g s", interval_s)
+        await asyncio.sleep(interval_s)
 
 
 async def _keep_quotas(

@@ -3,6 +3,8 @@
 controls         what the user decided at run time (pool order, enablement, bans, protection)
 prefill_refused  models that refused an assistant prefill, and why (continued by instruction)
 quota_limits     quota limits lowered after a 429, by quota (domain/quotas.py, `learned`)
+invalid_keys     API keys an upstream refused, by key id: provider, a hash of the secret (never
+                 the secret), reason, status, since (domain/keys.py, `saved_invalid`)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ log = logging.getLogger("tui_gateway.store")
 CONTROLS = "controls"
 PREFILL_REFUSED = "prefill_refused"
 QUOTA_LIMITS = "quota_limits"
+INVALID_KEYS = "invalid_keys"
 
 
 async def load_saved(db: aiosqlite.Connection, key: str = CONTROLS) -> dict[str, Any]:
