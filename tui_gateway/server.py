@@ -17,10 +17,12 @@ from aiohttp import web
 
 from .asyncio_utils import spawn
 from .config import Settings, StreamingSettings
+from .domain.keys import KeyCheck
 from .domain.state import GatewayState
 from .domain.views import FlowDetail
 from .net import http_root
 from .proxy import wire_errors
+from .proxy.admin_keys import check_keys_now
 from .proxy.app import make_app
 from .proxy.watch import request_detail
 from .store import RequestLog
@@ -95,6 +97,9 @@ class Gateway:
     async def request_detail(self, request_id: str) -> FlowDetail | None:
         """A copy of one request: from memory while it is recent, else what the log kept."""
         return await request_detail(self.state, self.request_log, request_id)
+
+    async def check_keys(self) -> list[KeyCheck]:
+        return await check_keys_now(self.app)
 
     async def start(self) -> None:
         self._runner = web.AppRunner(

@@ -59,11 +59,19 @@ rate_limit_cooldown_s = 60  # a 429 without Retry-After cools that key down this
 provider_ban_ttl_s = 180    # how long protection = "provider-ban" keeps a provider away
 max_retry_after_wait_s = 3  # a Retry-After this short on the conversation's model is waited out
 concurrency_guard = true    # new conversations avoid provider-ban providers busy elsewhere
+max_quota_wait_s = 15       # every model at its quota: wait this long for one to free, else 429
 
 [streaming]
 first_byte_timeout_s = 10   # no first chunk within this: try the next model
 stall_timeout_s = 20        # no data for this long mid-stream: a stall
 heartbeat_interval_s = 10   # keep-alive comments while the upstream is quiet (below 20)
+
+# Key checks by the gateway itself (off: 0). A key a 401/403 took out comes back when its
+# check passes; `K` on the screen and `tui-gateway keys check` check on demand.
+# [health]
+# interval_s = 600          # check this often (each call may count against a free tier)
+# scope = "invalid"         # invalid: only the keys that are out | all: every key
+# timeout_s = 10
 
 # One [[providers]] table per upstream. kind = "openai" is any OpenAI-compatible API.
 # A provider whose keys all come from unset environment variables is skipped with a warning.
@@ -73,8 +81,8 @@ kind = "openai"
 base_url = "https://api.groq.com/openai/v1"
 api_keys = ["env:GROQ_API_KEY"]     # several keys are used in turn
 protection = "model-skip"           # provider-ban | model-skip | off
-# Free-tier quota per key (read and checked; not enforced by routing yet in this version).
-# Copy the figures from your provider's page (they change); each limit is optional.
+# Free-tier quota per key: routing never knowingly sends past it (the next key, then the next
+# model). Copy the figures from your provider's page (they change); each limit is optional.
 # limits = { rpm = 30, rpd = 1000, tpm = 6000, tpd = 500000 }  # the default for its models
 # limits_scope = "key"              # key: per key and model | provider: one quota per key
 # daily_reset = "00:00 UTC"         # the day's quota comes back then (default: a rolling 24 h)

@@ -14,8 +14,9 @@ import msgspec
 
 from ..asyncio_utils import spawn
 from ..config import StreamingSettings
+from ..domain.keys import KeyCheck
 from ..domain.views import FlowDetail, Snapshot
-from .api import Api, root_of
+from .api import Api, RemoteError, root_of
 from .feed import Feed, Handlers, Hello
 from .state import RemoteState
 
@@ -48,6 +49,14 @@ class RemoteGateway:
 
     async def request_detail(self, request_id: str) -> FlowDetail | None:
         return await self.state.request_detail(request_id)
+
+    async def check_keys(self) -> list[KeyCheck]:
+        """`POST /gateway/keys/check`: the gateway checks with its own keys (the secrets never
+        leave it); raises RemoteError when it refuses or cannot be reached."""
+        if self.state.api is None:
+            raise RemoteError("not connected yet")
+        answer = await self.state.api.call("POST", "/gateway/keys/check")
+        return msgspec.convert(answer["checks"], list[KeyCheck])
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))

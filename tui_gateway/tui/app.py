@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from textual import on
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -23,9 +23,11 @@ from textual.widgets import Footer, Input, RichLog
 from ..domain.events import WITH_LINES, Event
 from ..domain.views import Snapshot
 from ..paths import mask
+from ..remote.api import RemoteError
 from .commands import GatewayCommands
 from .help import HelpScreen
 from .host import GatewayView, StateView
+from .key_checks import key_check_summary
 from .rescue import silence
 from .screens.detail import RequestDetailScreen
 from .themes import DEFAULT_THEME, install_themes, load_theme_files, next_theme
@@ -58,6 +60,7 @@ class GatewayApp(App[None]):
         Binding("slash", "filter", "Filter", id="app.filter"),
         Binding("t", "next_theme", "Theme", id="app.theme"),
         Binding("e", "copy_env", "Copy env", id="app.copy_env"),
+        Binding("K", "check_keys", "Check keys", id="app.check_keys"),
         Binding("P", "toggle_demo", "Pause demo", id="app.toggle_demo"),
     ]
 
@@ -252,6 +255,19 @@ class GatewayApp(App[None]):
     def action_copy_env(self) -> None:
         self.copy_to_clipboard("\n".join(self.gateway.client_env()) + "\n")
         self.notify("copied OPENAI_BASE_URL and OPENAI_API_KEY")
+
+    @work(exclusive=True, group="key-check", exit_on_error=False)
+    async def action_check_keys(self) -> None:
+        """Check every API key now (its provider's models list); a key a 401 took out comes
+        back when it passes. The result is a notification; each change is an event line."""
+        self.notify("checking every API key…")
+        try:
+            checks = await self.gateway.check_keys()
+        except (RemoteError, RuntimeError) as exc:
+            self.notify(f"key check failed: {exc}", severity="error")
+            return
+        summary, bad = key_check_summary(checks)
+        self.notify(summary, severity="warning" if bad else "information", timeout=8)
 
     def action_toggle_demo(self) -> None:
         self.state.set_demo_paused(not self.state.demo_paused)

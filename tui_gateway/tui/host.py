@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ..config import StreamingSettings
 from ..domain.events import Event, Subscriber
+from ..domain.keys import KeyCheck
 from ..domain.views import FlowDetail, Snapshot
 
 
@@ -66,6 +67,10 @@ class GatewayView(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def request_detail(self, request_id: str) -> FlowDetail | None: ...
+    async def check_keys(self) -> list[KeyCheck]:
+        """Check every API key with its provider now; the gateway applies what it finds (a
+        key a 401 took out comes back when it passes)."""
+        ...
 
 
 class AppHost(Protocol):

@@ -33,8 +33,8 @@ class PoolsPane(KeyedTable):
 
     The `flags` column reads: `●`/`○` enabled or not, `b` the model is banned (`B`: its whole
     provider is; `k`: the upstream rejected all its provider's API keys, so it is skipped until a
-    restart), `c` cooling down (`q`: every key of it is at its quota), then its continuation
-    (below), `s` conversations pinned to it (with their count past one).
+    key check passes, `K`), `c` cooling down (`q`: every key of it is at its quota), then its
+    continuation (below), `s` conversations pinned to it (with their count past one).
     Then how the model would finish an answer another model broke off: blank by prefill (it is
     handed the text so far as its own, the default), `i` by instruction, `-` not at all, `!` it
     answered a prefill with a 400 (remembered across restarts) and is instructed from then on.
@@ -75,7 +75,8 @@ class PoolsPane(KeyedTable):
     TITLE = "Pools"
     HELP = (
         "Each pool's fallback chain. Flags: `●` on, `b` banned, `B` provider banned, `k` the "
-        "upstream rejected every API key of the provider (skipped until restart), `c` cooling "
+        "upstream rejected every API key of the provider (skipped until `K` finds one that passes"
+        " a key check), `c` cooling "
         "down (`q` at its quota on every key), `s` conversations pinned to the model. After "
         "`c`, how the model would finish an"
         " answer another model broke off: blank by prefill, `i` by instruction, `-` it cannot,"
