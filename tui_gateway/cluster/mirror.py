@@ -113,13 +113,17 @@ class Mirror:
         connected = self._connected
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Bounded: a redis-py call caught mid-cancel (a pub/sub close waiting on the
+            # connection the listener held) must not keep the gateway from stopping.
+            await asyncio.wait({self._task}, timeout=2 * TIMEOUT_S)  # its own wait is bounded
+            if not self._task.done():
+                log.warning("cluster: the link did not stop within %.0f s", 2 * TIMEOUT_S)
         if connected and self._pending:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(TIMEOUT_S):
                     await self._flush()
-        with contextlib.suppress(Exception):
-            await self._redis.aclose()
+        closing = spawn(self._redis.aclose(), name="cluster-close")
+        await asyncio.wait({closing}, timeout=TIMEOUT_S)
 
     # --- the hot path's only call ------------------------------------------------------------
 
@@ -370,7 +374,9 @@ async def _first_to_fail(*coros: Coroutine[Any, Any, None]) -> None:
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Bounded: redis-py's pub/sub read, cancelled, can wait on its connection's close for
+        # ever (seen about once in ten stops); the client's own close ends it later.
+        await asyncio.wait(tasks, timeout=TIMEOUT_S)
     for task in done:
         if (exc := task.result()) is not None:
             raise exc
