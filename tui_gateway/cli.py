@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from . import event_loop, headless_log, paths
 from .cli_keys import keys_app
 from .cli_service import service_app
+from .cli_stats import stats
 from .config import ConfigError, Settings, load_settings, warnings_for
 from .config_clients import exposure_refusal
 from .config_cluster import missing_client
@@ -288,6 +289,9 @@ def setup_command(
         _fail(str(exc))
     for line in lines:
         typer.echo(line)
+
+
+app.command("stats")(stats)  # cli_stats.py: the request log's figures
 
 
 def _setup_settings(config: Path | None, *, demo: bool) -> Settings:

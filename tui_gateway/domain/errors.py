@@ -191,6 +191,26 @@ TRAITS = MappingProxyType(
 if missing := [k.value for k in ErrorKind if k not in TRAITS]:  # pragma: no cover
     raise RuntimeError(f"error kinds without traits: {', '.join(missing)}")
 
+CATEGORIES = MappingProxyType(
+    {
+        "rate_limited": (_K.RATE_LIMITED, _K.QUOTA),
+        "auth": (_K.KEY_REJECTED,),
+        "timeout": (_K.TIMEOUT, _K.STALL, _K.OUTRUN),
+        "server": (_K.SERVER, _K.CONNECTION),
+        "wrapped": (_K.WRAPPED,),
+        "cut": (_K.TRUNCATED, _K.UNALIGNED),
+        "client": (_K.CLIENT_ERROR, _K.REJECTED, _K.INVALID_REQUEST, _K.CLIENT_CLOSED),
+    }
+)
+"""The categories the analytics count failed attempts in (store/analytics.py), in order, with
+their kinds; every other kind is in `NOT_UPSTREAM`."""
+NOT_UPSTREAM = (_K.SHUTDOWN, _K.SKIPPED, _K.HEDGED, _K.NO_CANDIDATE)
+"""Endings that are no upstream's error, in no category: the gateway stopped, the user moved the
+request on, a hedge's loser was closed, nothing was tried."""
+_SORTED = {*NOT_UPSTREAM, *(kind for kinds in CATEGORIES.values() for kind in kinds)}
+if unsorted := sorted(set(ErrorKind) - _SORTED):  # pragma: no cover
+    raise RuntimeError(f"error kinds in no category: {', '.join(unsorted)}")
+
 
 class UpstreamError(Exception):
     """One upstream attempt failed."""

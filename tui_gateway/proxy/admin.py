@@ -13,6 +13,7 @@
     DELETE /gateway/cooldowns                          end every cooldown now (?model=KEY: its)
     POST   /gateway/requests/{id}/skip                 move a request on from its attempt now
     POST   /gateway/demo                               {"paused": true}
+    GET    /gateway/stats?range=24h                    the log's figures (admin_stats.py)
     POST   /gateway/keys/check                         check every API key now (admin_keys.py)
 
 `{model}` is the `provider/id` key from /v1/models (slashes and all).
@@ -28,6 +29,7 @@ from aiohttp import web
 from ..config import PROTECTION_LEVELS
 from ..domain.state import GatewayState
 from .admin_keys import add_key_routes
+from .admin_stats import get_stats
 from .errors import APIError
 from .keys import STATE
 from .validation import read_json
@@ -163,4 +165,5 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_delete("/gateway/cooldowns", clear_cooldowns)
     router.add_post("/gateway/requests/{id}/skip", skip_request)
     router.add_post("/gateway/demo", set_demo)
+    router.add_get("/gateway/stats", get_stats)
     add_key_routes(router)

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
@@ -33,6 +34,9 @@ from .read import read_requests
 from .repair import is_data_error, repair_batch
 from .rows import Row, as_record, attempt_rows, insert_rows, request_row
 from .schema import migrate
+
+if TYPE_CHECKING:
+    from .analytics import Analytics
 
 log = logging.getLogger("tui_gateway.store")
 
@@ -320,6 +324,20 @@ class RequestLog:
             self._on_health(self.health())
         except Exception:
             log.exception("request log: the on_health callback failed")
+
+    async def analytics(self, range_name: str, *, now: float) -> Analytics:
+        """The log's figures over a range (analytics.py), what the writer still holds written
+        first (unless writes are failing: then what the file has, at once), read on
+        connections of their own so the writer's batches never wait behind them.
+
+        Raises:
+            ValueError: an unknown range. sqlite3.Error: the file cannot be read.
+        """
+        from .analytics import read_analytics  # only when asked: a headless run may never be
+
+        if not self.health().failing:
+            await self.flush()
+        return await read_analytics(self.path, range_name, now=now)
 
     async def get(self, request_id: str) -> RequestRecord | None:
         """One logged request with its attempts, or None; one still waiting to be written is

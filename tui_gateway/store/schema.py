@@ -143,6 +143,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         PRIMARY KEY (slot, window, bucket)
     ) WITHOUT ROWID;
     """,
+    # 10: for the analytics (analytics.py; docs/BENCHMARKS.md, "Analytics (issue 14)"): each
+    # model's requests in time order with every column its figures read; the few failed requests
+    # in time order; the failed attempts by provider and kind, in time order; and the attempts
+    # after a first, in time order. Each grows at its end (or at the end of a model's, a
+    # provider's and kind's run), which keeps it cheap to write; none is ordered by a value.
+    """
+    CREATE INDEX requests_by_model ON requests(provider, model, started, error_kind, latency_ms,
+        ttfb_ms, streamed, tokens_in, tokens_out);
+    CREATE INDEX requests_failed ON requests(started, error_kind) WHERE error_kind IS NOT NULL;
+    CREATE INDEX attempts_errors ON attempts(provider, error_kind, started)
+        WHERE error_kind IS NOT NULL;
+    CREATE INDEX attempts_later ON attempts(started, attempt, text_from) WHERE attempt > 1;
+    """,
 )
 """In order; the SQL ones alone (`sql_migrations()`) make a complete schema for a new file."""
 
