@@ -173,3 +173,123 @@ def test_request_detail_screen(
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_detail)
+
+
+def _analytics_log(path: Path) -> None:
+    """A day of a small log, fixed: two providers, a fallback, a continuation, a few errors."""
+    import sqlite3
+
+    from tui_gateway.store.schema import sql_migrations
+
+    db = sqlite3.connect(path)
+    db.executescript(sql_migrations())
+    rows, attempts = [], []
+    for n in range(240):
+        started = NOW - 86_000 + n * 358.0
+        failed = n % 9 == 0
+        provider, name = ("swift", "swift/13b") if n % 3 else ("sage", "sage/large")
+        latency = 400.0 + (n % 7) * 150.0
+        rows.append(
+            (
+                f"r{n}",
+                started,
+                f"s{n % 5}",
+                "auto",
+                provider,
+                name,
+                502 if failed else 200,
+                "5xx" if failed else None,
+                None,
+                latency,
+                120.0 + n % 5 * 20,
+                30 + n % 4,
+                0 if failed else 60 + n % 6,
+                1,
+                "chat",
+            )
+        )
+        if n % 20 == 0:  # a fallback: the first attempt stalled
+            attempts.append(
+                (
+                    f"r{n}",
+                    1,
+                    "flaky",
+                    "flaky/70b",
+                    started,
+                    None,
+                    "stall",
+                    "quiet",
+                    100.0,
+                    None,
+                    None,
+                )
+            )
+            attempts.append(
+                (
+                    f"r{n}",
+                    2,
+                    provider,
+                    name,
+                    started + 0.1,
+                    502 if failed else 200,
+                    "5xx" if failed else None,
+                    None,
+                    latency,
+                    120.0,
+                    5 if n % 40 == 0 else None,
+                )
+            )
+        else:
+            attempts.append(
+                (
+                    f"r{n}",
+                    1,
+                    provider,
+                    name,
+                    started,
+                    502 if failed else 200,
+                    "5xx" if failed else None,
+                    None,
+                    latency,
+                    120.0,
+                    None,
+                )
+            )
+    db.executemany(
+        "INSERT INTO requests (id, started, session, requested_model, provider, model, status,"
+        " error_kind, error, latency_ms, ttfb_ms, tokens_in, tokens_out, streamed, dialect)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+    )  # fmt: skip
+    db.executemany(
+        "INSERT INTO attempts (request_id, attempt, provider, model, started, status,"
+        " error_kind, error, latency_ms, ttfb_ms, text_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        attempts,
+    )  # fmt: skip
+    db.commit()
+    db.close()
+
+
+def test_analytics_at_100_by_30(
+    snap_compare: Any, tmp_path: Path, sockets: list[socket.socket]
+) -> None:
+    import asyncio
+
+    import aiosqlite
+
+    from tui_gateway.store.analytics import analytics
+    from tui_gateway.tui.screens.analytics import AnalyticsScreen
+
+    _analytics_log(tmp_path / "a.db")
+
+    async def figures() -> Any:
+        async with aiosqlite.connect(tmp_path / "a.db") as db:
+            return await analytics(db, range_name="24h", now=NOW)
+
+    shown = asyncio.run(figures())
+    app, _, _ = build(tmp_path, sockets)
+
+    async def open_it(pilot: Any) -> None:
+        await pilot.app.push_screen(AnalyticsScreen(figures=shown))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(100, 30), run_before=open_it)

@@ -93,7 +93,8 @@ async def test_bang_then_x_moves_a_stalled_stream_on_and_the_answer_completes(
         detail = gateway.state.find_request(row.id)
         assert detail is not None
         # The detail screen reads the skip as the user's, and where the next model took over.
-        skipped, decision, finished = attempts_text(detail).plain.splitlines()
+        skipped, decision, finished, trail = attempts_text(detail).plain.splitlines()
+        assert trail == f"trail  {STALLING}:skipped, mock/ok:ok"
         assert skipped.startswith(f"#1  {STALLING} (mock)  cut off  moved on by you  ")
         assert "longest gap" in skipped and decision.endswith("moved on by the user")
         assert finished.startswith("#2  mock/ok (mock)  HTTP 200  ")

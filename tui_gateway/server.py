@@ -26,6 +26,7 @@ from .proxy.admin_keys import check_keys_now
 from .proxy.app import make_app
 from .proxy.watch import request_detail
 from .store import RequestLog
+from .store.analytics import Analytics
 
 
 class BindError(Exception):
@@ -100,6 +101,9 @@ class Gateway:
 
     async def check_keys(self) -> list[KeyCheck]:
         return await check_keys_now(self.app)
+
+    async def analytics(self, range_name: str) -> Analytics:
+        return await self.request_log.analytics(range_name, now=self.state.clock())
 
     async def start(self) -> None:
         self._runner = web.AppRunner(

@@ -28,7 +28,6 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -43,6 +42,8 @@ it leaves the window `span_s` later), or for a `Daily` the end of the day it cou
 def _zone(name: str) -> dt.tzinfo:
     if name.upper() in ("UTC", "Z"):
         return dt.timezone.utc  # no tz database needed for the usual case
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # only a config with a zone needs it
+
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

@@ -20,7 +20,6 @@ from aiohttp import web
 from ..config import Settings
 from ..domain.keys import KeyCheck
 from ..domain.state import GatewayState
-from ..providers.key_check import check_keys
 from .errors import APIError
 from .keys import STATE
 
@@ -54,6 +53,8 @@ class KeyChecks:
         async with self._lock:
             if self._session is None:
                 raise RuntimeError("the gateway is not running: no HTTP session to check with")
+            from ..providers.key_check import check_keys  # only when a check runs
+
             checks = await check_keys(
                 self._settings, self._session, timeout_s=self._timeout_s, only=only
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -16,6 +17,7 @@ from ..asyncio_utils import spawn
 from ..config import StreamingSettings
 from ..domain.keys import KeyCheck
 from ..domain.views import FlowDetail, Snapshot
+from ..store.analytics import Analytics
 from .api import Api, RemoteError, root_of
 from .feed import Feed, Handlers, Hello
 from .state import RemoteState
@@ -57,6 +59,13 @@ class RemoteGateway:
             raise RemoteError("not connected yet")
         answer = await self.state.api.call("POST", "/gateway/keys/check")
         return msgspec.convert(answer["checks"], list[KeyCheck])
+
+    async def analytics(self, range_name: str) -> Analytics:
+        """`GET /gateway/stats?range=…`: the figures of the gateway's own log."""
+        if self.state.api is None:
+            raise RemoteError("not connected yet")
+        answer = await self.state.api.call("GET", f"/gateway/stats?range={quote(range_name)}")
+        return msgspec.convert(answer, Analytics)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))

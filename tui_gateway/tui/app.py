@@ -61,6 +61,7 @@ class GatewayApp(App[None]):
         Binding("t", "next_theme", "Theme", id="app.theme"),
         Binding("e", "copy_env", "Copy env", id="app.copy_env"),
         Binding("K", "check_keys", "Check keys", id="app.check_keys"),
+        Binding("a", "analytics", "Analytics", id="app.analytics"),
         Binding("P", "toggle_demo", "Pause demo", id="app.toggle_demo"),
     ]
 
@@ -255,6 +256,13 @@ class GatewayApp(App[None]):
     def action_copy_env(self) -> None:
         self.copy_to_clipboard("\n".join(self.gateway.client_env()) + "\n")
         self.notify("copied OPENAI_BASE_URL and OPENAI_API_KEY")
+
+    def action_analytics(self) -> None:
+        """What the request log knows over a range (imported now: it brings plotext along)."""
+        from .screens.analytics import AnalyticsScreen
+
+        if not isinstance(self.screen, AnalyticsScreen):
+            self.push_screen(AnalyticsScreen())
 
     @work(exclusive=True, group="key-check", exit_on_error=False)
     async def action_check_keys(self) -> None:

@@ -15,6 +15,7 @@ from ..config import StreamingSettings
 from ..domain.events import Event, Subscriber
 from ..domain.keys import KeyCheck
 from ..domain.views import FlowDetail, Snapshot
+from ..store.analytics import Analytics
 
 
 class StateView(Protocol):
@@ -67,6 +68,10 @@ class GatewayView(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def request_detail(self, request_id: str) -> FlowDetail | None: ...
+    async def analytics(self, range_name: str) -> Analytics:
+        """The request log's figures over `range_name` (`1h`, `24h`, `7d`, `30d`), ending now."""
+        ...
+
     async def check_keys(self) -> list[KeyCheck]:
         """Check every API key with its provider now; the gateway applies what it finds (a
         key a 401 took out comes back when it passes)."""
