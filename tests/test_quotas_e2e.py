@@ -266,3 +266,42 @@ async def test_the_429_names_each_model_at_its_quota_once(
         assert (
             message.count(f"mock/{name}: at its quota (rpm 1/1 on mock#1, rpm 1/1 on mock#2)") == 1
         )
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_a_refusal_at_quota_and_a_client_gone_during_the_wait_each_leave_one_row(
+    started: Any, mock_url: str, mock_upstream: TestServer, stream: bool
+) -> None:
+    """The exit paths quotas add: a 429 with nothing sent, and a client that leaves while its
+    request waits for a window. Each ends in one logged row, nothing in flight, and the
+    second spends none of the quota (nothing is sent for a client that is gone)."""
+    import asyncio
+
+    import aiohttp
+
+    clock = RunningClock()
+    provider = {"name": "mock", "kind": "openai", "base_url": mock_url, "api_keys": ["k1"]}
+    settings = make_settings(
+        mock_url, [model("mock", FIRST, limits={"rpm": 1})], providers=[provider],
+        routing={"max_quota_wait_s": 120},
+    )  # fmt: skip
+    gateway = await started(settings, clock)
+    body = {"model": "auto", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    url, auth = gateway.base_url + "/chat/completions", {"Authorization": f"Bearer {API_KEY}"}
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async with http.post(url, json=body) as served:
+            assert served.status == 200
+            await served.read()
+        # The window frees in a minute: the next request waits; its client gives up at once.
+        with pytest.raises(asyncio.TimeoutError):
+            async with http.post(url, json=body, timeout=aiohttp.ClientTimeout(total=0.3)) as r:
+                await r.read()
+        clock.advance(61)  # the window frees while the request still waits
+        for _ in range(100):
+            if not gateway.state.active:
+                break
+            await asyncio.sleep(0.05)
+    assert gateway.state.active == {}
+    rows = await logged(gateway.request_log)
+    assert sorted(r.status for r in rows) == [200, 499], [(r.status, r.error, r.attempts) for r in rows]
+    assert received(mock_upstream) == [FIRST], "nothing sent for the client that left"

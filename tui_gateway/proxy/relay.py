@@ -34,6 +34,9 @@ from .outcomes import at_quota, exhausted, refused, shut_down
 from .validation import ChatCall
 from .watchdog import Watchdog
 
+CLIENT_CHECK_S = 0.25
+"""How often a wait (a Retry-After, a quota about to free) looks whether the client left."""
+
 
 @dataclass(slots=True)
 class _Attempt:
@@ -115,6 +118,8 @@ class Relay:
                 wait_s = max(wait_s, frees_in_s)
             if wait_s > 0:
                 await self._wait(wait_s)  # a short Retry-After, or a quota about to free
+                if self._gone():
+                    return None  # the caller ends the request as the client's leaving
             if (attempt := self._begin(candidate, text_from=text_from)) is not None:
                 return attempt
             plan.passed_over(candidate)  # at its quota since the plan was made: no call made
@@ -139,14 +144,33 @@ class Relay:
         )
 
     async def _wait(self, seconds: float) -> None:
-        """Sleep, but end early when the gateway shuts down (`cut`)."""
-        try:
-            async with Watchdog(seconds) as self._dog:
-                await asyncio.Event().wait()  # ended by the watchdog: its time, or a cut
-        except TimeoutError:
-            pass
-        finally:
-            self._dog = None
+        """Sleep, but end early when the gateway shuts down (`cut`), the user moves the request
+        on (`skip`) or the client leaves (looked at every `CLIENT_CHECK_S`: a wait for a quota
+        may last many seconds, and nothing should be sent, or spent, for a client that left)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while not (self.stopping or self.skipping or self._gone()):
+            left = end - loop.time()
+            if left <= 0:
+                return
+            try:
+                async with Watchdog(min(left, CLIENT_CHECK_S)) as self._dog:
+                    await asyncio.Event().wait()  # ended by the watchdog: its time, or a cut
+            except TimeoutError:
+                pass
+            finally:
+                self._dog = None
+
+    def _gone(self) -> bool:
+        """The client's connection is closed or closing."""
+        return client_gone(self.request)
+
+    def _client_left(self, response: web.StreamResponse | None = None) -> web.StreamResponse:
+        """The client hung up: the attempt under way (if any) is closed as its doing, and the
+        request ends as 499, whatever answer is left unsent."""
+        self.flow.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
+        self.flow.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
+        return response or web.Response(status=499)
 
     def _begin(
         self, candidate: Candidate, *, text_from: int | None = None, hedge: bool = False
@@ -235,7 +259,7 @@ class Relay:
 
     # --- non-streaming --------------------------------------------------------------------
 
-    async def once(self, candidates: Plan) -> web.Response:
+    async def once(self, candidates: Plan) -> web.StreamResponse:
         timeout = self.settings.routing.request_timeout_s
         plan = self._plan(candidates)
         while (attempt := await self._next(plan)) is not None:
@@ -269,6 +293,8 @@ class Relay:
                 raise refused(self.flow, exc) from None
         if self.stopping:
             raise shut_down(self.flow)
+        if self._gone():
+            return self._client_left()
         raise self._exhausted()
 
     def _skipped(self) -> UpstreamError | None:

@@ -132,6 +132,8 @@ class StreamRelay(Relay):
             if not client.open:
                 raise shut_down(self.flow)
             return await client.fail(shut_down(self.flow))
+        if self.client_gone or self._gone():  # it left while the request waited (`_wait`)
+            return self._client_left()
         if broke is not None:
             # The answer broke off and nothing could continue it: say why, never `stop`.
             self.flow.fail(200, broke.kind, broke.message)
@@ -351,11 +353,10 @@ class StreamRelay(Relay):
             message += f"; this model's usual {usual} is {self.flow.usual_s:.2g} s"
         return self._skipped() or Stalled(message, kind=kind)
 
-    def _client_left(self) -> web.StreamResponse:
-        self.flow.attempt_interrupted(ErrorKind.CLIENT_CLOSED)
-        self.flow.fail(499, ErrorKind.CLIENT_CLOSED, "client closed the connection")
-        response = None if self.client is None else self.client.response
-        return response or web.Response(status=499)
+    def _client_left(self, response: web.StreamResponse | None = None) -> web.StreamResponse:
+        # Named, not `super()`: a slots dataclass is a new class, which zero-argument super
+        # does not know.
+        return Relay._client_left(self, None if self.client is None else self.client.response)
 
     def _on_quiet(self) -> None:
         """Watchdog callback (must not raise): the upstream has been quiet for a heartbeat."""
