@@ -11,12 +11,13 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from . import event_loop, headless_log, paths
+from .cli_errors import fail as _fail
 from .cli_keys import keys_app
 from .cli_service import service_app
 from .cli_stats import stats
@@ -380,11 +381,6 @@ def _report_unwritten(health: LogHealth) -> None:
             f"tui-gateway: {health.pending} request log rows could not be written{reason}",
             err=True,
         )
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"tui-gateway: {message}", err=True)
-    raise typer.Exit(code=2)
 
 
 def main() -> None:

@@ -16,18 +16,18 @@ import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import paths
+from .cli_errors import fail as _fail
 from .config import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from .domain.keys import KeyCheck
 
 NOT_ALL_OK = 1
-CONFIG_ERROR = 2
 
 keys_app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="The providers' API keys: check them."
@@ -99,8 +99,3 @@ def _load(config: Path | None) -> Settings:
         return load_settings(path)
     except ConfigError as exc:
         _fail(str(exc))
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"tui-gateway: {message}", err=True)
-    raise typer.Exit(code=CONFIG_ERROR)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import paths
+from .cli_errors import fail as _fail
 from .config import ConfigError, ServerSettings, load_settings
 from .environment import process_environment
 
@@ -213,9 +214,3 @@ def _say(done: Done) -> None:
         typer.echo(line)
     if done.warning:
         typer.echo(f"tui-gateway: {done.warning}", err=True)
-
-
-def _fail(message: str) -> NoReturn:
-    """As cli.py's: one line on stderr, exit 2 (a mistake to fix, not a crash)."""
-    typer.echo(f"tui-gateway: {message}", err=True)
-    raise typer.Exit(code=2)

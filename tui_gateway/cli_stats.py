@@ -14,19 +14,20 @@ import contextlib
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from . import paths
+from .cli_errors import fail as _fail
 from .config import ConfigError, load_settings
+from .figures import latency, row_name, speed
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from .store.analytics import Analytics, Usage
 
-USAGE_ERROR = 2
 ANALYTICS_INDEX = "requests_by_model"
 """The main index of the analytics (migration 10): a log without it gives the same figures,
 slowly, so it is said; the gateway adds it when it next starts."""
@@ -151,11 +152,10 @@ def _usage_table(console: Console, by: str, rows: tuple[Usage, ...]) -> None:
     for column in table.columns[1:]:
         column.justify = "right"
     for u in rows:
-        name = u.model if by == "model" else u.provider
         table.add_row(
-            Text(name or "(no model)"), f"{u.requests:,}", f"{u.success_rate:.1%}",
-            _ms(u.latency_p50_ms), _ms(u.latency_p95_ms), _ms(u.ttfb_p50_ms), f"{u.tokens_in:,}",
-            f"{u.tokens_out:,}", "-" if u.tokens_per_s is None else f"{u.tokens_per_s:.0f}",
+            Text(row_name(u, by_provider=by == "provider")), f"{u.requests:,}",
+            f"{u.success_rate:.1%}", latency(u.latency_p50_ms), latency(u.latency_p95_ms),
+            latency(u.ttfb_p50_ms), f"{u.tokens_in:,}", f"{u.tokens_out:,}", speed(u.tokens_per_s),
         )  # fmt: skip
     console.print(table)
 
@@ -176,14 +176,3 @@ def _errors_table(console: Console, figures: Analytics) -> None:
     for e in figures.errors:
         table.add_row(Text(e.provider), *(f"{e.counts[c]:,}" for c in CATEGORIES), f"{e.total:,}")
     console.print(table)
-
-
-def _ms(value: int | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value} ms" if value < 10_000 else f"{value / 1000:.1f} s"
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"tui-gateway: {message}", err=True)
-    raise typer.Exit(code=USAGE_ERROR)

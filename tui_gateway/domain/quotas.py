@@ -114,18 +114,15 @@ class Quotas(Reporting):
         policy = self._policies.get(model)
         if policy is None:
             return None
-        shared = policy.scope == "provider"
-        name = f"{key_id}|*{policy.provider}" if shared else f"{key_id}|{model}"
+        name = _quota_name(key_id, model, policy)
         slot = self._slots.get(name)
         if slot is None:
-            slot = self._slots[name] = Slot(key_id, None if shared else model, policy)
+            slot = self._slots[name] = _new_slot(key_id, model, policy)
         return slot
 
     @staticmethod
     def _name(slot: Slot) -> str:
-        if slot.model is None:
-            return f"{slot.key_id}|*{slot.policy.provider}"
-        return f"{slot.key_id}|{slot.model}"
+        return _quota_name(slot.key_id, slot.model, slot.policy)
 
     def __bool__(self) -> bool:
         """Whether any model is limited (routing pays for quotas only when one is)."""
@@ -291,12 +288,7 @@ class Quotas(Reporting):
 
     def apply(self, change: Change) -> None:
         """Limits learned (or recovered) on another gateway."""
-        key_id, _, rest = change.key.partition("|")
-        if rest.startswith("*"):
-            model = next((m for m, p in self._policies.items() if p.provider == rest[1:]), None)
-        else:
-            model = rest
-        slot = self._slot(key_id, model) if model is not None else None
+        slot = self._named(change.key)
         if slot is None:
             return
         value: dict[str, Any] = change.value or {}
@@ -375,14 +367,23 @@ class Quotas(Reporting):
         Changes nothing: a quota not counted yet is shown from an empty slot, not stored."""
         out: dict[str, QuotaView] = {}
         for model, policy in sorted(self._policies.items()):
-            shared = policy.scope == "provider"
             for key_id in key_ids(policy.provider):
-                name = f"{key_id}|*{policy.provider}" if shared else f"{key_id}|{model}"
+                name = _quota_name(key_id, model, policy)
                 if name not in out:
-                    slot = self._slots.get(name) or Slot(key_id, None if shared else model, policy)
+                    slot = self._slots.get(name) or _new_slot(key_id, model, policy)
                     out[name] = slot.view(now)
         return sorted(out.values(), key=lambda v: (v.provider, v.key_id, v.model or ""))
 
     def footprint(self) -> int:
         """Buckets held across every quota: what the counting costs in memory."""
         return sum(len(s.minute) + len(s.day) for s in self._slots.values())
+
+
+def _quota_name(key_id: str, model: str | None, policy: QuotaPolicy) -> str:
+    """`key|provider/model`, or `key|*provider` for a quota all the provider's models share:
+    the name a quota is kept, saved and shared under."""
+    return f"{key_id}|*{policy.provider}" if policy.scope == "provider" else f"{key_id}|{model}"
+
+
+def _new_slot(key_id: str, model: str, policy: QuotaPolicy) -> Slot:
+    return Slot(key_id, None if policy.scope == "provider" else model, policy)

@@ -30,6 +30,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual_plotext import PlotextPlot
 
+from ...figures import latency, row_name, speed
 from ...store.analytics import CATEGORIES, Analytics, Usage
 from ..host import AppHost
 from ..widgets.bars import compact
@@ -65,26 +66,20 @@ def summary_text(figures: Analytics) -> Text:
     )
 
 
-def _ms(value: int | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value} ms" if value < 10_000 else f"{value / 1000:.0f} s"
-
-
 def usage_cells(row: Usage, *, by_provider: bool) -> tuple[Text, ...]:
     """One table row: the model (or provider), then its figures, right-aligned."""
-    name = (row.provider if by_provider else row.model) or "(not routed)"
+    name = row_name(row, by_provider=by_provider)
     rate = row.success_rate
     rate_style = "green" if rate >= 0.95 else "yellow" if rate >= 0.8 else "red"
     figures = (
         (compact(row.requests), ""),
         (f"{rate * 100:.1f}", rate_style),
-        (_ms(row.latency_p50_ms), ""),
-        (_ms(row.latency_p95_ms), ""),
-        (_ms(row.ttfb_p50_ms), ""),
+        (latency(row.latency_p50_ms), ""),
+        (latency(row.latency_p95_ms), ""),
+        (latency(row.ttfb_p50_ms), ""),
         (compact(row.tokens_in), "dim"),
         (compact(row.tokens_out), "dim"),
-        ("–" if row.tokens_per_s is None else f"{row.tokens_per_s:.0f}", ""),
+        (speed(row.tokens_per_s), ""),
     )
     return (Text(name), *(Text(value, style=style, justify="right") for value, style in figures))
 
