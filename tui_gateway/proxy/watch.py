@@ -15,7 +15,6 @@ events themselves are built only for their lines, as for the embedded screen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections import deque
@@ -23,6 +22,7 @@ from collections import deque
 import msgspec
 from aiohttp import web
 
+from ..asyncio_utils import wait_set
 from ..domain.events import WITH_LINES, Event
 from ..domain.snapshot import detail_of_row
 from ..domain.state import GatewayState
@@ -92,8 +92,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             while lines:
                 batch.append(lines.popleft())
             await response.write(b"".join(batch))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+            await wait_set(stop, interval_s)
     except (ConnectionResetError, ConnectionError):
         pass  # the screen went away: nothing to tell it
     finally:

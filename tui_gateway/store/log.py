@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import aiosqlite
 
-from ..asyncio_utils import spawn
+from ..asyncio_utils import spawn, wait_set
 from ..domain.records import LoggedRequest, LogHealth, RequestRecord
 from ..domain.text import clean_text
 from .read import read_requests
@@ -181,12 +181,7 @@ class RequestLog:
     async def _write_forever(self) -> None:
         while True:
             failing = self._failing_since is not None
-            try:
-                await asyncio.wait_for(
-                    self._wake.wait(), self._retry_s if failing else self._flush_interval_s
-                )
-            except TimeoutError:
-                pass
+            await wait_set(self._wake, self._retry_s if failing else self._flush_interval_s)
             self._wake.clear()
             try:
                 await self._attempt()
