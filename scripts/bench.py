@@ -23,7 +23,8 @@ The `gateway-redis` target is the same gateway with `[cluster] redis_url` set (i
 shared state mirrored to a Redis, `--redis-url`, or a `redis-server` started for the run on a
 free port; its numbers against `gateway` are the cost of the mirror.
 `--gateway-root DIR` runs the gateway of another checkout (a git worktree of a stable build),
-with the mock and the passthrough of this one.
+with the mock and the passthrough of this one. `--base-root DIR` adds that checkout's gateway
+as the `gateway-base` target beside this one's, rounds interleaved: a before/after in one run.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ("direct", "passthrough", "gateway", "gateway-asyncio", "gateway-redis")
+TARGETS = ("direct", "passthrough", "gateway", "gateway-base", "gateway-asyncio", "gateway-redis")
 DEFAULT_TARGETS = ("direct", "passthrough", "gateway")
 STREAM_MODEL = "ok:chunks=50"
 # Paced chunks, so that time to first byte is distinct from time to the last one.
@@ -640,6 +641,7 @@ async def start_targets(
     *,
     profile: str | None = None,
     gateway_root: Path | None = None,
+    base_root: Path | None = None,
     gateway_args: Sequence[str] = (),
     redis_url: str | None = None,
 ) -> tuple[Child, list[Target]]:
@@ -658,9 +660,11 @@ async def start_targets(
     if "gateway-redis" in names:
         shared = fleet.workdir / "bench-redis.toml"
         shared.write_text(gateway_config(mock.url, redis_url or await start_redis(fleet)))
-    for name in ("gateway", "gateway-asyncio", "gateway-redis"):
+    for name in ("gateway", "gateway-base", "gateway-asyncio", "gateway-redis"):
         if name not in names:
             continue
+        if name == "gateway-base" and base_root is None:
+            raise SystemExit("the gateway-base target needs --base-root DIR")
         # Under cProfile the numbers are distorted; that run is for finding where time goes.
         prefix = [py, "-m", "cProfile", "-o", profile] if profile and name == "gateway" else [py]
         chosen = shared if name == "gateway-redis" else config
@@ -669,7 +673,8 @@ async def start_targets(
         argv += ["--db", str(fleet.workdir / f"{name}.db"), *gateway_args]
         if name == "gateway-asyncio":
             argv += ["--loop", "asyncio"]
-        gw = await fleet.spawn(name, argv, extra_lines=2, root=gateway_root)
+        root = base_root if name == "gateway-base" else gateway_root
+        gw = await fleet.spawn(name, argv, extra_lines=2, root=root)
         key = _api_key_from(gw.lines)
         targets.append(Target(name, gw.url + "/chat/completions", key, gw.pid))
     return mock, targets
@@ -696,6 +701,7 @@ async def run_plan(
     *,
     profile: str | None = None,
     gateway_root: Path | None = None,
+    base_root: Path | None = None,
     gateway_args: Sequence[str] = (),
     redis_url: str | None = None,
 ) -> None:
@@ -707,6 +713,7 @@ async def run_plan(
                 names,
                 profile=profile,
                 gateway_root=gateway_root,
+                base_root=base_root,
                 gateway_args=gateway_args,
                 redis_url=redis_url,
             )
@@ -807,6 +814,7 @@ async def amain(args: argparse.Namespace) -> int:
         report,
         profile=profile,
         gateway_root=root,
+        base_root=Path(args.base_root).resolve() if args.base_root else None,
         gateway_args=shlex.split(args.gateway_args or ""),
         redis_url=args.redis_url,
     )
@@ -836,6 +844,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--gateway-root", metavar="DIR", help="run the gateway of this checkout (e.g. a worktree)"
+    )
+    parser.add_argument(
+        "--base-root",
+        metavar="DIR",
+        help="the checkout whose gateway the gateway-base target runs (a before, beside this)",
     )
     parser.add_argument(
         "--gateway-args", metavar="ARGS", help='extra gateway flags, e.g. "--loop asyncio"'
