@@ -6,7 +6,6 @@ import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -33,6 +32,7 @@ from tui_gateway.providers.cloudflare import (
     split_key,
 )
 from tui_gateway.providers.cohere import COHERE_BASE_URL, CohereUpstream
+from tui_gateway.providers.http import UpstreamClient
 
 ACCOUNT = "0123456789abcdef0123456789abcdef"
 TOOL_SCHEMA: dict[str, Any] = {
@@ -95,19 +95,19 @@ async def cloudflare_server() -> AsyncIterator[TestServer]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+async def session() -> AsyncIterator[UpstreamClient]:
+    async with UpstreamClient() as session:
         yield session
 
 
 @pytest.fixture
-def cohere(cohere_server: TestServer, session: aiohttp.ClientSession) -> CohereUpstream:
+def cohere(cohere_server: TestServer, session: UpstreamClient) -> CohereUpstream:
     url = f"http://127.0.0.1:{cohere_server.port}/compatibility/v1"
     return CohereUpstream(ProviderSettings("cohere", "openai", url), session)
 
 
 @pytest.fixture
-def cloudflare(cloudflare_server: TestServer, session: aiohttp.ClientSession) -> CloudflareUpstream:
+def cloudflare(cloudflare_server: TestServer, session: UpstreamClient) -> CloudflareUpstream:
     url = f"http://127.0.0.1:{cloudflare_server.port}/client/v4/accounts/{{account_id}}/ai/v1"
     return CloudflareUpstream(ProviderSettings("workers", "openai", url), session)
 
@@ -194,7 +194,7 @@ async def test_cohere_openai_style_error_body_is_read_too(cohere: CohereUpstream
     assert caught.value.code == "unsupported_value" and caught.value.kind == ErrorKind.REJECTED
 
 
-def test_cohere_defaults_to_the_compatibility_api(session: aiohttp.ClientSession) -> None:
+def test_cohere_defaults_to_the_compatibility_api(session: UpstreamClient) -> None:
     upstream = CohereUpstream(ProviderSettings("co", "openai"), session)
     assert upstream._url == COHERE_BASE_URL + "/chat/completions"
     assert upstream.name == "co"
@@ -318,7 +318,7 @@ def test_envelope_error_reads_only_failure_envelopes() -> None:
     assert both is not None and (both.message, both.status) == ("a; b", 404)
 
 
-def test_cloudflare_defaults_to_the_workers_ai_route(session: aiohttp.ClientSession) -> None:
+def test_cloudflare_defaults_to_the_workers_ai_route(session: UpstreamClient) -> None:
     upstream = CloudflareUpstream(ProviderSettings("cf", "openai"), session)
     account, token = upstream._account(f"{ACCOUNT}:tok")
     assert account._url == CLOUDFLARE_BASE_URL.format(account_id=ACCOUNT) + "/chat/completions"

@@ -29,6 +29,7 @@ from tui_gateway.providers.gemini_reply import (
     usage_of,
 )
 from tui_gateway.providers.gemini_translate import FOREIGN_SIGNATURE, clean_schema, to_gemini
+from tui_gateway.providers.http import UpstreamClient
 from tui_gateway.providers.sse import DONE
 from tui_gateway.providers.tool_ids import encode_call_id, split_call_id, strip_signature_ids
 
@@ -471,7 +472,7 @@ def test_retry_delay_is_read_from_retry_info() -> None:
 
 
 def test_urls_default_to_googles_endpoint_and_accept_full_model_paths() -> None:
-    upstream = GeminiUpstream(_settings(), cast(aiohttp.ClientSession, None))
+    upstream = GeminiUpstream(_settings(), cast(UpstreamClient, None))
     assert (
         upstream.url(_model("gemini-2.0-flash"), "generateContent")
         == f"{DEFAULT_BASE_URL}/models/gemini-2.0-flash:generateContent"
@@ -492,7 +493,7 @@ async def fake() -> AsyncIterator[TestServer]:
 
 @pytest.fixture
 async def gemini(fake: TestServer) -> AsyncIterator[GeminiUpstream]:
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         yield GeminiUpstream(_settings(str(fake.make_url("/v1beta"))), session)
 
 
@@ -714,7 +715,7 @@ async def test_an_unreachable_upstream_is_a_connection_failure() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         gemini = GeminiUpstream(_settings(f"http://127.0.0.1:{port}/v1beta"), session)
         for call in (_complete(gemini, "ok"), _stream(gemini, "ok")):
             with pytest.raises(Unavailable) as caught:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import cast
 from urllib.parse import urlsplit
 
-import aiohttp
 import pytest
 
 from tui_gateway.config import PROVIDER_KINDS, ProviderKind, ProviderSettings
@@ -13,6 +12,7 @@ from tui_gateway.presets import PRESET_KINDS, PRESETS, Preset, detected_presets
 from tui_gateway.providers import make_upstream
 from tui_gateway.providers.cloudflare import CLOUDFLARE_BASE_URL
 from tui_gateway.providers.cohere import COHERE_BASE_URL
+from tui_gateway.providers.http import UpstreamClient
 
 EXPECTED = {
     "groq", "cerebras", "sambanova", "nvidia", "mistral", "openrouter", "github", "zhipu",
@@ -36,7 +36,7 @@ def test_preset_has_a_known_kind_and_an_https_or_loopback_url(name: str) -> None
 
 
 async def test_every_preset_kind_has_an_adapter() -> None:
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         for name, preset in PRESETS.items():
             kind = cast(ProviderKind, preset.kind)
             settings = ProviderSettings(name, kind, preset.base_url, api_keys=("account:key",))

@@ -41,6 +41,7 @@ from tui_gateway.providers.base import (
 )
 from tui_gateway.providers.cloudflare import CloudflareUpstream
 from tui_gateway.providers.cohere import CohereUpstream
+from tui_gateway.providers.http import UpstreamClient
 from tui_gateway.providers.openai import OpenAIUpstream
 from tui_gateway.providers.sse import DONE, SSEBatch, SSEDecoder
 from tui_gateway.providers.transport import map_client_errors
@@ -296,7 +297,7 @@ async def test_every_adapter_maps_an_unreachable_upstream_the_same_way(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         upstream = make_upstream(_settings(kind, _base_url(kind, port)), session)
         with pytest.raises(Unavailable) as caught:
             await call(upstream, "m")
@@ -346,7 +347,7 @@ async def wire() -> AsyncIterator[TestServer]:
 
 
 async def test_a_multi_line_event_reaches_the_client_as_one_chunk(wire: TestServer) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         upstream = OpenAIUpstream(_settings("openai", _base_url("openai", wire.port)), session)
         payloads = await _stream(upstream, "multi-line")
     assert payloads[-1] == DONE
@@ -354,7 +355,7 @@ async def test_a_multi_line_event_reaches_the_client_as_one_chunk(wire: TestServ
 
 
 async def test_a_gemini_stream_framed_with_lone_crs_is_read(wire: TestServer) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         settings = ProviderSettings("g", "gemini", f"http://127.0.0.1:{wire.port}/v1beta")
         payloads = await _stream(make_upstream(settings, session), "gemini-cr")
     assert payloads[-1] == DONE and b'"content": "hi"' in payloads[0]
@@ -362,7 +363,7 @@ async def test_a_gemini_stream_framed_with_lone_crs_is_read(wire: TestServer) ->
 
 @pytest.mark.parametrize("kind", ["openai", "cohere", "cloudflare"])
 async def test_a_connection_dropped_mid_stream_is_truncated(wire: TestServer, kind: str) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         upstream = make_upstream(_settings(kind, _base_url(kind, wire.port)), session)
         seen: list[bytes] = []
         with pytest.raises(Unavailable) as caught:
@@ -373,7 +374,7 @@ async def test_a_connection_dropped_mid_stream_is_truncated(wire: TestServer, ki
 
 
 async def test_an_upstreams_retry_after_date_reaches_the_rate_limit(wire: TestServer) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         upstream = OpenAIUpstream(_settings("openai", _base_url("openai", wire.port)), session)
         with pytest.raises(RateLimited) as caught:
             await _complete(upstream, "429-date")
@@ -390,7 +391,7 @@ def test_the_registry_knows_every_configurable_kind() -> None:
 
 @pytest.mark.parametrize("kind", sorted(PROVIDER_KINDS))
 async def test_make_upstream_builds_the_adapter_its_registry_entry_names(kind: str) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with UpstreamClient() as session:
         upstream = make_upstream(_settings(kind, "http://127.0.0.1:9/v1"), session)
     module, _, name = KINDS[kind].partition(":")
     assert type(upstream).__module__ == module and type(upstream).__name__ == name
@@ -399,7 +400,7 @@ async def test_make_upstream_builds_the_adapter_its_registry_entry_names(kind: s
 
 def test_an_unknown_kind_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="unknown provider kind 'carrier-pigeon'"):
-        make_upstream(_settings("carrier-pigeon", ""), cast(aiohttp.ClientSession, None))
+        make_upstream(_settings("carrier-pigeon", ""), cast(UpstreamClient, None))
 
 
 LAZY = """
@@ -463,4 +464,6 @@ def test_there_are_no_import_cycles_among_the_provider_modules() -> None:
 
 
 def test_the_package_imports_no_family_module_at_import_time() -> None:
-    assert _imports(PROVIDERS / "__init__.py") == {"base"}
+    families = {target.partition(":")[0].rsplit(".", 1)[1] for target in KINDS.values()}
+    assert families == {"openai", "cohere", "cloudflare", "gemini", "simulated"}
+    assert _imports(PROVIDERS / "__init__.py").isdisjoint(families)

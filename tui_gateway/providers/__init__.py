@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Protocol, cast
-
-import aiohttp
+from typing import TYPE_CHECKING, Protocol, cast
 
 from ..config import ProviderKind, ProviderSettings
 from .base import Upstream
+
+if TYPE_CHECKING:
+    from .http import UpstreamClient
 
 __all__ = ["KINDS", "Upstream", "UpstreamFactory", "make_upstream"]
 
@@ -22,7 +23,7 @@ __all__ = ["KINDS", "Upstream", "UpstreamFactory", "make_upstream"]
 class UpstreamFactory(Protocol):
     """What a registry entry names: an adapter class, called with the provider's settings."""
 
-    def __call__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> Upstream: ...
+    def __call__(self, settings: ProviderSettings, client: UpstreamClient) -> Upstream: ...
 
 
 KINDS: Mapping[ProviderKind, str] = MappingProxyType(
@@ -37,7 +38,7 @@ KINDS: Mapping[ProviderKind, str] = MappingProxyType(
 """Provider kind -> `module:Class` of its adapter, imported on first use."""
 
 
-def make_upstream(settings: ProviderSettings, session: aiohttp.ClientSession) -> Upstream:
+def make_upstream(settings: ProviderSettings, client: UpstreamClient) -> Upstream:
     """The adapter for one configured provider; its module is imported now if it was not yet.
 
     Raises:
@@ -48,4 +49,4 @@ def make_upstream(settings: ProviderSettings, session: aiohttp.ClientSession) ->
         raise ValueError(f"unknown provider kind {settings.kind!r} (known: {', '.join(KINDS)})")
     module, _, name = target.partition(":")
     factory = cast(UpstreamFactory, getattr(importlib.import_module(module), name))
-    return factory(settings, session)
+    return factory(settings, client)

@@ -16,11 +16,10 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from ..config import ModelSettings, ProviderSettings
 from ..domain.errors import UpstreamClientError, WrappedError
 from .base import ChunkStream, Completion, ErrorDetail, error_detail, parse_completion
+from .http import UpstreamClient
 from .openai import OpenAIUpstream
 from .sse import SSEBatch
 
@@ -94,11 +93,11 @@ def fill_null_content(body: dict[str, Any]) -> dict[str, Any]:
 class CloudflareUpstream:
     """One Workers AI provider; each account id in its keys gets its own URL."""
 
-    def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: ProviderSettings, client: UpstreamClient) -> None:
         self.name = settings.name
         self._settings = settings
         self._base_url = settings.base_url or CLOUDFLARE_BASE_URL
-        self._session = session
+        self._client = client
         self._accounts: dict[str, _AccountUpstream] = {}
 
     def _account(self, api_key: str) -> tuple[_AccountUpstream, str]:
@@ -111,7 +110,7 @@ class CloudflareUpstream:
         upstream = self._accounts.get(account_id)
         if upstream is None:
             url = self._base_url.replace(ACCOUNT_PLACEHOLDER, quote(account_id, safe=""))
-            upstream = _AccountUpstream(replace(self._settings, base_url=url), self._session)
+            upstream = _AccountUpstream(replace(self._settings, base_url=url), self._client)
             self._accounts[account_id] = upstream
         return upstream, token
 

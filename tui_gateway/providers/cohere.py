@@ -11,10 +11,9 @@ import json
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
-
 from ..config import ModelSettings, ProviderSettings
 from .base import ErrorDetail, error_detail
+from .http import UpstreamClient
 from .openai import OpenAIUpstream
 
 COHERE_BASE_URL = "https://api.cohere.ai/compatibility/v1"
@@ -28,8 +27,8 @@ _DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
 class CohereUpstream(OpenAIUpstream):
     """Posts to `{base_url}/chat/completions`; `base_url` defaults to Cohere's compatibility API."""
 
-    def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
-        super().__init__(replace(settings, base_url=settings.base_url or COHERE_BASE_URL), session)
+    def __init__(self, settings: ProviderSettings, client: UpstreamClient) -> None:
+        super().__init__(replace(settings, base_url=settings.base_url or COHERE_BASE_URL), client)
 
     def _payload(self, body: dict[str, Any], model: ModelSettings, *, stream: bool) -> bytes:
         return super()._payload(cohere_body(body), model, stream=stream)

@@ -22,7 +22,6 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from ..config import ModelSettings, ProviderSettings
@@ -37,8 +36,9 @@ from .base import (
 )
 from .gemini_reply import StreamTranslator, from_gemini
 from .gemini_translate import to_gemini
+from .http import UpstreamClient, UpstreamResponse
 from .sse import DONE, SSEBatch
-from .transport import map_client_errors, post_stream, read_body, sse_batches
+from .transport import post, post_stream, read_body, sse_batches
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 
@@ -56,10 +56,10 @@ _STATUS = {
 class GeminiUpstream:
     """Posts to `{base_url}/models/{id}:generateContent` (or `:streamGenerateContent?alt=sse`)."""
 
-    def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: ProviderSettings, client: UpstreamClient) -> None:
         self.name = settings.name
         self._base = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._session = session
+        self._client = client
 
     def url(self, model: ModelSettings, method: str) -> str:
         """The endpoint for `method`; an id with a slash (`tunedModels/x`) is used as the path."""
@@ -75,11 +75,9 @@ class GeminiUpstream:
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> Completion:
         data, headers = self._request(body, api_key)
-        with map_client_errors():
-            async with self._session.post(
-                self.url(model, "generateContent"), data=data, headers=headers
-            ) as resp:
-                raw = await resp.read()
+        resp, raw = await post(
+            self._client, self.url(model, "generateContent"), data=data, headers=headers
+        )
         if resp.status >= 400:
             raise http_error(resp.status, raw, retry_after=resp.headers.get("Retry-After"))
         reply = _json_object(raw)
@@ -103,7 +101,7 @@ class GeminiUpstream:
     ) -> AsyncIterator[ChunkStream]:
         url = self.url(model, "streamGenerateContent") + "?alt=sse"
         data, headers = self._request(body, api_key)
-        async with post_stream(self._session, url, data=data, headers=headers) as resp:
+        async with post_stream(self._client, url, data=data, headers=headers) as resp:
             if resp.status >= 400 or "event-stream" not in resp.content_type:
                 raw = await read_body(resp)
                 if resp.status >= 400:
@@ -122,7 +120,7 @@ class GeminiUpstream:
             yield _translated(resp, translator)
 
 
-async def _translated(resp: aiohttp.ClientResponse, translator: StreamTranslator) -> ChunkStream:
+async def _translated(resp: UpstreamResponse, translator: StreamTranslator) -> ChunkStream:
     """The response's Gemini events as OpenAI chunks, ending once every choice finished."""
     async with aclosing(sse_batches(resp)) as batches:
         async for batch in batches:

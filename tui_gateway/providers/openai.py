@@ -11,7 +11,6 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 import msgspec
 
 from ..config import ModelSettings, ProviderSettings
@@ -25,8 +24,9 @@ from .base import (
     parse_completion,
     wrapped_error,
 )
+from .http import UpstreamClient, UpstreamResponse
 from .tool_ids import SIGNATURE_SEPARATOR, strip_signature_ids
-from .transport import map_client_errors, post_stream, read_body, sse_batches
+from .transport import post, post_stream, read_body, sse_batches
 
 _encode = msgspec.json.Encoder().encode
 
@@ -36,10 +36,10 @@ _SIGNATURE = SIGNATURE_SEPARATOR.encode()
 class OpenAIUpstream:
     """Posts to `{base_url}/chat/completions` with the key the router picked."""
 
-    def __init__(self, settings: ProviderSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(self, settings: ProviderSettings, client: UpstreamClient) -> None:
         self.name = settings.name
         self._url = settings.base_url.rstrip("/") + "/chat/completions"
-        self._session = session
+        self._client = client
 
     def _headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
@@ -64,7 +64,7 @@ class OpenAIUpstream:
         """An HTTP 200 body, checked; a family with its own error envelope overrides it."""
         return parse_completion(raw)
 
-    def _http_error(self, resp: aiohttp.ClientResponse, raw: bytes) -> UpstreamError:
+    def _http_error(self, resp: UpstreamResponse, raw: bytes) -> UpstreamError:
         return error_from_status(
             resp.status, self._error_detail(raw), retry_after=resp.headers.get("Retry-After")
         )
@@ -73,11 +73,7 @@ class OpenAIUpstream:
         self, body: dict[str, Any], model: ModelSettings, *, api_key: str
     ) -> Completion:
         data = self._payload(body, model, stream=False)
-        with map_client_errors():
-            async with self._session.post(
-                self._url, data=data, headers=self._headers(api_key)
-            ) as resp:
-                raw = await resp.read()
+        resp, raw = await post(self._client, self._url, data=data, headers=self._headers(api_key))
         if resp.status >= 400:
             raise self._http_error(resp, raw)
         return self._completion(raw)
@@ -87,7 +83,7 @@ class OpenAIUpstream:
     ) -> AbstractAsyncContextManager[ChunkStream]:
         return _Stream(self, body, model, api_key)
 
-    async def _check_stream(self, resp: aiohttp.ClientResponse) -> None:
+    async def _check_stream(self, resp: UpstreamResponse) -> None:
         """Raise unless `resp` is an event stream: an HTTP error, or a 200 with an error body."""
         if resp.status >= 400:
             raise self._http_error(resp, await read_body(resp))
@@ -112,13 +108,13 @@ class _Stream:
         self, upstream: OpenAIUpstream, body: dict[str, Any], model: ModelSettings, api_key: str
     ) -> None:
         self._upstream, self._body, self._model, self._api_key = upstream, body, model, api_key
-        self._posted: AbstractAsyncContextManager[aiohttp.ClientResponse] | None = None
+        self._posted: AbstractAsyncContextManager[UpstreamResponse] | None = None
 
     async def __aenter__(self) -> ChunkStream:
         up = self._upstream
         data = up._payload(self._body, self._model, stream=True)
         headers = up._headers(self._api_key)
-        posted = self._posted = post_stream(up._session, up._url, data=data, headers=headers)
+        posted = self._posted = post_stream(up._client, up._url, data=data, headers=headers)
         resp = await posted.__aenter__()
         try:
             await up._check_stream(resp)

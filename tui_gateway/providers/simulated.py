@@ -49,8 +49,8 @@ _ARGUMENT_FRAGMENTS = 3
 class SimulatedUpstream:
     """Behaves per model as `[models.simulate]` says: speed, length and failure chances."""
 
-    def __init__(self, settings: ProviderSettings, session: object = None) -> None:
-        """`session` is not used: the provider registry hands every adapter one."""
+    def __init__(self, settings: ProviderSettings, client: object = None) -> None:
+        """`client` is not used: the provider registry hands every adapter one."""
         self.name = settings.name
         self._fault_rngs: dict[str, random.Random] = {}
         self._ids = 0

@@ -3,6 +3,7 @@
     map_client_errors()      aiohttp.ClientError / OSError -> Unavailable(kind=CONNECTION)
       (mid_stream=True)      ... -> Unavailable(kind=TRUNCATED): the answer broke off
     unavailable()            the same mapping, for the hot path's own `except`
+    post()                   POST, the whole reply read under the mapping
     post_stream()            POST, then abort (never drain) the response on leaving
     read_body()              the whole body, read under the mapping
     sse_batches()            a response body as SSEBatch es, until `[DONE]` or the end
@@ -21,11 +22,13 @@ from contextlib import AbstractAsyncContextManager, contextmanager
 import aiohttp
 
 from ..domain.errors import ErrorKind, Unavailable
+from .http import UpstreamClient, UpstreamResponse
 from .sse import SSEBatch, SSEDecoder
 
 __all__ = [
     "CLIENT_ERRORS",
     "map_client_errors",
+    "post",
     "post_stream",
     "read_body",
     "sse_batches",
@@ -33,9 +36,9 @@ __all__ = [
 ]
 
 CLIENT_ERRORS = (aiohttp.ClientError, OSError)
-"""What aiohttp raises when an upstream cannot be reached, hangs up or sends a broken body.
-
-`OSError` covers a reset socket and, in Python 3.11+, `TimeoutError` from a client timeout.
+"""What an upstream call raises when the upstream cannot be reached, hangs up or sends a broken
+body: `OSError` from the relay's own client (`http.py`: a reset socket, TLS, a broken reply),
+`aiohttp.ClientError` from the key checks, which call through aiohttp.
 """
 
 
@@ -63,31 +66,43 @@ def unavailable(exc: BaseException, *, mid_stream: bool = False) -> Unavailable:
     return Unavailable(f"connection failed: {detail}", kind=ErrorKind.CONNECTION)
 
 
+async def post(
+    client: UpstreamClient, url: str, *, data: bytes, headers: dict[str, str]
+) -> tuple[UpstreamResponse, bytes]:
+    """POST and read the whole reply (the response, for its status and headers, and the body)."""
+    with map_client_errors():
+        resp = await client.post(url, data=data, headers=headers)
+        try:
+            return resp, await resp.read()
+        finally:
+            resp.close()
+
+
 def post_stream(
-    session: aiohttp.ClientSession, url: str, *, data: bytes, headers: dict[str, str]
-) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+    client: UpstreamClient, url: str, *, data: bytes, headers: dict[str, str]
+) -> AbstractAsyncContextManager[UpstreamResponse]:
     """POST and hand over the response with its body unread.
 
     Leaving closes the connection rather than draining it, on every exit path: a stream we
     stopped reading must not keep the upstream busy.
     """
-    return _Posted(session, url, data, headers)
+    return _Posted(client, url, data, headers)
 
 
 class _Posted:
     """`post_stream`'s context, as a class rather than a generator (see the module docstring)."""
 
-    __slots__ = ("_session", "_url", "_data", "_headers", "_resp")
+    __slots__ = ("_client", "_url", "_data", "_headers", "_resp")
 
     def __init__(
-        self, session: aiohttp.ClientSession, url: str, data: bytes, headers: dict[str, str]
+        self, client: UpstreamClient, url: str, data: bytes, headers: dict[str, str]
     ) -> None:
-        self._session, self._url, self._data, self._headers = session, url, data, headers
-        self._resp: aiohttp.ClientResponse | None = None
+        self._client, self._url, self._data, self._headers = client, url, data, headers
+        self._resp: UpstreamResponse | None = None
 
-    async def __aenter__(self) -> aiohttp.ClientResponse:
+    async def __aenter__(self) -> UpstreamResponse:
         try:
-            self._resp = await self._session.post(self._url, data=self._data, headers=self._headers)
+            self._resp = await self._client.post(self._url, data=self._data, headers=self._headers)
         except CLIENT_ERRORS as exc:
             raise unavailable(exc) from exc
         return self._resp
@@ -97,13 +112,13 @@ class _Posted:
             self._resp.close()
 
 
-async def read_body(resp: aiohttp.ClientResponse) -> bytes:
+async def read_body(resp: UpstreamResponse) -> bytes:
     """The whole body; a connection lost while reading it is `Unavailable(kind=CONNECTION)`."""
     with map_client_errors():
         return await resp.read()
 
 
-async def sse_batches(resp: aiohttp.ClientResponse) -> AsyncGenerator[SSEBatch, None]:
+async def sse_batches(resp: UpstreamResponse) -> AsyncGenerator[SSEBatch, None]:
     """The response's events, one batch per read that completed any, until `[DONE]` or EOF.
 
     A connection lost mid-body is `Unavailable(kind=TRUNCATED)`. An event left without its
@@ -111,7 +126,7 @@ async def sse_batches(resp: aiohttp.ClientResponse) -> AsyncGenerator[SSEBatch, 
     """
     decoder = SSEDecoder()
     try:  # `map_client_errors`, unrolled (see the module docstring)
-        async for data in resp.content.iter_any():
+        async for data in resp:
             batch = decoder.feed(data)
             if batch is not None:
                 yield batch

@@ -15,6 +15,7 @@ from ..config import Settings
 from ..domain.events import KeyRejected, KeyRestored, PrefillRefused
 from ..domain.state import PERSISTED_EVENTS, GatewayState
 from ..providers import Upstream, make_upstream
+from ..providers.http import UpstreamClient
 from ..store import RequestLog
 from ..store.quota_usage import QuotaStore
 from ..store.saved import INVALID_KEYS, PREFILL_REFUSED, Saver, load_saved
@@ -82,8 +83,8 @@ async def _drain(app: web.Application) -> None:
 
 
 async def _resources(app: web.Application) -> AsyncIterator[None]:
-    """One upstream ClientSession, the log writer and, with `[cluster]`, the Redis mirror, for
-    the app's lifetime."""
+    """The upstream client, an aiohttp session for key checks, the log writer and, with
+    `[cluster]`, the Redis mirror, for the app's lifetime."""
     settings = app[SETTINGS]
     request_log, state = app[REQUEST_LOG], app[STATE]
     async with contextlib.AsyncExitStack() as stack:  # whatever started is closed, even on error
@@ -92,8 +93,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
         )
+        client = await stack.enter_async_context(UpstreamClient())  # the relay's (http.py)
         for provider in settings.providers:
-            app[UPSTREAMS].setdefault(provider.name, make_upstream(provider, session))
+            app[UPSTREAMS].setdefault(provider.name, make_upstream(provider, client))
         await request_log.open()
         stack.push_async_callback(request_log.close)
         state.restore_controls(await load_saved(request_log.db))

@@ -126,7 +126,8 @@ def multi_row(head: str, rows: Sequence[Row]) -> Iterator[tuple[str, list[object
     most a dozen statements whatever its batches: each is compiled once and then found in the
     connection's statement cache. A statement per batch size filled that cache with a hundred
     statements of thousands of parameters each, compiled anew almost every batch: the gateway
-    grew by about 45 MB in 15,000 requests and spent 5-10% more CPU per request (docs/BENCHMARKS.md).
+    grew by about 45 MB in 15,000 requests and spent 5-10% more CPU per request
+    (docs/BENCHMARKS.md).
     """
     if not rows:
         return

@@ -1,0 +1,392 @@
+"""The relay's upstream HTTP client (providers/http.py), against real servers on 127.0.0.1.
+
+What an upstream can do to it: keep connections alive or not, send chunked, sized or
+close-delimited bodies, stop halfway, answer garbage, hang up before answering, speak TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+import trustme
+
+try:
+    import uvloop
+except ImportError:  # Windows
+    uvloop = None  # type: ignore[assignment]
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from tui_gateway.domain.errors import ErrorKind, Unavailable
+from tui_gateway.providers.http import UpstreamClient, UpstreamProtocolError
+from tui_gateway.providers.transport import map_client_errors, post, read_body
+
+BODY = b'{"model": "m", "messages": []}'
+
+
+class Peers:
+    """The connections an aiohttp test server has seen, by the client's port."""
+
+    def __init__(self) -> None:
+        self.ports: list[int] = []
+
+    def saw(self, request: web.Request) -> None:
+        assert request.transport is not None
+        self.ports.append(request.transport.get_extra_info("peername")[1])
+
+
+async def _server(app: web.Application, tls: ssl.SSLContext | None = None) -> TestServer:
+    server = TestServer(app, host="127.0.0.1", scheme="https" if tls else "http")
+    await server.start_server(ssl=tls)
+    return server
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[tuple[TestServer, Peers]]:
+    """Echoes the request (method, path, a few headers, body); `/stream` sends chunks."""
+    peers = Peers()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        peers.saw(request)
+        body = await request.read()
+        if request.path.endswith("/stream"):
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for i in range(int(request.query.get("n", "3"))):
+                await response.write(b"data: %d\n\n" % i)
+            await response.write_eof()
+            return response
+        echoed = {
+            "method": request.method,
+            "path_qs": request.raw_path,
+            "host": request.host,
+            "length": request.headers.get("Content-Length"),
+            "encoding": request.headers.get("Accept-Encoding"),
+            "auth": request.headers.get("Authorization"),
+            "body": body.decode(),
+        }
+        return web.json_response(echoed, headers={"Retry-After": "7"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = await _server(app)
+    yield server, peers
+    await server.close()
+
+
+@asynccontextmanager
+async def _raw_server(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[str]:
+    """A server that writes whatever bytes the test wants; yields its URL. Every connection is
+    closed, and every handler done, when the block ends."""
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await handle(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(closing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1/chat/completions"
+    finally:
+        server.close()
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    return head + await reader.readexactly(length)
+
+
+async def test_a_post_arrives_as_sent_and_the_reply_reads_back(
+    echo: tuple[TestServer, Peers],
+) -> None:
+    server, _ = echo
+    url = f"http://127.0.0.1:{server.port}/v1/chat/completions?alt=sse&x=a b"
+    async with UpstreamClient() as client:
+        resp, raw = await post(client, url, data=BODY, headers={"Authorization": "Bearer k"})
+    assert resp.status == 200 and resp.content_type == "application/json"
+    assert resp.headers["retry-after"] == "7"  # headers are case-insensitive, as aiohttp's
+    seen = __import__("json").loads(raw)
+    assert seen == {
+        "method": "POST",
+        "path_qs": "/v1/chat/completions?alt=sse&x=a%20b",
+        "host": f"127.0.0.1:{server.port}",
+        "length": str(len(BODY)),
+        "encoding": "identity",  # the relay forwards bytes: nothing comes compressed
+        "auth": "Bearer k",
+        "body": BODY.decode(),
+    }
+
+
+async def test_connections_are_kept_alive_and_reused(echo: tuple[TestServer, Peers]) -> None:
+    server, peers = echo
+    url = str(server.make_url("/v1/chat/completions"))
+    async with UpstreamClient() as client:
+        for _ in range(3):
+            await post(client, url, data=BODY, headers={})
+        stream = await client.post(str(server.make_url("/v1/stream?n=5")), data=BODY, headers={})
+        reads = b"".join([data async for data in stream])
+        await post(client, url, data=BODY, headers={})
+    assert reads == b"".join(b"data: %d\n\n" % i for i in range(5))
+    assert len(peers.ports) == 5 and len(set(peers.ports)) == 1
+
+
+async def test_concurrent_posts_each_get_their_own_connection(
+    echo: tuple[TestServer, Peers],
+) -> None:
+    server, peers = echo
+    url = str(server.make_url("/v1/stream?n=50"))
+    async with UpstreamClient() as client:
+
+        async def one() -> bytes:
+            resp = await client.post(url, data=BODY, headers={})
+            return await resp.read()
+
+        bodies = await asyncio.gather(*(one() for _ in range(8)))
+        assert len(set(bodies)) == 1 and bodies[0].count(b"data: ") == 50
+        await asyncio.gather(*(one() for _ in range(8)))
+    assert len(peers.ports) == 16 and len(set(peers.ports)) == 8  # the second round reused them
+
+
+async def test_an_idle_connection_is_dropped_after_the_keepalive(
+    echo: tuple[TestServer, Peers],
+) -> None:
+    server, peers = echo
+    url = str(server.make_url("/v1/chat/completions"))
+    now = [100.0]
+    async with UpstreamClient(keepalive_s=15, clock=lambda: now[0]) as client:
+        await post(client, url, data=BODY, headers={})
+        now[0] += 14.9
+        await post(client, url, data=BODY, headers={})
+        now[0] += 15.1
+        await post(client, url, data=BODY, headers={})
+    assert peers.ports[0] == peers.ports[1] != peers.ports[2]
+
+
+async def test_closing_an_unfinished_reply_drops_its_connection() -> None:
+    """A stream the relay stopped reading must not keep the upstream busy, nor be reused."""
+    hung_up = asyncio.Event()
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        if await reader.read() == b"":  # the client closed its side
+            hung_up.set()
+        writer.close()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        resp = await client.post(url, data=BODY, headers={})
+        assert await resp.__anext__() == b"hello"
+        resp.close()
+        await asyncio.wait_for(hung_up.wait(), 5)
+        resp = await client.post(url, data=BODY, headers={})
+        resp.close()
+    assert connections == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "body"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"hello"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
+            b"hello",
+        ),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello", b"hello"),  # ends with the close
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok"),
+    ],
+    ids=["sized", "chunked", "until-close", "interim-100"],
+)
+async def test_every_way_a_body_can_end_reads_whole(reply: bytes, body: bytes) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        if b"close" in reply:
+            writer.close()
+        else:
+            await reader.read()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        resp, raw = await post(client, url, data=BODY, headers={})
+    assert (resp.status, raw) == (200, body)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    ],
+    ids=["sized", "chunked"],
+)
+async def test_a_body_cut_short_is_an_error_not_an_answer(reply: bytes) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        resp = await client.post(url, data=BODY, headers={})
+        with pytest.raises(Unavailable) as caught:
+            await read_body(resp)
+    assert caught.value.kind == ErrorKind.CONNECTION
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        (b"", "closed the connection"),
+        (b"SMTP ready\r\n\r\n", "malformed reply"),
+        (b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 70_000 + b"\r\n\r\n", "headers are longer"),
+    ],
+    ids=["hang-up", "garbage", "huge-headers"],
+)
+async def test_an_upstream_that_breaks_http_is_unavailable(reply: bytes, words: str) -> None:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        with pytest.raises(Unavailable) as caught, map_client_errors():
+            await client.post(url, data=BODY, headers={})
+    assert caught.value.kind == ErrorKind.CONNECTION and words in caught.value.message
+
+
+async def test_a_header_with_a_line_break_is_refused_before_anything_is_sent() -> None:
+    """A key pasted with its newline must not end the request's headers early."""
+    async with UpstreamClient() as client:
+        with pytest.raises(UpstreamProtocolError, match="line break"):
+            await client.post(
+                "http://127.0.0.1:9/v1", data=BODY, headers={"Authorization": "Bearer k\r\nX: y"}
+            )
+
+
+async def test_a_cancelled_wait_for_the_reply_drops_the_connection() -> None:
+    """The watchdog gives up on a first byte: the upstream must see the request go."""
+    hung_up = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        if await reader.read() == b"":
+            hung_up.set()
+        writer.close()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.post(url, data=BODY, headers={}), 0.2)
+        await asyncio.wait_for(hung_up.wait(), 5)
+
+
+async def test_a_slow_reader_gets_every_byte_of_a_large_body_in_order(
+    echo: tuple[TestServer, Peers],
+) -> None:
+    """Reading pauses while the reader is behind, and resumes: nothing is lost or reordered."""
+    server, _ = echo
+    url = str(server.make_url("/v1/stream?n=60000"))
+    async with UpstreamClient() as client:
+        resp = await client.post(url, data=BODY, headers={})
+        await asyncio.sleep(0.3)  # the upstream writes far more than the high-water mark
+        reads = []
+        async for data in resp:
+            reads.append(data)
+            await asyncio.sleep(0)
+    body = b"".join(reads)
+    assert body == b"".join(b"data: %d\n\n" % i for i in range(60000))
+    assert max(map(len, reads)) < 600_000  # the buffer stayed bounded while it waited
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+async def test_tls_is_verified_against_the_trusted_certificates(ca: trustme.CA) -> None:
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"tls": request.secure})
+
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", hello)
+    server = await _server(app, tls=server_context)
+    url = f"https://localhost:{server.port}/v1/chat/completions"
+    try:
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
+        async with UpstreamClient(ssl_context=trusting) as client:
+            resp, raw = await post(client, url, data=BODY, headers={})
+        assert (resp.status, raw) == (200, b'{"tls": true}')
+        async with UpstreamClient() as client:  # the system's certificates: this CA is unknown
+            with pytest.raises(Unavailable) as caught:
+                await post(client, url, data=BODY, headers={})
+        assert caught.value.kind == ErrorKind.CONNECTION
+        assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+    finally:
+        await server.close()
+
+
+async def test_a_closed_client_refuses_to_post() -> None:
+    client = UpstreamClient()
+    await client.close()
+    with pytest.raises(UpstreamProtocolError, match="closed"):
+        await client.post("http://127.0.0.1:9/v1", data=BODY, headers={})
+
+
+@pytest.mark.skipif(uvloop is None, reason="uvloop is not installed here")
+def test_the_client_runs_on_uvloop_as_on_asyncio() -> None:
+    """uvloop is the gateway's default loop; its transports are not asyncio's classes."""
+
+    async def main() -> tuple[list[bytes], list[int]]:
+        peers = Peers()
+
+        async def stream(request: web.Request) -> web.StreamResponse:
+            peers.saw(request)
+            response = web.StreamResponse()
+            await response.prepare(request)
+            await response.write(b"data: 1\n\n")
+            await response.write_eof()
+            return response
+
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", stream)
+        server = await _server(app)
+        try:
+            async with UpstreamClient() as client:
+                url = str(server.make_url("/v1/chat/completions"))
+                bodies = [(await post(client, url, data=BODY, headers={}))[1] for _ in range(3)]
+        finally:
+            await server.close()
+        return bodies, peers.ports
+
+    assert uvloop is not None
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        bodies, ports = runner.run(main())
+    assert bodies == [b"data: 1\n\n"] * 3 and len(set(ports)) == 1
