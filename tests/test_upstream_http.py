@@ -390,3 +390,23 @@ def test_the_client_runs_on_uvloop_as_on_asyncio() -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         bodies, ports = runner.run(main())
     assert bodies == [b"data: 1\n\n"] * 3 and len(set(ports)) == 1
+
+
+async def test_closing_the_client_ends_a_read_in_progress_with_an_error() -> None:
+    """At shutdown a relay still reading must be told, not left waiting for the upstream."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await writer.drain()
+        await reader.read()  # then silence
+
+    async with _raw_server(handle) as url:
+        client = UpstreamClient()
+        resp = await client.post(url, data=BODY, headers={})
+        assert await resp.__anext__() == b"hello"
+        waiting = asyncio.ensure_future(resp.__anext__())
+        await asyncio.sleep(0.05)
+        await client.close()
+        with pytest.raises(UpstreamProtocolError, match="closed its upstream connections"):
+            await asyncio.wait_for(waiting, 5)

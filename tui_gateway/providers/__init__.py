@@ -1,7 +1,9 @@
 """Upstream adapters, one per provider family, found by kind in a lazy registry.
 
 `make_upstream` imports a family's module the first time a provider of that kind is made, so a
-gateway that uses no Gemini provider never loads the Gemini translation code.
+gateway that uses no Gemini provider never loads the Gemini translation code. Every HTTP family
+calls through the gateway's one `UpstreamClient` (`http.py`, with `http_wire.py` for one
+connection), and `transport.py` maps what it raises into domain errors.
 """
 
 from __future__ import annotations
