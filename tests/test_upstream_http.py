@@ -410,3 +410,48 @@ async def test_closing_the_client_ends_a_read_in_progress_with_an_error() -> Non
         await client.close()
         with pytest.raises(UpstreamProtocolError, match="closed its upstream connections"):
             await asyncio.wait_for(waiting, 5)
+
+
+async def test_a_kept_connection_closed_as_the_request_goes_out_is_retried_once_fresh() -> None:
+    """An upstream's idle timeout can close a kept-alive connection just as a request is sent
+    on it; nothing was answered, so the request goes again on a new connection, not failed."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        if connections == 1:
+            await _read_request(reader)  # the second request on it: hang up without a word
+            return
+        await reader.read()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        assert (await post(client, url, data=BODY, headers={}))[1] == b"ok"
+        assert (await post(client, url, data=BODY, headers={}))[1] == b"ok"
+    assert connections == 2
+
+
+async def test_a_reply_broken_after_it_began_is_not_sent_again() -> None:
+    requests = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        while True:
+            await _read_request(reader)
+            requests += 1
+            if requests == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                continue
+            writer.write(b"HTTP/1.1 20")  # half a status line, then gone
+            await writer.drain()
+            return
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        await post(client, url, data=BODY, headers={})
+        with pytest.raises(Unavailable):
+            await post(client, url, data=BODY, headers={})
+    assert requests == 2

@@ -109,6 +109,17 @@ class _Pool:
             conn.abort(UpstreamProtocolError("the gateway closed its upstream connections"))
 
 
+async def _exchange(conn: Connection, request: bytes) -> UpstreamResponse:
+    """Send `request` on `conn`; the reply once its status and headers are in."""
+    head: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
+    conn.send(request, head)
+    try:
+        return await head
+    except BaseException:  # cancelled or failed before the reply: the connection is spent
+        conn.abort()
+        raise
+
+
 class UpstreamClient:
     """POSTs to upstreams over pooled connections; one per gateway, closed when it stops."""
 
@@ -139,14 +150,16 @@ class UpstreamClient:
         pool = self._pools.get(target.origin)
         if pool is None:
             pool = self._pools[target.origin] = _Pool(self, target.origin)
-        conn = pool.reusable() or await self._connect(pool)
-        head: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
-        conn.send(request, head)
-        try:
-            return await head
-        except BaseException:  # cancelled or failed before the reply: the connection is spent
-            conn.abort()
-            raise
+        kept = pool.reusable()
+        if kept is not None:
+            try:
+                return await _exchange(kept, request)
+            except ConnectionError:
+                if kept.answered:
+                    raise
+                # Closed by the upstream as the request went out (its idle timeout ran out):
+                # nothing was read or answered, so it goes once more, on a new connection.
+        return await _exchange(await self._connect(pool), request)
 
     async def _connect(self, pool: _Pool) -> Connection:
         scheme, host, port = pool.origin

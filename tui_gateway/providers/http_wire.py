@@ -138,6 +138,8 @@ class Connection(asyncio.Protocol):
         self._until_close = True
         """The body has neither a length nor chunks: it ends when the upstream closes."""
         self._paused = False
+        self.answered = False
+        """Bytes of a reply to the request under way came in."""
         self._refused = ""
         """Why a callback stopped the parser (httptools reports only that one did)."""
 
@@ -151,6 +153,7 @@ class Connection(asyncio.Protocol):
     def send(self, request: bytes, head: asyncio.Future[UpstreamResponse]) -> None:
         assert self.transport is not None
         self._head, self._response, self._headers, self._head_bytes = head, None, [], 0
+        self.answered = False
         self._until_close = True
         self.transport.write(request)
 
@@ -182,6 +185,7 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
