@@ -70,7 +70,12 @@ def _request_bytes(target: _Target, data: bytes, headers: Mapping[str, str]) -> 
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             # A key pasted with its newline would otherwise end the headers early.
             raise UpstreamProtocolError(f"header {name!r} holds a line break or a colon")
-        parts += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
+        try:
+            parts += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
+        except UnicodeEncodeError:
+            raise UpstreamProtocolError(
+                f"header {name!r} holds a character HTTP headers cannot carry"
+            ) from None
     parts += (_FIXED_HEADERS, b"Content-Length: ", b"%d" % len(data), b"\r\n\r\n", data)
     return b"".join(parts)
 
