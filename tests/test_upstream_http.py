@@ -461,3 +461,12 @@ async def test_a_reply_broken_after_it_began_is_not_sent_again() -> None:
         with pytest.raises(Unavailable):
             await post(client, url, data=BODY, headers={})
     assert requests == 2
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/v1", "http:///v1", "http://127.0.0.1:99999/v1", "http://h:x/v1"]
+)
+async def test_a_url_that_is_not_http_is_an_error_that_says_so(url: str) -> None:
+    async with UpstreamClient() as client:
+        with pytest.raises(Unavailable, match="not an http"), map_client_errors():
+            await client.post(url, data=BODY, headers={})

@@ -51,12 +51,16 @@ def _target(url: str) -> _Target:
     """Where `url` is, parsed once per URL (an adapter posts to a handful)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    try:
+        given_port = parts.port  # raises for a port that is not a number in range
+    except ValueError:
+        given_port = -1
+    if scheme not in ("http", "https") or not parts.hostname or given_port == -1:
         raise UpstreamProtocolError(f"not an http(s) URL: {url!r}")
     host = parts.hostname
-    port = parts.port or (443 if scheme == "https" else 80)
+    port = given_port or (443 if scheme == "https" else 80)
     shown = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
+    if given_port is not None:
         shown += f":{port}"
     path = quote(parts.path or "/", safe="/:@!$&'()*+,;=-._~%")
     if parts.query:
