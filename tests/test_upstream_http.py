@@ -241,8 +241,9 @@ async def test_every_way_a_body_can_end_reads_whole(reply: bytes, body: bytes) -
     [
         b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nhello",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n",
     ],
-    ids=["sized", "chunked"],
+    ids=["sized", "chunked", "chunked-capitalised"],
 )
 async def test_a_body_cut_short_is_an_error_not_an_answer(reply: bytes) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -464,7 +465,14 @@ async def test_a_reply_broken_after_it_began_is_not_sent_again() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://127.0.0.1/v1", "http:///v1", "http://127.0.0.1:99999/v1", "http://h:x/v1"]
+    "url",
+    [
+        "ftp://127.0.0.1/v1",
+        "http:///v1",
+        "http://127.0.0.1:99999/v1",
+        "http://h:x/v1",
+        "http://[::1/v1",  # urlsplit's own ValueError
+    ],
 )
 async def test_a_url_that_is_not_http_is_an_error_that_says_so(url: str) -> None:
     async with UpstreamClient() as client:

@@ -46,25 +46,30 @@ class _Target(NamedTuple):
     """The request target: path and query, percent-encoded."""
 
 
+_PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+"""Left as they are when a path is percent-encoded: RFC 3986's path characters, and `%` so an
+already-encoded path is not encoded twice."""
+
+
 @lru_cache(maxsize=512)
 def _target(url: str) -> _Target:
     """Where `url` is, parsed once per URL (an adapter posts to a handful)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
     try:
-        given_port = parts.port  # raises for a port that is not a number in range
+        parts = urlsplit(url)
+        given_port = parts.port  # a port that is not a number in range raises, as a bad IPv6 host
     except ValueError:
-        given_port = -1
-    if scheme not in ("http", "https") or not parts.hostname or given_port == -1:
+        parts, given_port = None, None
+    scheme = parts.scheme.lower() if parts else ""
+    if parts is None or scheme not in ("http", "https") or not parts.hostname:
         raise UpstreamProtocolError(f"not an http(s) URL: {url!r}")
     host = parts.hostname
     port = given_port or (443 if scheme == "https" else 80)
     shown = f"[{host}]" if ":" in host else host
     if given_port is not None:
         shown += f":{port}"
-    path = quote(parts.path or "/", safe="/:@!$&'()*+,;=-._~%")
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
-        path += "?" + quote(parts.query, safe="/:@!$&'()*+,;=-._~%?")
+        path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
     return _Target((scheme, host, port), shown.encode("idna"), path.encode("ascii"))
 
 

@@ -219,8 +219,9 @@ class Connection(asyncio.Protocol):
             self._headers = []
             return
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
-        self._until_close = "Content-Length" not in headers and "chunked" not in headers.get(
-            "Transfer-Encoding", ""
+        self._until_close = (
+            "Content-Length" not in headers
+            and "chunked" not in headers.get("Transfer-Encoding", "").lower()
         )
         self._response = UpstreamResponse(self, status, headers)
         head, self._head = self._head, None

@@ -1,6 +1,6 @@
-"""The HTTP edge every adapter shares: aiohttp's errors mapped into ours, one SSE read loop.
+"""The HTTP edge every adapter shares: client errors mapped into ours, one SSE read loop.
 
-    map_client_errors()      aiohttp.ClientError / OSError -> Unavailable(kind=CONNECTION)
+    map_client_errors()      OSError / aiohttp.ClientError -> Unavailable(kind=CONNECTION)
       (mid_stream=True)      ... -> Unavailable(kind=TRUNCATED): the answer broke off
     unavailable()            the same mapping, for the hot path's own `except`
     post()                   POST, the whole reply read under the mapping
@@ -9,7 +9,7 @@
     sse_batches()            a response body as SSEBatch es, until `[DONE]` or the end
 
 Like httpx's `map_httpcore_exceptions` (`httpx/_transports/default.py`), the mapping is one
-context manager, so no adapter lets an aiohttp exception through to the proxy; `unavailable()`
+context manager, so no adapter lets a client's exception through to the proxy; `unavailable()`
 is its body, for the per-stream paths, where entering a generator's context costs more than the
 work it guards (2.5 µs for `asynccontextmanager`, 1.3 for `contextmanager`, 0.5 for a class).
 """
@@ -44,7 +44,7 @@ body: `OSError` from the relay's own client (`http.py`: a reset socket, TLS, a b
 
 @contextmanager
 def map_client_errors(*, mid_stream: bool = False) -> Iterator[None]:
-    """Raise `Unavailable` for an aiohttp client error inside the block, chained to it.
+    """Raise `Unavailable` for a client error inside the block, chained to it.
 
     Args:
         mid_stream: the reply had started: the failure truncated it (kind TRUNCATED) rather
@@ -70,12 +70,8 @@ async def post(
     client: UpstreamClient, url: str, *, data: bytes, headers: dict[str, str]
 ) -> tuple[UpstreamResponse, bytes]:
     """POST and read the whole reply (the response, for its status and headers, and the body)."""
-    with map_client_errors():
-        resp = await client.post(url, data=data, headers=headers)
-        try:
-            return resp, await resp.read()
-        finally:
-            resp.close()
+    async with post_stream(client, url, data=data, headers=headers) as resp:
+        return resp, await read_body(resp)
 
 
 def post_stream(
