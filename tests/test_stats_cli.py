@@ -4,7 +4,6 @@ gateway after real requests through the mock upstream (issue 14)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -31,8 +30,8 @@ def recent_log(path: Path) -> None:
     shift = time.time() - NOW
 
     def moved(r: RequestRecord) -> RequestRecord:
-        attempts = tuple(dataclasses.replace(a, started=a.started + shift) for a in r.attempts)
-        return dataclasses.replace(r, started=r.started + shift, attempts=attempts)
+        attempts = tuple(msgspec.structs.replace(a, started=a.started + shift) for a in r.attempts)
+        return msgspec.structs.replace(r, started=r.started + shift, attempts=attempts)
 
     asyncio.run(write_log(path, [moved(r) for r in known_log()]))
 

@@ -13,10 +13,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.logged import logged
@@ -38,7 +38,7 @@ def record(n: int, **changes: Any) -> RequestRecord:
         status=200, latency_ms=10.0, provider="sim", model="sim/a",
         attempts=(AttemptRecord(1, "sim", "sim/a", started, 10.0, status=200),),
     )  # fmt: skip
-    return replace(base, **changes)
+    return msgspec.structs.replace(base, **changes)
 
 
 def ids(*numbers: int) -> list[str]:

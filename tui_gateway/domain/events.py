@@ -13,8 +13,9 @@ on the request path; at `debug` also the "began" events; the screen only those w
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import ClassVar
+
+import msgspec
 
 from .records import LogHealth
 
@@ -42,8 +43,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
     """Something changed; `text` is the event log's line ("" for nothing worth a line)."""
 
     topic: ClassVar[str] = "requests"
@@ -53,21 +53,18 @@ class Event:
         return ""
 
 
-@dataclass(frozen=True, slots=True)
-class RequestBegan(Event):
+class RequestBegan(Event, frozen=True):
     request_id: str
     session: str
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptBegan(Event):
+class AttemptBegan(Event, frozen=True):
     request_id: str
     model: str
     provider: str
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFinished(Event):
+class RequestFinished(Event, frozen=True):
     request_id: str
     status: int
     error_kind: str | None
@@ -84,8 +81,7 @@ class RequestFinished(Event):
         return f"{self.request_id} {self.status}{fault}{served}{tries}"
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptFailed(Event):
+class AttemptFailed(Event, frozen=True):
     request_id: str
     model: str
     kind: str
@@ -97,8 +93,7 @@ class AttemptFailed(Event):
         return f"{self.request_id} {self.outcome}"
 
 
-@dataclass(frozen=True, slots=True)
-class ContinuationBegan(Event):
+class ContinuationBegan(Event, frozen=True):
     request_id: str
     failed_model: str
     reason: str
@@ -108,8 +103,7 @@ class ContinuationBegan(Event):
         return f"{self.request_id} continuing after {self.failed_model} broke off ({self.reason})"
 
 
-@dataclass(frozen=True, slots=True)
-class PrefillRefused(Event):
+class PrefillRefused(Event, frozen=True):
     """A model answered a prefilled continuation with a 400: it continues by instruction now,
     in this run and the next (the refusal is saved)."""
 
@@ -121,8 +115,7 @@ class PrefillRefused(Event):
         return f"{self.model} refuses an assistant prefill; it continues by instruction from now on"
 
 
-@dataclass(frozen=True, slots=True)
-class ControlsChanged(Event):
+class ControlsChanged(Event, frozen=True):
     """The user changed the pools, the bans or a protection level: saved for the next run."""
 
     topic: ClassVar[str] = "pools"
@@ -133,8 +126,7 @@ class ControlsChanged(Event):
         return self.line
 
 
-@dataclass(frozen=True, slots=True)
-class KeyRejected(Event):
+class KeyRejected(Event, frozen=True):
     topic: ClassVar[str] = "keys"
     key_id: str
     masked: str
@@ -154,8 +146,7 @@ class KeyRejected(Event):
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class KeyRestored(Event):
+class KeyRestored(Event, frozen=True):
     """A key check passed on a key the upstream had rejected: it is sent again."""
 
     topic: ClassVar[str] = "keys"
@@ -173,8 +164,7 @@ class KeyRestored(Event):
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class SessionsCleared(Event):
+class SessionsCleared(Event, frozen=True):
     topic: ClassVar[str] = "sessions"
     count: int
     session: str | None = None
@@ -187,8 +177,7 @@ class SessionsCleared(Event):
         return f"{self.count} sessions cleared"
 
 
-@dataclass(frozen=True, slots=True)
-class CooldownsCleared(Event):
+class CooldownsCleared(Event, frozen=True):
     topic: ClassVar[str] = "cooldowns"
     count: int
     model: str | None = None
@@ -198,8 +187,7 @@ class CooldownsCleared(Event):
         return f"{self.count} cooldowns cleared"
 
 
-@dataclass(frozen=True, slots=True)
-class LogHealthChanged(Event):
+class LogHealthChanged(Event, frozen=True):
     topic: ClassVar[str] = "log"
     health: LogHealth
 
@@ -217,8 +205,7 @@ class LogHealthChanged(Event):
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterHealthChanged(Event):
+class ClusterHealthChanged(Event, frozen=True):
     """The shared store (Redis) was lost, or reached again and the state resynced."""
 
     topic: ClassVar[str] = "cluster"
@@ -234,8 +221,7 @@ class ClusterHealthChanged(Event):
         return f"cluster: redis unreachable ({self.error}), running on local state"
 
 
-@dataclass(frozen=True, slots=True)
-class ClientRejected(Event):
+class ClientRejected(Event, frozen=True):
     line: str
 
     @property
@@ -243,8 +229,7 @@ class ClientRejected(Event):
         return self.line
 
 
-@dataclass(frozen=True, slots=True)
-class Note(Event):
+class Note(Event, frozen=True):
     """A line for the event log that changes nothing else."""
 
     line: str
@@ -254,8 +239,7 @@ class Note(Event):
         return self.line
 
 
-@dataclass(frozen=True, slots=True)
-class DemoToggled(Event):
+class DemoToggled(Event, frozen=True):
     topic: ClassVar[str] = "demo"
     paused: bool
 

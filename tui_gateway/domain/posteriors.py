@@ -38,6 +38,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from .beta import central_interval, cheng_draw, cheng_setup
 from .changes import Change, Reporting
 from .errors import ErrorKind
@@ -53,8 +55,7 @@ def weight(age_s: float, window_s: float) -> float:
     return max(0.0, min(1.0, 1.0 - age_s / window_s))
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     model: str
     """Model key, `provider/id`."""
     at: float

@@ -1,14 +1,19 @@
-"""What the request log keeps: one row per client request, one per upstream attempt."""
+"""What the request log keeps: one row per client request, one per upstream attempt.
+
+msgspec Structs rather than frozen dataclasses: one of each is built on every request, and a
+frozen dataclass's `__init__` (an `object.__setattr__` a field) costs about 2.5 µs for an
+`AttemptRecord` where a Struct's costs 0.2.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import msgspec
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
+
+class AttemptRecord(msgspec.Struct, frozen=True):
     attempt: int
     """1 for the first upstream tried, 2 for the first fallback, ..."""
     provider: str
@@ -36,8 +41,7 @@ def fallback_trail(attempts: Sequence[AttemptRecord], running: str | None = None
     return ", ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRecord:
+class RequestRecord(msgspec.Struct, frozen=True):
     id: str
     started: float
     session: str
@@ -60,8 +64,7 @@ class RequestRecord:
     """The `[[clients]]` name of the key it came with; None for `server.api_key` (and old rows)."""
 
 
-@dataclass(frozen=True, slots=True)
-class LogHealth:
+class LogHealth(msgspec.Struct, frozen=True):
     """How the request log's writer is doing, for the status line and the event log."""
 
     pending: int = 0

@@ -8,7 +8,8 @@ themselves, the order a request tries models in, are made in planning.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from ..config import RoutingSettings
 from .catalog import Catalog
@@ -33,8 +34,7 @@ def note_once(notes: list[str], model: str, note: Callable[[], str]) -> None:
         notes.append(note())
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(msgspec.Struct, frozen=True):
     model: str
     provider: str
     reason: str

@@ -7,8 +7,9 @@ anything uses it; fields nobody reads are forwarded untouched for the upstream t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from .body import read_json
 from .fields import bad, is_int, optional_field
@@ -23,8 +24,7 @@ MAX_CHOICES = 128
 """OpenAI's own limit on `n`; adapters keep per-choice state, so a huge `n` costs memory."""
 
 
-@dataclass(frozen=True, slots=True)
-class ChatCall:
+class ChatCall(msgspec.Struct, frozen=True):
     """A validated request: the body as the client sent it, plus the fields routing reads."""
 
     body: dict[str, Any]

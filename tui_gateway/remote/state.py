@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -28,8 +27,7 @@ DETAIL_REFRESH_S = 0.25
 _decode_detail = msgspec.json.Decoder(FlowDetail).decode
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteLine(Event):
+class RemoteLine(Event, frozen=True):
     """A line of the gateway's event log, or of the screen's own (a call refused, a drop)."""
 
     line: str

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiosqlite
@@ -58,7 +58,7 @@ first byte and the speed it counted."""
 ATTEMPT_COLUMNS = (Column("request_id", "text"), *ATTEMPT_RECORD_COLUMNS, *OUTCOME_COLUMNS)
 """The `attempts` table, in the order of `attempt_rows`."""
 
-_RECORD_FIELDS = [f.name for f in fields(AttemptRecord)][: len(ATTEMPT_RECORD_COLUMNS)]
+_RECORD_FIELDS = list(AttemptRecord.__struct_fields__)[: len(ATTEMPT_RECORD_COLUMNS)]
 if [c.name for c in ATTEMPT_RECORD_COLUMNS] != _RECORD_FIELDS:  # pragma: no cover
     raise RuntimeError("ATTEMPT_RECORD_COLUMNS must follow AttemptRecord's fields, in order")
 

@@ -10,11 +10,11 @@ with the same estimate (`messages_estimate`). Errors come as
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from ...config import VIRTUAL_MODEL_NAMES, AnthropicDialectSettings, Settings
@@ -56,7 +56,7 @@ class MessagesDialect:
         chat, context = to_chat_body(body, resolve=self._resolve)
         # The same guarantees as the chat door: whatever the translation made is checked again.
         call = validate_chat(chat)
-        return dataclasses.replace(call, dialect=self.name, context=context)
+        return msgspec.structs.replace(call, dialect=self.name, context=context)
 
     def _resolve(self, name: str) -> str:
         target = gateway_model(name, self._patterns, self._known)

@@ -11,12 +11,12 @@ Out: a `response` object (`responses_output.py`), whole here or as events by
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from ...config import ResponsesDialectSettings
@@ -89,7 +89,7 @@ class ResponsesDialect:
             created_at=int(self._clock()),
         )
         call = validate_chat(chat)
-        return dataclasses.replace(call, dialect=self.name, context=ctx)
+        return msgspec.structs.replace(call, dialect=self.name, context=ctx)
 
     def reply(self, call: ChatCall, completion: bytes) -> bytes:
         ctx: ResponsesContext = call.context
