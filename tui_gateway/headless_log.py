@@ -14,6 +14,7 @@ successful request nothing, and `debug` alone builds the "began" events.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -245,5 +246,10 @@ def _quoted(value: Value) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)  # never needs quotes: skip the pattern
-    text = str(value)
+    return _quoted_text(str(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _quoted_text(text: str) -> str:
+    # Cached: a request line's model and provider names are the same few, line after line.
     return text if _BARE.fullmatch(text) else json.dumps(text, ensure_ascii=False)

@@ -142,7 +142,10 @@ class Flows:
         found = self.active.get(request_id)
         if found is not None:
             return found
-        return next((f for f in reversed(self.recent) if f.id == request_id), None)
+        recent = self.recent
+        if recent and recent[-1].id == request_id:  # the one that just finished: the usual
+            return recent[-1]
+        return next((f for f in reversed(recent) if f.id == request_id), None)
 
     def provider_busy_elsewhere(self, provider: str, session: str) -> bool:
         """Another conversation has a request in flight on this provider."""
