@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 
 import pytest
 import trustme
@@ -22,8 +22,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tui_gateway.domain.errors import ErrorKind, Unavailable
+from tui_gateway.providers import http_wire
 from tui_gateway.providers.http import UpstreamClient, UpstreamProtocolError
-from tui_gateway.providers.transport import map_client_errors, post, read_body
+from tui_gateway.providers.transport import (
+    map_client_errors,
+    post,
+    post_stream,
+    read_body,
+    sse_batches,
+)
 
 BODY = b'{"model": "m", "messages": []}'
 
@@ -478,3 +485,72 @@ async def test_a_url_that_is_not_http_is_an_error_that_says_so(url: str) -> None
     async with UpstreamClient() as client:
         with pytest.raises(Unavailable, match="not an http"), map_client_errors():
             await client.post(url, data=BODY, headers={})
+
+
+_STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
+_EVENTS = b'data: {"a":1}\n\ndata: [DONE]\n\n'
+_DONE_CHUNK = b"%x\r\n%s\r\n" % (len(_EVENTS), _EVENTS)
+
+
+async def _read_to_done(client: UpstreamClient, url: str) -> list[bytes]:
+    async with post_stream(client, url, data=BODY, headers={}) as resp:
+        async with aclosing(sse_batches(resp)) as batches:
+            return [batch.framed async for batch in batches]
+
+
+async def test_a_stream_whose_body_ends_after_its_done_keeps_its_connection() -> None:
+    """The chunked body's last `0\\r\\n\\r\\n` often comes in a read after `[DONE]`: the relay
+    stops reading at `[DONE]`, and the connection still serves the next request."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return  # the client closed the connection
+            writer.write(_STREAM_HEAD + _DONE_CHUNK)
+            await writer.drain()
+            await asyncio.sleep(0.01)  # the end in a later segment, as over a real network
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        for _ in range(3):
+            framed = await _read_to_done(client, url)
+            assert framed == [_EVENTS]
+            await asyncio.sleep(0.05)  # the next turn comes after the end arrived
+    assert connections == 1
+
+
+@pytest.mark.parametrize("tail", ["too-long", "never"])
+async def test_a_stream_that_goes_on_after_its_done_loses_its_connection(
+    tail: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `[DONE]` only the body's end is awaited: more than a few bytes, or nothing within
+    the grace, and the connection is dropped; the next request opens a new one at once."""
+    monkeypatch.setattr(http_wire, "_TAIL_S", 0.05)
+    connections = 0
+    hung_up = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await _read_request(reader)
+        writer.write(_STREAM_HEAD + _DONE_CHUNK)
+        if tail == "too-long":
+            writer.write(b"%x\r\n%s\r\n" % (32 * 1024, b"x" * 32 * 1024))
+        await writer.drain()
+        if await reader.read() == b"":  # the client hung up
+            hung_up.set()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        assert await _read_to_done(client, url) == [_EVENTS]
+        await asyncio.wait_for(hung_up.wait(), 5)
+        second = await asyncio.wait_for(_read_to_done(client, url), 5)
+    assert second == [_EVENTS]
+    assert connections == 2

@@ -21,6 +21,10 @@ _HIGH_WATER = 256 * 1024
 """Body bytes buffered for a reader that is behind: reading from the socket pauses above it."""
 _MAX_HEAD = 64 * 1024
 """An upstream's status line and headers beyond this are refused, not buffered."""
+_TAIL_BYTES = 16 * 1024
+_TAIL_S = 1.0
+"""A released reply's rest (after `[DONE]`: the chunked body's last `0\r\n\r\n`) may be this
+long and take this long; past either, the connection is dropped rather than kept."""
 
 
 class UpstreamProtocolError(ConnectionError):
@@ -98,9 +102,26 @@ class UpstreamResponse:
         self._eof = True
         self._reads.clear()
 
+    def release(self) -> None:
+        """Done with the reply, which has said all it will (an SSE stream's `[DONE]`): the
+        body's last bytes, still on their way, are read and dropped, and the connection goes
+        back to the pool. A tail longer or slower than a few bytes drops it instead.
+
+        Without this, a stream closed at `[DONE]` dropped its connection whenever the chunked
+        body's end came in a later read: a third of streams at 32 in flight, each then paying
+        for a new connection (a TLS handshake, with a real provider).
+        """
+        conn, self._conn = self._conn, None
+        self._eof = True
+        self._reads.clear()
+        if conn is not None:
+            conn.finish_quietly()
+
     # --- fed by the connection -------------------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
+        if self._eof:
+            return  # released or closed: nobody reads it
         self._reads.append(data)
         self._buffered += len(data)
         if self._buffered > _HIGH_WATER and self._conn is not None:
@@ -142,6 +163,9 @@ class Connection(asyncio.Protocol):
         """Bytes of a reply to the request under way came in."""
         self._refused = ""
         """Why a callback stopped the parser (httptools reports only that one did)."""
+        self._tail: asyncio.TimerHandle | None = None
+        """Set while a released reply's last bytes are awaited (`finish_quietly`)."""
+        self._tail_bytes = 0
 
     # --- used by the pool and the response --------------------------------------------------
 
@@ -157,9 +181,18 @@ class Connection(asyncio.Protocol):
         self._until_close = True
         self.transport.write(request)
 
+    def finish_quietly(self) -> None:
+        """Let the reply under way end on its own (its reader is gone), then serve again."""
+        if self._response is None or self.transport is None:
+            return  # it ended already, or the connection did
+        self._tail_bytes = 0
+        self._tail = asyncio.get_running_loop().call_later(_TAIL_S, self.abort)
+        self.resume()  # the rest must be read, whatever the reader left buffered
+
     def abort(self, error: BaseException | None = None) -> None:
         """Drop the connection; `error` goes to a request still waiting on it (None: its
         response was closed by whoever read it, nobody waits)."""
+        self._stop_tail()
         transport, self.transport = self.transport, None
         self._pool.forget(self)
         if transport is not None:
@@ -195,6 +228,7 @@ class Connection(asyncio.Protocol):
             self._broken(UpstreamProtocolError(why))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_tail()
         self.transport = None
         self._pool.forget(self)
         response = self._response
@@ -229,6 +263,11 @@ class Connection(asyncio.Protocol):
             head.set_result(self._response)
 
     def on_body(self, body: bytes) -> None:
+        if self._tail is not None:
+            self._tail_bytes += len(body)
+            if self._tail_bytes > _TAIL_BYTES:
+                self.abort()  # more than an ending: not worth reading to keep the connection
+            return
         if self._response is not None:
             self._response._feed(body)
 
@@ -237,6 +276,7 @@ class Connection(asyncio.Protocol):
         if response is None:
             return  # the end of an interim (1xx) reply
         self._response = None
+        self._stop_tail()
         if self._parser.should_keep_alive() and self.usable:
             self.resume()  # paused for a slow reader by the same read that ended the body
             self._pool.release(self)
@@ -246,6 +286,11 @@ class Connection(asyncio.Protocol):
         response._end()
 
     # --- failures ---------------------------------------------------------------------------
+
+    def _stop_tail(self) -> None:
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            tail.cancel()
 
     def _broken(self, error: BaseException) -> None:
         head, self._head = self._head, None

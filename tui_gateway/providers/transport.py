@@ -127,6 +127,7 @@ async def sse_batches(resp: UpstreamResponse) -> AsyncGenerator[SSEBatch, None]:
             if batch is not None:
                 yield batch
             if decoder.done:
+                resp.release()  # what follows `[DONE]` is the body's end: keep the connection
                 return
     except CLIENT_ERRORS as exc:
         raise unavailable(exc, mid_stream=True) from exc
