@@ -189,6 +189,11 @@ class Connection(asyncio.Protocol):
         self._tail = asyncio.get_running_loop().call_later(_TAIL_S, self.abort)
         self.resume()  # the rest must be read, whatever the reader left buffered
 
+    def _stop_tail(self) -> None:
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            tail.cancel()
+
     def abort(self, error: BaseException | None = None) -> None:
         """Drop the connection; `error` goes to a request still waiting on it (None: its
         response was closed by whoever read it, nobody waits)."""
@@ -286,11 +291,6 @@ class Connection(asyncio.Protocol):
         response._end()
 
     # --- failures ---------------------------------------------------------------------------
-
-    def _stop_tail(self) -> None:
-        tail, self._tail = self._tail, None
-        if tail is not None:
-            tail.cancel()
 
     def _broken(self, error: BaseException) -> None:
         head, self._head = self._head, None

@@ -27,6 +27,7 @@ class SSEBatch(msgspec.Struct, frozen=True):
     Canonical framing (`data: <payload>\\n\\n`) lets the relay forward bytes as they came and
     split them into payloads only when it must look inside one. A payload with line breaks of
     its own (a multi-line event) is framed as one `data:` line per line, as the spec writes it.
+    A Struct rather than a frozen dataclass: one is built per upstream read, five times cheaper.
     """
 
     framed: bytes
@@ -36,8 +37,7 @@ class SSEBatch(msgspec.Struct, frozen=True):
     """The batch ends with `data: [DONE]`."""
     objects: bool | None = None
     """Every event but `[DONE]` ends with `}`, as a JSON object does; None: not looked at yet.
-    The decoder learns it from the counts that find a read canonical, so no one scans again.
-    (A Struct, not a frozen dataclass: one is built per upstream read, 5x cheaper so.)"""
+    The decoder learns it from the counts that find a read canonical, so no one scans again."""
 
     @classmethod
     def of(cls, payloads: list[bytes]) -> SSEBatch:

@@ -4,7 +4,7 @@
       (mid_stream=True)      ... -> Unavailable(kind=TRUNCATED): the answer broke off
     unavailable()            the same mapping, for the hot path's own `except`
     post()                   POST, the whole reply read under the mapping
-    post_stream()            POST, then abort (never drain) the response on leaving
+    post_stream()            POST, then abort (never drain) an unfinished response on leaving
     read_body()              the whole body, read under the mapping
     sse_batches()            a response body as SSEBatch es, until `[DONE]` or the end
 
@@ -80,7 +80,8 @@ def post_stream(
     """POST and hand over the response with its body unread.
 
     Leaving closes the connection rather than draining it, on every exit path: a stream we
-    stopped reading must not keep the upstream busy.
+    stopped reading must not keep the upstream busy. (A reply read to its `[DONE]` was released
+    by `sse_batches` already: only its body's end is left, and the connection is kept.)
     """
     return _Posted(client, url, data, headers)
 

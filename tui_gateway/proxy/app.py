@@ -88,8 +88,9 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     request_log, state = app[REQUEST_LOG], app[STATE]
     async with contextlib.AsyncExitStack() as stack:  # whatever started is closed, even on error
+        # The key checks' session (GETs to each provider, each check under its own timeout);
+        # the relay's calls go through `UpstreamClient` below.
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
-        # Per-request limits are the relay's job (watchdog, request timeout); none here.
         session = await stack.enter_async_context(
             aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
         )
