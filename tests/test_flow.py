@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import msgspec
 import pytest
@@ -20,12 +21,12 @@ from tui_gateway.domain.state import GatewayState
 from tui_gateway.domain.views import Snapshot
 
 
-def make_state(clock: FakeClock) -> GatewayState:
+def make_state(clock: FakeClock, ids: random.Random | None = None) -> GatewayState:
     settings = make_settings(
         providers=[{"name": "a", "kind": "simulated"}, {"name": "b", "kind": "simulated"}],
         models=[model("a", "1"), model("b", "2")],
     )
-    return GatewayState(settings, clock=clock)
+    return GatewayState(settings, clock=clock, ids=ids)
 
 
 def test_a_request_s_whole_life_is_timed_on_the_injected_clock() -> None:
@@ -201,3 +202,30 @@ def test_a_request_ending_mid_race_closes_the_racer_too() -> None:
     state.finish_request(flow)
     assert flow.hedge is None and flow.current is None
     assert [a.error_kind for a in flow.attempts] == ["shutdown", "shutdown"]
+
+
+def test_request_ids_sort_in_the_order_the_requests_began() -> None:
+    # The log's tables are keyed by the id: in time order, each row lands at the index's end.
+    clock = FakeClock(1_796_000_000.0)
+    state = make_state(clock, ids=random.Random(3))  # a sequence that starts far from its wrap
+    ids = []
+    for _ in range(3):
+        for _ in range(500):  # many in one second: the sequence orders them
+            ids.append(state.begin_request(session="s", requested_model="auto", stream=False).id)
+        clock.advance(1.0)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+    seconds = [int(i[:8], 16) for i in ids]
+    assert seconds == sorted(seconds) and seconds[0] == 1_796_000_000
+    assert sorted(ids) == ids
+
+
+def test_two_runs_sharing_a_log_in_the_same_second_make_different_ids() -> None:
+    clock = FakeClock(1_796_000_000.0)
+    first, second = make_state(clock), make_state(clock)
+    made = [
+        {s.begin_request(session="s", requested_model="auto", stream=False).id for _ in range(2000)}
+        for s in (first, second)
+    ]
+    assert len(made[0]) == len(made[1]) == 2000
+    assert not made[0] & made[1]

@@ -113,7 +113,7 @@ async def test_a_failed_request_is_a_warning_with_its_error_kind_and_attempts(
     assert status >= 500
     (line,) = lines_of(stream)  # at warning: no attempt lines, only the request's outcome
     assert (line["level"], line["event"]) == ("warning", "request")
-    assert re.fullmatch("[0-9a-f]{12}", line["id"])
+    assert re.fullmatch("[0-9a-f]{16}", line["id"])
     assert line["status"] == str(status) and line["error"]
     assert line["model"] == "mock/error-500" and int(line["attempts"]) >= 1
 

@@ -13,6 +13,19 @@ from .flow import Flow
 RECENT_LIMIT = 200
 """Finished requests kept in memory, newest last: the screen lingers on them and opens them."""
 
+_SEQUENCE_BITS = 32
+
+
+def request_id(now: float, sequence: int) -> str:
+    """16 hex digits: the second `now` falls in, then `sequence` (modulo 2**32), 8 digits each.
+
+    In time order, because the log's tables are keyed by it: a random key puts each row's index
+    entries anywhere in the tree, which costs more the longer the log grows (docs/BENCHMARKS.md,
+    "The request log's keys"); these land at its end.
+    """
+    second = int(now) & 0xFFFF_FFFF
+    return f"{second:08x}{sequence & 0xFFFF_FFFF:08x}"
+
 
 class Flows:
     """Begins, indexes and ends `Flow`s; counts what finished and what failed."""
@@ -22,8 +35,10 @@ class Flows:
     ) -> None:
         self._bus = bus
         self._clock = clock
-        # Seeded from the OS once: an id must be unique, not secret (tests pass a seeded one).
-        self._ids = ids or random.Random()
+        # The sequence starts at random (seeded from the OS; tests pass a seeded generator): two
+        # runs that share a log, even at once, repeat an id only if their sequences, 2**32 long,
+        # reach the same number in the same second. Ids must be unique, not secret.
+        self._sequence = (ids or random.Random()).getrandbits(_SEQUENCE_BITS)
         self.active: dict[str, Flow] = {}
         self.recent: deque[Flow] = deque(maxlen=RECENT_LIMIT)
         self.busy: dict[str, Counter[str]] = {}
@@ -32,8 +47,9 @@ class Flows:
         self.failed = 0
 
     def new_id(self) -> str:
-        """A request id: 12 hex digits, unique across runs (they share one log)."""
-        return f"{self._ids.getrandbits(48):012x}"
+        """A request id (`request_id`), unique across runs (they share one log)."""
+        self._sequence += 1
+        return request_id(self._clock(), self._sequence)
 
     def begin(
         self,

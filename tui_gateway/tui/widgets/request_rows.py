@@ -58,7 +58,7 @@ def row_cells(r: FlowView, now: float, timeouts: Timeouts) -> tuple[Cell, ...]:
         model = f"{model}⇄{r.racer}"
     ttfb = "" if r.ttfb_ms is None else f"{r.ttfb_ms:.0f}ms"
     return (
-        (r.id[:6], ""),
+        (r.id[-6:], ""),  # the sequence's end: ids begin with the second (domain/flows.py)
         (r.session[:6], "") if r.client is None else (r.client[:6], "bold"),
         (DIALECT_LABELS.get(r.dialect, r.dialect[:4]), "dim"),
         (model, ""),
