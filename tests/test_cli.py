@@ -147,6 +147,38 @@ def test_unusable_db_path_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("version", [0, 3])
+def test_another_program_s_database_as_db_is_a_clear_error_and_left_as_it_was(
+    tmp_path: Path, version: int
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(SIM_CONFIG)
+    other = tmp_path / "notes.db"
+    with sqlite3.connect(other) as db:  # has a `requests` table, as many programs' would
+        db.execute("CREATE TABLE requests (url TEXT)")
+        db.execute("INSERT INTO requests VALUES ('https://example.com')")
+        db.execute(f"PRAGMA user_version = {version}")
+    before = other.read_bytes()
+    result = runner.invoke(app, ["--config", str(config), "--db", str(other), "--headless"])
+    assert result.exit_code == 2, result.output
+    assert f"cannot use {other} as the request log" in result.output
+    assert "not a tui-gateway request log" in result.output
+    assert "Traceback" not in result.output
+    assert other.read_bytes() == before
+
+
+def test_a_log_built_from_the_schema_script_opens_as_it_is(tmp_path: Path) -> None:
+    from tui_gateway.store.schema import MIGRATIONS, sql_migrations
+
+    log = tmp_path / "log.db"  # where headless_gateway points --db
+    with sqlite3.connect(log) as db:  # as tools and the benchmarks build one
+        db.executescript(sql_migrations())
+    with headless_gateway(tmp_path) as (_proc, base_url, db_path):
+        assert db_path == log and base_url.startswith("http://127.0.0.1:")
+    with sqlite3.connect(log) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+
+
 def test_init_offers_providers_whose_key_is_in_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import signal
 import sqlite3
@@ -27,6 +26,7 @@ from .config_cluster import missing_client
 from .domain.records import LogHealth
 from .environment import process_environment
 from .server import BindError, Gateway, bind_socket
+from .store.schema import SchemaError, prepare
 
 
 class _PlainValue:
@@ -326,12 +326,12 @@ def _settings(config: Path | None, *, demo: bool) -> Settings:
 
 
 def _check_db(path: Path) -> None:
-    """Open the request log once before anything starts, so a bad --db is a clear error."""
+    """Open (and migrate) the request log once before anything starts, so a bad --db, or a file
+    that is not a log, is a clear error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(sqlite3.connect(path)) as db:
-            db.execute("PRAGMA user_version").fetchone()
-    except (OSError, sqlite3.Error) as exc:
+        asyncio.run(prepare(path))
+    except (OSError, sqlite3.Error, SchemaError) as exc:
         _fail(f"cannot use {path} as the request log: {exc}")
 
 

@@ -7,7 +7,9 @@ it runs in one transaction with the version bump, so a failed one leaves the dat
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -162,27 +164,73 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 def sql_migrations() -> str:
     """The schema as one script, without the data backfills (which an empty log does not need):
-    for tools that build a log with plain sqlite3."""
-    return "".join(m for m in MIGRATIONS if isinstance(m, str))
+    for tools that build a log with plain sqlite3. It sets the version, so the gateway opens
+    such a log as it is."""
+    steps = "".join(m for m in MIGRATIONS if isinstance(m, str))
+    return f"{steps}PRAGMA user_version = {len(MIGRATIONS)};"
+
+
+class SchemaError(Exception):
+    """The file's schema could not be brought up to date: say, it is not a tui-gateway log."""
+
+
+async def prepare(path: Path) -> None:
+    """Create or migrate the log at `path`, then close it: the command line does it before the
+    gateway starts, so a file it cannot use is an error that names it, not a traceback."""
+    async with aiosqlite.connect(path) as db:
+        await migrate(db)
 
 
 async def migrate(db: aiosqlite.Connection) -> None:
     """Bring the schema up to date, one migration per transaction."""
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, fast
     async with db.execute("PRAGMA user_version") as cursor:
         row = await cursor.fetchone()
     version = int(row[0]) if row else 0
+    if version < len(MIGRATIONS):
+        await _refuse_foreign(db, version)  # before WAL, which rewrites the file's header
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, fast
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-        if isinstance(step, str):
-            await db.executescript(f"BEGIN; {step} PRAGMA user_version = {number}; COMMIT;")
-            continue
-        await db.execute("BEGIN")
         try:
-            await step(db)
-            await db.execute(f"PRAGMA user_version = {number}")
-            await db.commit()
-        except BaseException:
-            with contextlib.suppress(Exception):  # the step's error is the one to see
+            await _step(db, number, step)
+        except sqlite3.Error as exc:
+            raise SchemaError(
+                f"bringing its schema from version {number - 1} to {number} failed ({exc});"
+                " is it a tui-gateway request log?"
+            ) from exc
+
+
+async def _refuse_foreign(db: aiosqlite.Connection, version: int) -> None:
+    """Raise SchemaError, before any change, for a file that is some other program's database."""
+    rows = await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
+    tables = {str(name) for (name,) in rows}
+    if version == 0 and tables:
+        raise SchemaError(
+            f"it has tables ({', '.join(sorted(tables))}) but no tui-gateway schema version;"
+            " it is not a tui-gateway request log"
+        )
+    if version > 0 and not {"requests", "attempts"} <= tables:
+        raise SchemaError(
+            f"its schema version is {version} but it has no requests and attempts tables;"
+            " it is not a tui-gateway request log"
+        )
+
+
+async def _step(db: aiosqlite.Connection, number: int, step: Migration) -> None:
+    if isinstance(step, str):
+        try:
+            await db.executescript(f"BEGIN; {step} PRAGMA user_version = {number}; COMMIT;")
+        except sqlite3.Error:
+            with contextlib.suppress(Exception):  # a script stops at its error, mid-transaction
                 await db.rollback()
             raise
+        return
+    await db.execute("BEGIN")
+    try:
+        await step(db)
+        await db.execute(f"PRAGMA user_version = {number}")
+        await db.commit()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the step's error is the one to see
+            await db.rollback()
+        raise
