@@ -143,3 +143,22 @@ async def test_an_empty_log_loads_nothing(tmp_path: Path) -> None:
     await write_log(path, [])
     async with aiosqlite.connect(path) as conn:
         assert await load_buckets(conn, now=NOW, window_s=WEEK, bucket_s=HOUR) == []
+
+
+@pytest.mark.parametrize("query", ["buckets", "timers"])
+async def test_the_start_up_reloads_seek_model_by_model_and_never_scan_the_log(
+    db: aiosqlite.Connection, query: str
+) -> None:
+    # What start-up reads costs what is in the window (or each model's newest), not what the
+    # log has gathered over months: every read of `attempts` is a seek into an index.
+    from tui_gateway.store import stats, timing
+
+    sql, params = {
+        "buckets": (stats._QUERY, (3600.0, NOW - WEEK)),
+        "timers": (timing._QUERY.format(since=" AND started >= ?"), (NOW - WEEK, 50)),
+    }[query]
+    async with db.execute(f"EXPLAIN QUERY PLAN {sql}", params) as cursor:
+        plan = [row[-1] for row in await cursor.fetchall()]
+    reads = [line for line in plan if " attempts" in line or " a " in line]
+    assert reads and all(line.startswith("SEARCH") for line in reads), plan
+    assert any("attempts_outcomes" in line for line in reads), plan

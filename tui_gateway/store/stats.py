@@ -27,20 +27,23 @@ from typing import Any, cast
 import aiosqlite
 
 from ..domain.posteriors import BucketRow
+from .schema import OUTCOME_MODELS
 
-_QUERY = """
-SELECT model,
-       CAST(started / ? AS INTEGER) AS bucket,
-       SUM(outcome_success) AS successes,
-       COUNT(*) - SUM(outcome_success) AS failures,
-       TOTAL(outcome_ttfb_ms) AS ttfb_sum,
-       COUNT(outcome_ttfb_ms) AS ttfb_n,
-       TOTAL(outcome_tokens_per_s) AS tps_sum,
-       COUNT(outcome_tokens_per_s) AS tps_n
-FROM attempts
-WHERE started >= ? AND outcome_success IS NOT NULL
-GROUP BY model, bucket
+_QUERY = f"""{OUTCOME_MODELS}
+SELECT a.model,
+       CAST(a.started / ? AS INTEGER) AS bucket,
+       SUM(a.outcome_success) AS successes,
+       COUNT(*) - SUM(a.outcome_success) AS failures,
+       TOTAL(a.outcome_ttfb_ms) AS ttfb_sum,
+       COUNT(a.outcome_ttfb_ms) AS ttfb_n,
+       TOTAL(a.outcome_tokens_per_s) AS tps_sum,
+       COUNT(a.outcome_tokens_per_s) AS tps_n
+FROM outcome_models JOIN attempts AS a ON a.model = outcome_models.model
+WHERE a.started >= ? AND a.outcome_success IS NOT NULL
+GROUP BY a.model, bucket
 """
+"""Model by model, a seek to the window's start in `attempts_outcomes`: the cost is what is in
+the window, not what is in the log."""
 
 
 async def load_buckets(

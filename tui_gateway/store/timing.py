@@ -22,17 +22,20 @@ from typing import Any
 import aiosqlite
 
 from ..domain.timers import LearnedTimers
+from .schema import OUTCOME_MODELS
 
-_QUERY = """
-SELECT model, outcome_ttfb_ms, max_gap_ms FROM (
-    SELECT model, outcome_ttfb_ms, max_gap_ms, started, rowid AS id,
-           ROW_NUMBER() OVER (PARTITION BY model ORDER BY started DESC, rowid DESC) AS newest
-    FROM attempts
-    WHERE outcome_success = 1 AND outcome_ttfb_ms IS NOT NULL{since}
+_QUERY = f"""{OUTCOME_MODELS}
+SELECT a.model, a.outcome_ttfb_ms, a.max_gap_ms
+FROM outcome_models JOIN attempts AS a ON a.rowid IN (
+    SELECT rowid FROM attempts
+    WHERE model = outcome_models.model AND outcome_success = 1
+          AND outcome_ttfb_ms IS NOT NULL{{since}}
+    ORDER BY started DESC, rowid DESC
+    LIMIT ?
 )
-WHERE newest <= ?
-ORDER BY model, started, id
+ORDER BY a.model, a.started, a.rowid
 """
+"""Each model's newest, read backwards from the end of its run in `attempts_outcomes`."""
 
 
 async def load_timer_history(
