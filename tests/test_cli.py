@@ -167,6 +167,26 @@ def test_another_program_s_database_as_db_is_a_clear_error_and_left_as_it_was(
     assert other.read_bytes() == before
 
 
+def test_a_migration_that_fails_says_which_step_and_leaves_the_log_at_its_version(
+    tmp_path: Path,
+) -> None:
+    from tui_gateway.store.schema import MIGRATIONS, sql_migrations
+
+    config = tmp_path / "c.toml"
+    config.write_text(SIM_CONFIG)
+    log = tmp_path / "log.db"
+    last = len(MIGRATIONS)
+    with sqlite3.connect(log) as db:  # the last step's index is there already: it cannot run
+        db.executescript(sql_migrations())
+        db.execute(f"PRAGMA user_version = {last - 1}")
+    result = runner.invoke(app, ["--config", str(config), "--db", str(log), "--headless"])
+    assert result.exit_code == 2, result.output
+    assert f"from version {last - 1} to {last} failed" in result.output
+    assert "Traceback" not in result.output
+    with sqlite3.connect(log) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (last - 1,)
+
+
 def test_a_log_built_from_the_schema_script_opens_as_it_is(tmp_path: Path) -> None:
     from tui_gateway.store.schema import MIGRATIONS, sql_migrations
 

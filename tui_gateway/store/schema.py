@@ -159,7 +159,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     CREATE INDEX attempts_later ON attempts(started, attempt, text_from) WHERE attempt > 1;
     """,
     # 11: for the start-up reloads (stats.py, timing.py), which scanned every attempt in the log
-    # (2.8 and 0.5 s at a million requests, growing with the log's age): each model's outcomes
+    # (0.5 and 2.8 s at a million requests, growing with the log's age): each model's outcomes
     # in time order, so each reload seeks to a model's window or its newest, model by model
     # (`OUTCOME_MODELS` finds the models by seeks too). Grows at the end of each model's run.
     """
@@ -216,8 +216,7 @@ async def migrate(db: aiosqlite.Connection) -> None:
             await _step(db, number, step)
         except sqlite3.Error as exc:
             raise SchemaError(
-                f"bringing its schema from version {number - 1} to {number} failed ({exc});"
-                " is it a tui-gateway request log?"
+                f"bringing its schema from version {number - 1} to {number} failed: {exc}"
             ) from exc
 
 
