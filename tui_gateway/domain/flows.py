@@ -14,17 +14,21 @@ RECENT_LIMIT = 200
 """Finished requests kept in memory, newest last: the screen lingers on them and opens them."""
 
 _SEQUENCE_BITS = 32
+_SPREAD = 0x9E37_79B9
+"""Odd, so `sequence * _SPREAD` modulo 2**32 is a bijection: ids stay unique. None of its hex
+digits is 0 or f, so two neighbours differ in every digit, and rows on the screen do not look
+alike."""
 
 
 def request_id(now: float, sequence: int) -> str:
-    """16 hex digits: the second `now` falls in, then `sequence` (modulo 2**32), 8 digits each.
+    """16 hex digits: the second `now` falls in, then `sequence` spread over 2**32, 8 each.
 
-    In time order, because the log's tables are keyed by it: a random key puts each row's index
-    entries anywhere in the tree, which costs more the longer the log grows (docs/BENCHMARKS.md,
-    "The request log's keys"); these land at its end.
+    In order of the second, because the log's tables are keyed by it: a random key puts each
+    row's index entries anywhere in the tree, which costs more the longer the log grows
+    (docs/BENCHMARKS.md, "The request log's keys"); these land at its end.
     """
     second = int(now) & 0xFFFF_FFFF
-    return f"{second:08x}{sequence & 0xFFFF_FFFF:08x}"
+    return f"{second:08x}{(sequence * _SPREAD) & 0xFFFF_FFFF:08x}"
 
 
 class Flows:
