@@ -50,10 +50,11 @@ class Flows:
         self.finished = 0
         self.failed = 0
 
-    def new_id(self) -> str:
-        """A request id (`request_id`), unique across runs (they share one log)."""
+    def new_id(self, started: float) -> str:
+        """The id (`request_id`) of a request that began at `started`, unique across runs
+        (they share one log)."""
         self._sequence += 1
-        return request_id(self._clock(), self._sequence)
+        return request_id(started, self._sequence)
 
     def begin(
         self,
@@ -65,12 +66,13 @@ class Flows:
         dialect: str,
         client: str | None = None,
     ) -> Flow:
+        started = self._clock()
         flow = Flow(
-            id=self.new_id(),
+            id=self.new_id(started),
             session=session,
             requested_model=requested_model,
             stream=stream,
-            started=self._clock(),
+            started=started,
             clock=self._clock,
             dialect=dialect,
             client=client,

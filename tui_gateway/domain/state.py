@@ -164,8 +164,8 @@ class GatewayState:
     def finished_count(self) -> int:
         return self.flows.finished
 
-    def new_id(self) -> str:
-        return self.flows.new_id()
+    def new_id(self, started: float) -> str:
+        return self.flows.new_id(started)
 
     def open_session(
         self,

@@ -57,11 +57,11 @@ def _target(url: str) -> _Target:
     try:
         parts = urlsplit(url)
         given_port = parts.port  # a port that is not a number in range raises, as a bad IPv6 host
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(url)
     except ValueError:
-        parts, given_port = None, None
-    scheme = parts.scheme.lower() if parts else ""
-    if parts is None or scheme not in ("http", "https") or not parts.hostname:
-        raise UpstreamProtocolError(f"not an http(s) URL: {url!r}")
+        raise UpstreamProtocolError(f"not an http(s) URL: {url!r}") from None
     host = parts.hostname
     port = given_port or (443 if scheme == "https" else 80)
     shown = f"[{host}]" if ":" in host else host

@@ -96,11 +96,9 @@ class UpstreamResponse:
 
     def close(self) -> None:
         """Done with the reply: an unfinished body drops its connection rather than drain it."""
-        conn, self._conn = self._conn, None
+        conn = self._detach()
         if conn is not None:
             conn.abort()
-        self._eof = True
-        self._reads.clear()
 
     def release(self) -> None:
         """Done with the reply, which has said all it will (an SSE stream's `[DONE]`): the
@@ -111,11 +109,16 @@ class UpstreamResponse:
         body's end came in a later read: a third of streams at 32 in flight, each then paying
         for a new connection (a TLS handshake, with a real provider).
         """
+        conn = self._detach()
+        if conn is not None:
+            conn.finish_quietly()
+
+    def _detach(self) -> Connection | None:
+        """No more reading: what is buffered goes, and the connection is the caller's to end."""
         conn, self._conn = self._conn, None
         self._eof = True
         self._reads.clear()
-        if conn is not None:
-            conn.finish_quietly()
+        return conn
 
     # --- fed by the connection -------------------------------------------------------------
 

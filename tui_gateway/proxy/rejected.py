@@ -22,10 +22,11 @@ def record_rejected(request: web.Request, error: APIError, dialect: str) -> None
         return
     state = request.app[STATE]
     path = clean_text(request.path)
+    now = state.clock()
     request.app[REQUEST_LOG].append(
         RequestRecord(
-            id=state.new_id(),
-            started=state.clock(),
+            id=state.new_id(now),
+            started=now,
             session="",
             requested_model="",
             streamed=False,

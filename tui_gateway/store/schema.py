@@ -237,20 +237,16 @@ async def _refuse_foreign(db: aiosqlite.Connection, version: int) -> None:
 
 
 async def _step(db: aiosqlite.Connection, number: int, step: Migration) -> None:
-    if isinstance(step, str):
-        try:
-            await db.executescript(f"BEGIN; {step} PRAGMA user_version = {number}; COMMIT;")
-        except sqlite3.Error:
-            with contextlib.suppress(Exception):  # a script stops at its error, mid-transaction
-                await db.rollback()
-            raise
-        return
-    await db.execute("BEGIN")
     try:
-        await step(db)
-        await db.execute(f"PRAGMA user_version = {number}")
-        await db.commit()
+        if isinstance(step, str):
+            await db.executescript(f"BEGIN; {step} PRAGMA user_version = {number}; COMMIT;")
+        else:
+            await db.execute("BEGIN")
+            await step(db)
+            await db.execute(f"PRAGMA user_version = {number}")
+            await db.commit()
     except BaseException:
-        with contextlib.suppress(Exception):  # the step's error is the one to see
+        # A script stops at its error mid-transaction; the step's error is the one to see.
+        with contextlib.suppress(Exception):
             await db.rollback()
         raise
