@@ -303,6 +303,36 @@ async def test_client_disconnect_mid_stream_leaves_one_row_and_no_active_entry(
     assert received.disconnected
 
 
+async def test_a_client_that_leaves_a_whole_reply_ends_the_attempt_and_nothing_else_is_tried(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str, mock_upstream: Any
+) -> None:
+    """A whole reply sends nothing until it ends: the gateway must still notice the client go,
+    drop the upstream call, and not spend the next candidate on nobody."""
+    from scripts.mock_upstream import RECEIVED
+
+    stalled = "stall-before-first"
+    settings = make_settings(
+        mock_url, [model("mock", stalled), model("mock", "ok")], routing={"request_timeout_s": 60}
+    )
+    gateway = await gateway_factory(settings)
+    client = sdk(gateway).with_options(timeout=0.5, max_retries=0)
+    with pytest.raises(openai.APITimeoutError):
+        await client.chat.completions.create(model="auto", messages=HELLO)
+    async with asyncio.timeout(3):  # not the 60 s the attempt was allowed
+        while gateway.state.active:
+            await asyncio.sleep(0.02)
+    [received] = mock_upstream.app[RECEIVED]  # the second model was never called
+    assert received.model == stalled
+    for _ in range(100):
+        if received.disconnected:
+            break
+        await asyncio.sleep(0.02)
+    assert received.disconnected, "the upstream call was left open"
+    [row] = await logged(gateway.request_log)
+    assert (row.status, row.error_kind) == (499, "client_closed")
+    assert [a.error_kind for a in row.attempts] == ["client_closed"]
+
+
 async def test_shutdown_cuts_an_open_stream_with_an_error_event_and_flushes_the_log(
     gateway_factory: GatewayFactory, mock_url: str
 ) -> None:

@@ -32,10 +32,11 @@ from .dialects import Dialect
 from .errors import APIError
 from .outcomes import at_quota, exhausted, refused, shut_down
 from .validation import ChatCall
-from .watchdog import Watchdog
+from .watchdog import Heartbeat, Watchdog
 
 CLIENT_CHECK_S = 0.25
-"""How often a wait (a Retry-After, a quota about to free) looks whether the client left."""
+"""How often a wait (a Retry-After, a quota about to free) or a whole reply's attempt looks
+whether the client left."""
 
 
 @dataclass(slots=True)
@@ -107,7 +108,8 @@ class Relay:
         )
 
     async def _next(self, plan: AttemptPlan, *, text_from: int | None = None) -> _Attempt | None:
-        while (step := None if self.stopping else plan.next()) is not None:
+        # Nothing is tried for a client that left (the caller ends the request as its leaving).
+        while (step := None if self.stopping or self._gone() else plan.next()) is not None:
             candidate, wait_s = step
             if candidate.reason == "quota":  # nothing else left: wait for its window, or end
                 frees_in_s = self._frees_in(candidate.model)
@@ -164,6 +166,11 @@ class Relay:
     def _gone(self) -> bool:
         """The client's connection is closed or closing."""
         return client_gone(self.request)
+
+    def _cut_if_gone(self) -> None:
+        """Watchdog callback (must not raise): end the attempt under way if the client left."""
+        if self._dog is not None and self._gone():
+            self._dog.fire()
 
     def _client_left(self, response: web.StreamResponse | None = None) -> web.StreamResponse:
         """The client hung up: the attempt under way (if any) is closed as its doing, and the
@@ -262,15 +269,22 @@ class Relay:
     async def once(self, candidates: Plan) -> web.StreamResponse:
         timeout = self.settings.routing.request_timeout_s
         plan = self._plan(candidates)
+        loop = asyncio.get_running_loop()
         while (attempt := await self._next(plan)) is not None:
+            # Nothing goes to the client before the whole reply, so nothing would notice it
+            # leave: the watchdog looks every CLIENT_CHECK_S, and cuts the attempt if it left.
+            looks = Heartbeat(CLIENT_CHECK_S, loop.time())
             try:
-                async with Watchdog(timeout) as self._dog:
+                on_quiet = self._cut_if_gone
+                async with Watchdog(timeout, heartbeat=looks, on_quiet=on_quiet) as self._dog:
                     reply = await attempt.upstream.complete(
                         self.call.body, attempt.model, api_key=attempt.api_key
                     )
             except TimeoutError:
                 if self.stopping:
                     raise shut_down(self.flow) from None
+                if self._gone():
+                    return self._client_left()
                 exc: UpstreamError = self._skipped() or Stalled(
                     f"no reply within {timeout:g} s", kind=ErrorKind.TIMEOUT
                 )
