@@ -270,13 +270,13 @@ class Relay:
         timeout = self.settings.routing.request_timeout_s
         plan = self._plan(candidates)
         loop = asyncio.get_running_loop()
+        cut_if_gone = self._cut_if_gone
         while (attempt := await self._next(plan)) is not None:
             # Nothing goes to the client before the whole reply, so nothing would notice it
             # leave: the watchdog looks every CLIENT_CHECK_S, and cuts the attempt if it left.
             looks = Heartbeat(CLIENT_CHECK_S, loop.time())
             try:
-                on_quiet = self._cut_if_gone
-                async with Watchdog(timeout, heartbeat=looks, on_quiet=on_quiet) as self._dog:
+                async with Watchdog(timeout, heartbeat=looks, on_quiet=cut_if_gone) as self._dog:
                     reply = await attempt.upstream.complete(
                         self.call.body, attempt.model, api_key=attempt.api_key
                     )
