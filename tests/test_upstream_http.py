@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tui_gateway.domain.errors import ErrorKind, Unavailable
-from tui_gateway.providers import http_wire
+from tui_gateway.providers import http, http_wire
 from tui_gateway.providers.http import UpstreamClient, UpstreamProtocolError
 from tui_gateway.providers.transport import (
     map_client_errors,
@@ -316,6 +316,67 @@ async def test_a_cancelled_wait_for_the_reply_drops_the_connection() -> None:
     async with _raw_server(handle) as url, UpstreamClient() as client:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(client.post(url, data=BODY, headers={}), 0.2)
+        await asyncio.wait_for(hung_up.wait(), 5)
+
+
+async def test_a_request_given_up_as_its_reply_ends_leaves_the_connection_to_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ban or `x` can cancel a request whose reply has just come in whole, which put its
+    connection back in the pool before the cancelled request woke. The connection is no longer
+    that request's to drop: under load the next request had often taken it already, and
+    dropping it then left that one waiting, with no error, until `request_timeout_s` (120 s)."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            await _read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")  # in one read
+            await writer.drain()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        first = asyncio.create_task(client.post(url, data=BODY, headers={}))
+        release = http._Pool.release
+
+        def release_then_cancel(pool: http._Pool, conn: http_wire.Connection) -> None:
+            release(pool, conn)
+            first.cancel()  # the reply is whole and back in the pool; `first` has not woken
+
+        monkeypatch.setattr(http._Pool, "release", release_then_cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        monkeypatch.undo()
+        reply = await asyncio.wait_for(client.post(url, data=BODY, headers={}), 5)
+        assert (reply.status, await reply.read()) == (200, b"ok")
+    assert connections == 1  # served on the connection the cancelled request left
+
+
+async def test_a_request_given_up_as_its_reply_begins_drops_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cancelled after its reply's head came in but before it woke to take it: nobody will
+    read the rest, so the upstream sees the connection go rather than keep sending."""
+    hung_up = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        if await reader.read() == b"":
+            hung_up.set()
+
+    async with _raw_server(handle) as url, UpstreamClient() as client:
+        first = asyncio.create_task(client.post(url, data=BODY, headers={}))
+        headers_complete = http_wire.Connection.on_headers_complete
+
+        def headers_then_cancel(conn: http_wire.Connection) -> None:
+            headers_complete(conn)
+            first.cancel()
+
+        monkeypatch.setattr(http_wire.Connection, "on_headers_complete", headers_then_cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await first
         await asyncio.wait_for(hung_up.wait(), 5)
 
 

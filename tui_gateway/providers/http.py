@@ -129,8 +129,8 @@ async def _exchange(conn: Connection, request: bytes) -> UpstreamResponse:
     conn.send(request, head)
     try:
         return await head
-    except BaseException:  # cancelled or failed before the reply: the connection is spent
-        conn.abort()
+    except BaseException:  # cancelled or failed before taking the reply
+        conn.abandon(head)
         raise
 
 

@@ -184,6 +184,19 @@ class Connection(asyncio.Protocol):
         self._until_close = True
         self.transport.write(request)
 
+    def abandon(self, head: asyncio.Future[UpstreamResponse]) -> None:
+        """The request waiting on `head` gave up before taking its reply: the connection is
+        dropped if it still serves that request. A reply that came in whole before the waiter
+        woke has put it back in the pool, maybe under the next request already, which a drop
+        here would leave waiting for a reply that never comes."""
+        if self._head is head or (
+            head.done()
+            and not head.cancelled()
+            and head.exception() is None
+            and head.result() is self._response
+        ):
+            self.abort()
+
     def finish_quietly(self) -> None:
         """Let the reply under way end on its own (its reader is gone), then serve again."""
         if self._response is None or self.transport is None:
