@@ -23,10 +23,12 @@ from tests.logged import logged
 from tui_gateway.asyncio_utils import spawn
 from tui_gateway.domain.records import AttemptRecord, LogHealth, RequestRecord
 from tui_gateway.domain.text import clean_text
+from tui_gateway.store.analytics import read_analytics
 from tui_gateway.store.log import RequestLog
 from tui_gateway.store.repair import INT64_MAX, repair_value
 from tui_gateway.store.rows import Column
 from tui_gateway.store.saved import Saver, load_saved
+from tui_gateway.store.schema import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -348,6 +350,27 @@ async def test_the_connection_thread_is_a_daemon(tmp_path: Path) -> None:
         assert new and all(t.daemon for t in new)
     finally:
         await log.close()
+
+
+def _open_the_log(path: Path) -> Any:
+    return RequestLog(path).open()
+
+
+@pytest.mark.parametrize(
+    "open_it",
+    [prepare, _open_the_log, lambda path: read_analytics(path / "x.db", "24h", now=0.0)],
+    ids=["prepare", "log", "analytics"],
+)
+async def test_a_log_that_cannot_be_opened_fails_with_its_thread_already_over(
+    tmp_path: Path, open_it: Callable[[Path], Any]
+) -> None:
+    """`--db` naming a folder: the command prints one line and exits. A connection thread still
+    running as the loop closed printed a traceback of its own ("Event loop is closed"), in
+    about a third of runs, and in a test run failed a later test."""
+    before = set(threading.enumerate())
+    with pytest.raises(sqlite3.OperationalError, match="unable to open database file"):
+        await open_it(tmp_path)  # a folder, or a file in it that is missing (read-only)
+    assert [t for t in set(threading.enumerate()) - before if t.is_alive()] == []
 
 
 _EXIT_WHILE_STUCK = """

@@ -42,6 +42,7 @@ import msgspec
 
 from ..domain.errors import CATEGORIES as CATEGORIES  # the screen reads it from here
 from ..domain.posteriors import MIN_GENERATING_MS
+from .connection import connect
 
 RANGES: dict[str, float] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0, "30d": 30 * 86400.0}
 """The ranges `analytics` knows, by name, in seconds."""
@@ -185,7 +186,7 @@ def _check(range_name: str) -> None:
 async def connect_read_only(path: Path) -> aiosqlite.Connection:
     """The log at `path`, opened read-only: never created, never migrated. A missing file is
     `sqlite3.OperationalError` ("unable to open database file")."""
-    return await aiosqlite.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    return await connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
 async def _opened(stack: contextlib.AsyncExitStack, path: Path) -> aiosqlite.Connection:

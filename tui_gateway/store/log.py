@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ import aiosqlite
 from ..asyncio_utils import spawn, wait_set
 from ..domain.records import LoggedRequest, LogHealth, RequestRecord
 from ..domain.text import clean_text
+from .connection import connect, stop
 from .read import read_requests
 from .repair import is_data_error, repair_batch
 from .rows import Row, as_record, attempt_rows, insert_rows, request_row
@@ -102,18 +102,14 @@ class RequestLog:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = aiosqlite.connect(self.path, timeout=self._busy_timeout_s)
-        # aiosqlite 0.22 makes a non-daemon thread (started on the first await): a call stuck
-        # in SQLite would keep the interpreter from exiting. tests/test_store_faults.py checks.
-        thread = getattr(connection, "_thread", None)
-        if isinstance(thread, threading.Thread) and not thread.is_alive():
-            thread.daemon = True
-        self._db = await connection
+        # A daemon thread: a call stuck in SQLite cannot keep the interpreter from exiting
+        # (tests/test_store_faults.py checks).
+        self._db = await connect(self.path, timeout=self._busy_timeout_s)
         try:
             await migrate(self._db)
         except BaseException:
-            self._db.stop()
-            self._db = None
+            db, self._db = self._db, None
+            await stop(db)
             raise
         self._writer = spawn(self._write_forever(), name="request-log-writer")
 

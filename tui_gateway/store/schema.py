@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from ..domain.records import AttemptRecord
+from .connection import connect, stop
 from .rows import ATTEMPT_RECORD_COLUMNS, names, outcome_values
 
 BACKFILL_CHUNK = 20_000
@@ -198,8 +199,11 @@ class SchemaError(Exception):
 async def prepare(path: Path) -> None:
     """Create or migrate the log at `path`, then close it: the command line does it before the
     gateway starts, so a file it cannot use is an error that names it, not a traceback."""
-    async with aiosqlite.connect(path) as db:
+    db = await connect(path)
+    try:
         await migrate(db)
+    finally:
+        await stop(db)
 
 
 async def migrate(db: aiosqlite.Connection) -> None:
