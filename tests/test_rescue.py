@@ -10,6 +10,8 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import openai
+import pytest
 from aiohttp.test_utils import TestServer
 
 from scripts.mock_upstream import RECEIVED
@@ -116,3 +118,33 @@ async def test_skip_moves_a_waiting_non_streamed_request_to_the_next_model(
     assert answer.choices[0].message.content
     [row] = await logged(gateway.request_log)
     assert [a.error_kind for a in row.attempts] == ["skipped", None]
+
+
+async def test_a_skip_during_a_retry_after_wait_ends_the_wait_and_no_later_attempt_is_a_skip(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    """The skip moves the request on from what it is doing, here its wait for a Retry-After.
+    It stayed set after the wait, so a later attempt that timed out was logged as the user's
+    skip: the model went unblamed (no cooldown) and the error read "moved on by the user"."""
+    gateway = await gateway_factory(
+        make_settings(
+            mock_url,
+            [model("mock", "error-429:retry_after=3"), model("mock", "stall-before-first")],
+            routing={"strategy": "ordered", "request_timeout_s": 0.5, "max_retry_after_wait_s": 5},
+        )  # fmt: skip
+    )
+    client = sdk(gateway).with_options(max_retries=0)
+    named = "mock/error-429:retry_after=3"  # preferred: its Retry-After is waited for
+    reply = asyncio.create_task(client.chat.completions.create(model=named, messages=HELLO))
+    async with asyncio.timeout(10):
+        while not any(flow.failures for flow in gateway.state.active.values()):
+            await asyncio.sleep(0.01)  # the first 429 came: the request waits its 3 s
+        [request_id] = gateway.state.active
+        assert (await admin(gateway, "POST", f"/gateway/requests/{request_id}/skip"))[0] == 200
+        with pytest.raises(openai.APIStatusError) as failed:
+            await reply
+    assert "no reply within 0.5 s" in failed.value.message
+    [row] = await logged(gateway.request_log)
+    assert [a.error_kind for a in row.attempts] == ["rate_limited", "rate_limited", "timeout"]
+    assert row.latency_ms is not None and row.latency_ms < 2500  # the 3 s wait was cut short
+    assert gateway.state.cooldowns.is_cooling("mock/stall-before-first", gateway.state.clock())

@@ -123,6 +123,9 @@ class Relay:
                 if self._gone():
                     return None  # the caller ends the request as the client's leaving
             if (attempt := self._begin(candidate, text_from=text_from)) is not None:
+                # A skip left set was of the step before (a wait, or an attempt that ended as
+                # it came), never of this one.
+                self.skipping = False
                 return attempt
             plan.passed_over(candidate)  # at its quota since the plan was made: no call made
         return None
