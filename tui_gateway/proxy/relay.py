@@ -152,19 +152,16 @@ class Relay:
         """Sleep, but end early when the gateway shuts down (`cut`), the user moves the request
         on (`skip`) or the client leaves (looked at every `CLIENT_CHECK_S`: a wait for a quota
         may last many seconds, and nothing should be sent, or spent, for a client that left)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
-        while not (self.stopping or self.skipping or self._gone()):
-            left = end - loop.time()
-            if left <= 0:
-                return
-            try:
-                async with Watchdog(min(left, CLIENT_CHECK_S)) as self._dog:
-                    await asyncio.Event().wait()  # ended by the watchdog: its time, or a cut
-            except TimeoutError:
-                pass
-            finally:
-                self._dog = None
+        if self.stopping or self.skipping or self._gone():
+            return
+        looks = Heartbeat(CLIENT_CHECK_S, asyncio.get_running_loop().time())
+        try:
+            async with Watchdog(seconds, heartbeat=looks, on_quiet=self._cut_if_gone) as self._dog:
+                await asyncio.Event().wait()  # ended by the watchdog: its time, or a cut
+        except TimeoutError:
+            pass
+        finally:
+            self._dog = None
 
     def _gone(self) -> bool:
         """The client's connection is closed or closing."""
