@@ -261,7 +261,7 @@ class StreamRelay(Relay):
         racer = self._racer_attempt
         if racer is None or self.stopping:
             return await self._next(plan, text_from=_length(answer))
-        self._racer_won = False
+        self._racer_won = self.skipping = False  # a skip left set was of the attempt before
         self.state.hedge_won(self.flow)
         return racer
 
