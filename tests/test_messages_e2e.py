@@ -172,6 +172,22 @@ async def test_bearer_and_x_api_key_both_authenticate_and_a_wrong_key_is_401(
         await claude(gateway, api_key="nope").messages.count_tokens(model=SONNET, messages=HELLO)
 
 
+async def test_replies_and_errors_carry_the_log_rows_id_where_the_anthropic_sdk_reads_it(
+    gateway_factory: GatewayFactory, claude: ClaudeFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok:chunks=1,text=in")]))
+    reply = await claude(gateway).messages.create(model=SONNET, max_tokens=5, messages=HELLO)
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        await claude(gateway, api_key="nope").messages.create(
+            model=SONNET, max_tokens=5, messages=HELLO
+        )
+    await gateway.request_log.flush()
+    rows = {row.id: row for row in await logged(gateway.request_log, 10)}
+    assert reply._request_id is not None and rows[reply._request_id].status == 200
+    assert refused.value.request_id is not None
+    assert rows[refused.value.request_id].status == 401
+
+
 async def test_claude_code_model_names_route_through_the_mapping(
     gateway_factory: GatewayFactory, claude: ClaudeFactory, mock_url: str
 ) -> None:

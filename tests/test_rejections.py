@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import aiohttp
+import openai
+import pytest
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
-from tests.conftest import GatewayFactory
+from tests.conftest import GatewayFactory, SdkFactory
 from tests.factories import API_KEY, FakeClock, make_settings, model
 from tests.logged import logged
 from tui_gateway.domain.events import Event
@@ -106,3 +110,25 @@ async def test_when_every_model_refuses_the_length_the_client_gets_context_lengt
             error = (await resp.json())["error"]
     assert resp.status == 400 and error["code"] == "context_length_exceeded"
     assert "2 candidates failed" in error["message"]
+
+
+async def test_an_error_carries_the_id_of_its_log_row_as_the_sdk_reads_it(
+    gateway_factory: GatewayFactory, sdk: SdkFactory, mock_url: str
+) -> None:
+    """`exc.request_id` finds the request on the screen and in the log, for an error routed
+    (a 502 after every model failed) and for one refused at the door (a wrong key)."""
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "error-500")]))
+    hello: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.APIStatusError) as failed:
+        await sdk(gateway).chat.completions.create(model="auto", messages=hello)
+    wrong = AsyncOpenAI(base_url=gateway.base_url, api_key="sk-wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as refused:
+        await wrong.chat.completions.create(model="auto", messages=hello)
+    await wrong.close()
+    await gateway.request_log.flush()
+    rows = {row.id: row for row in await logged(gateway.request_log, 10)}
+    assert failed.value.status_code == 502 and refused.value.status_code == 401
+    assert failed.value.request_id is not None and refused.value.request_id is not None
+    assert rows[failed.value.request_id].status == 502
+    assert rows[failed.value.request_id].model == "mock/error-500"
+    assert rows[refused.value.request_id].error_kind == "unauthorized"

@@ -162,7 +162,7 @@ class Mirror:
         finally:
             self._connected = False
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # typed from redis 8.2
 
     def _lost(self, exc: Exception) -> None:
         reason = _describe(exc)

@@ -29,5 +29,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unhandled error in %s %s", request.method, request.path)
         error = APIError(500, "internal gateway error (see the gateway's log)", type="server_error")
     dialect = dialect_for_path(request.path)
-    record_rejected(request, error, dialect.name)
-    return dialect.error_response(error)
+    request_id = record_rejected(request, error, dialect.name)
+    response = dialect.error_response(error)
+    for header in dialect.id_headers:  # the SDKs read it (`exc.request_id`) off errors too
+        response.headers[header] = request_id
+    return response

@@ -10,22 +10,25 @@ from ..domain.text import clean_text
 from .errors import APIError
 from .keys import CLIENT, REQUEST_LOG, STATE
 
-ROUTED = web.RequestKey("routed", bool)
-"""Set once a request has its own record (the door began it): its row is written there."""
+REQUEST_ID = web.RequestKey("request_id", str)
+"""Set once a request has its own record (the door began it): its row is written there, and
+an error it ends in carries this id, as its answer would have."""
 
 _KINDS = {401: "unauthorized", 404: "not_found", 405: "not_found"}
 
 
-def record_rejected(request: web.Request, error: APIError, dialect: str) -> None:
-    """One log row and one counted cause for a request that never reached routing."""
-    if request.get(ROUTED):
-        return
+def record_rejected(request: web.Request, error: APIError, dialect: str) -> str:
+    """The id of the request's log row: the one it has if it was routed, else a new row with
+    one counted cause for a request that never reached routing."""
+    if REQUEST_ID in request:
+        return request[REQUEST_ID]
     state = request.app[STATE]
     path = clean_text(request.path)
     now = state.clock()
+    request_id = state.new_id(now)
     request.app[REQUEST_LOG].append(
         RequestRecord(
-            id=state.new_id(now),
+            id=request_id,
             started=now,
             session="",
             requested_model="",
@@ -41,3 +44,4 @@ def record_rejected(request: web.Request, error: APIError, dialect: str) -> None
     state.client_rejected(
         f"client got {error.status} on {request.method} {path}: {error.message}"[:200]
     )
+    return request_id

@@ -20,7 +20,7 @@ from .dialects import Dialect
 from .errors import APIError
 from .headers import session_header
 from .keys import CLIENT, IN_FLIGHT, REQUEST_LOG, SETTINGS, STATE, UPSTREAMS
-from .rejected import ROUTED
+from .rejected import REQUEST_ID
 from .relay import Relay
 from .stream_relay import StreamRelay
 from .validation import read_json
@@ -61,7 +61,7 @@ async def serve(request: web.Request, dialect: Dialect) -> web.StreamResponse:
     if state.quotas:  # what token limits must take; only a config with limits pays for it
         flow.quota_tokens = prompt_estimate(call.messages)
     plan = state.plan(target, session, flow)
-    request[ROUTED] = True  # from here on, this request's own record is its log row
+    request[REQUEST_ID] = flow.id  # from here on, this request's own record is its log row
     kind = StreamRelay if call.stream else Relay
     relay = kind(request, call, state, app[UPSTREAMS], settings, flow, target.pool, dialect)
     in_flight = app[IN_FLIGHT]

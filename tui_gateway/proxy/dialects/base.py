@@ -146,6 +146,10 @@ class Dialect(Protocol):
     name: str
     """Recorded per request in the log and on the screen: chat, messages or responses."""
 
+    id_headers: tuple[str, ...]
+    """The headers that carry the request's id on every answer and error: `X-Request-Id`, and
+    whatever other header this dialect's own SDK reads its `request_id` from."""
+
     def parse(self, body: dict[str, Any]) -> ChatCall:
         """The client's request as an internal chat call; raises APIError (400) if it is bad."""
         ...

@@ -32,6 +32,7 @@ CHAT_STREAM = ChatStream()
 
 class ChatDialect:
     name = "chat"
+    id_headers: tuple[str, ...] = ("X-Request-Id",)
 
     def parse(self, body: dict[str, Any]) -> ChatCall:
         return validate_chat(body)

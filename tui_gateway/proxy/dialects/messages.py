@@ -32,6 +32,10 @@ class MessagesDialect:
     """The Messages door of one app: it maps model names with that app's settings."""
 
     name = "messages"
+    id_headers: tuple[str, ...] = (
+        "X-Request-Id",
+        "Request-Id",
+    )  # the anthropic SDK reads `request-id`
 
     def __init__(
         self,

@@ -53,6 +53,7 @@ class ResponsesDialect:
     """
 
     name = "responses"
+    id_headers: tuple[str, ...] = ("X-Request-Id",)
 
     def __init__(
         self,
