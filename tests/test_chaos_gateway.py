@@ -1,0 +1,19 @@
+"""A short soak of a real gateway process: clients, faults and a restless user at once.
+
+scripts/chaos_gateway.py holds the run and its rules (every answer a 200 or a 502/503 in
+shape, each with its log row's id and status, none slow, nothing left in flight, a clean stop);
+here it runs for a few seconds. Longer: `python scripts/chaos_gateway.py --seconds 60`.
+"""
+
+from __future__ import annotations
+
+from scripts.chaos_gateway import arguments, run
+
+
+async def test_clients_faults_and_the_users_keys_at_once_break_no_rule() -> None:
+    tally = await run(arguments(["--seconds", "6", "--clients", "6"]))
+    assert not tally.problems, "\n".join(tally.problems[:20])
+    assert tally.attempts["ok"] > 100 and tally.actions  # requests were served, keys pressed
+    # The faults were met, not routed around: the user's skips and the upstreams' own.
+    assert tally.attempts["skipped"] > 0
+    assert tally.attempts["stall"] + tally.attempts["connection"] + tally.attempts["5xx"] > 0
