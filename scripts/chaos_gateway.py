@@ -1,19 +1,22 @@
 """Clients and a restless user at once: a soak run of a real gateway process against faults.
 
-Several clients send chat requests (streamed and not, some in sticky sessions) to a headless
-`tui-gateway` in front of the mock upstream, whose models stall, drop streams, fail with 5xx or
-answer late. Meanwhile a "user" does what the screen's keys do, every 10-100 ms at random: bans
-and unbans models, moves them in the pool, skips requests in flight (`x`), forgets sessions and
-ends cooldowns. One model (`ok:text=safe`) is never banned, so a request always has somewhere
-to go unless the user's own skips use up its attempts.
+Several clients send requests (to the chat, Messages and Responses doors, streamed and not,
+some in sticky sessions) to a headless `tui-gateway` in front of the mock upstream, whose
+models stall, drop streams, fail with 5xx or answer late. Meanwhile a "user" does what the
+screen's keys do, every 10-100 ms at random: bans and unbans models, moves them in the pool,
+skips requests in flight (`x`), forgets sessions and ends cooldowns. One model (`ok:text=safe`)
+is never banned, so a request always has somewhere to go unless the user's own skips use up its
+attempts.
 
 What must hold at the end, or the run exits 1:
 
-- every answer is a 200 (a stream ending in `data: [DONE]`, after an error event if it broke
-  once its headers were out), or a 502/503 in the OpenAI error shape; never another status,
-  never a connection the gateway dropped;
-- every answer carries `X-Request-Id`, and its row in the request log has the same status and
-  says it failed exactly when the client was told so (an error status or an error event);
+- every answer is a 200 (a stream ending as its door ends one: `data: [DONE]`,
+  `message_stop`, `response.completed`; or in the door's error event if it broke once its
+  headers were out), or a 502/503 in the door's error shape; never another status, never a
+  connection the gateway dropped;
+- every answer carries `X-Request-Id` (and the same `Request-Id` from /v1/messages), and its
+  row in the request log has the same status and says it failed exactly when the client was
+  told so (an error status or an error event);
 - no answer took longer than `--max-latency-s` (nothing waits out a 120 s timeout);
 - once the clients stop, nothing is left in flight, and the gateway stops on one SIGTERM
   with exit 0 and no traceback.
@@ -61,6 +64,7 @@ KEY = "chaos-key"
 
 @dataclass(slots=True)
 class Answer:
+    path: str
     status: int
     request_id: str | None
     seconds: float
@@ -106,32 +110,80 @@ api_keys = ["mock-key"]
 {models}"""
 
 
+@dataclass(frozen=True, slots=True)
+class Door:
+    """One of the gateway's front doors, and how its answers end, break and fail."""
+
+    path: str
+    body: dict[str, object]
+    ended: bytes
+    """What a whole stream's last event holds."""
+    broken: bytes
+    """What the last event of a stream that broke after its headers holds."""
+    id_headers: tuple[str, ...] = ("X-Request-Id",)
+
+
+HI = [{"role": "user", "content": "hi"}]
+DOORS = (
+    Door("/v1/chat/completions", {"model": "auto", "messages": HI}, b"data: [DONE]", b'{"error"'),
+    Door(
+        "/v1/messages",
+        {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": HI},
+        b"event: message_stop",
+        b"event: error",
+        ("X-Request-Id", "Request-Id"),
+    ),
+    Door(
+        "/v1/responses",
+        {"model": "auto", "input": "hi"},
+        b"event: response.completed",
+        b"event: response.failed",
+    ),
+)
+
+
+def error_message(door: Door, data: bytes) -> str | None:
+    """The message of an error body in the door's own shape, None if it is not in that shape."""
+    try:
+        body = json.loads(data)
+        if door.path == "/v1/messages" and body["type"] != "error":
+            return None
+        message = body["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return message if isinstance(message, str) else None
+
+
 async def one_request(http: aiohttp.ClientSession, url: str, rng: random.Random) -> Answer:
-    stream = rng.random() < 0.6
-    body = {"model": "auto", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    door, stream = rng.choice(DOORS), rng.random() < 0.6
     headers = {"Authorization": f"Bearer {KEY}"}
     if rng.random() < 0.5:
         headers["X-Session-Id"] = f"chat-{rng.randrange(8)}"
     start = time.perf_counter()
     try:
-        async with http.post(url + "/v1/chat/completions", json=body, headers=headers) as resp:
+        body = {**door.body, "stream": stream}
+        async with http.post(url + door.path, json=body, headers=headers) as resp:
             data = await resp.read()
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        return Answer(0, None, time.perf_counter() - start, f"no answer: {exc!r}")
-    answer = Answer(resp.status, resp.headers.get("X-Request-Id"), time.perf_counter() - start)
+        return Answer(
+            door.path, 0, None, time.perf_counter() - start, f"{door.path}: no answer: {exc!r}"
+        )
+    ids = {resp.headers.get(name) for name in door.id_headers}
+    request_id, seconds = resp.headers.get("X-Request-Id"), time.perf_counter() - start
+    answer = Answer(door.path, resp.status, request_id, seconds)
     answer.failed = resp.status != 200
-    if resp.status == 200:
-        if stream and not data.endswith(b"data: [DONE]\n\n"):
-            answer.problem = f"stream without [DONE]: ...{data[-120:]!r}"
+    last = data.rstrip(b"\n").rpartition(b"\n\n")[2]
+    if len(ids) != 1:
+        answer.problem = f"{door.path}: the id headers {door.id_headers} differ: {ids}"
+    elif resp.status == 200:
         # A stream that broke after its headers ends in an error event: the attempts ran out.
-        answer.failed = stream and b'data: {"error"' in data[-2000:]
-    elif resp.status in (502, 503):
-        try:
-            json.loads(data)["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            answer.problem = f"{resp.status} not in the OpenAI error shape: {data[:200]!r}"
-    else:
-        answer.problem = f"status {resp.status}: {data[:200]!r}"
+        answer.failed = stream and door.broken in last
+        if stream and not answer.failed and door.ended not in last:
+            answer.problem = f"{door.path}: a stream that does not end: ...{data[-160:]!r}"
+    elif resp.status not in (502, 503):
+        answer.problem = f"{door.path}: status {resp.status}: {data[:200]!r}"
+    elif error_message(door, data) is None:
+        answer.problem = f"{door.path}: a {resp.status} not in the door's shape: {data[:200]!r}"
     return answer
 
 

@@ -7,13 +7,14 @@ here it runs for a few seconds. Longer: `python scripts/chaos_gateway.py --secon
 
 from __future__ import annotations
 
-from scripts.chaos_gateway import arguments, run
+from scripts.chaos_gateway import DOORS, arguments, run
 
 
 async def test_clients_faults_and_the_users_keys_at_once_break_no_rule() -> None:
     tally = await run(arguments(["--seconds", "6", "--clients", "6"]))
     assert not tally.problems, "\n".join(tally.problems[:20])
     assert tally.attempts["ok"] > 100 and tally.actions  # requests were served, keys pressed
+    assert {answer.path for answer in tally.answers} == {door.path for door in DOORS}
     # The faults were met, not routed around: the user's skips and the upstreams' own.
     assert tally.attempts["skipped"] > 0
     assert tally.attempts["stall"] + tally.attempts["connection"] + tally.attempts["5xx"] > 0
