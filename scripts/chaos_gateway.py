@@ -51,6 +51,7 @@ if __package__ in (None, ""):
 from scripts.bench import Fleet
 
 MODELS = (  # the pool's order (`ordered` routing): the faults first, so they are met
+    "stall-before-first:ms=3000",
     "stall-after-first:ms=3000",
     "drop-mid-stream",
     "error-500",
@@ -84,7 +85,7 @@ class Tally:
     problems: list[str] = field(default_factory=list)
 
 
-def config(mock_url: str, timeout_s: float) -> str:
+def config(mock_url: str, timeout_s: float, hedge: bool = False) -> str:
     models = "".join(f'\n[[models]]\nprovider = "mock"\nid = "{m}"\n' for m in (*MODELS, SAFE))
     return f"""\
 [server]
@@ -96,6 +97,8 @@ strategy = "ordered"
 max_attempts = 4
 request_timeout_s = {timeout_s}
 transient_cooldown_s = 1.0
+hedge = {"true" if hedge else "false"}
+hedge_min_s = 0.1
 
 [streaming]
 first_byte_timeout_s = 1.0
@@ -119,7 +122,8 @@ class Door:
     ended: bytes
     """What a whole stream's last event holds."""
     broken: bytes
-    """What the last event of a stream that broke after its headers holds."""
+    """What the last event (before chat's `[DONE]`) of a stream that broke after its headers
+    holds."""
     id_headers: tuple[str, ...] = ("X-Request-Id",)
 
 
@@ -172,12 +176,13 @@ async def one_request(http: aiohttp.ClientSession, url: str, rng: random.Random)
     request_id, seconds = resp.headers.get("X-Request-Id"), time.perf_counter() - start
     answer = Answer(door.path, resp.status, request_id, seconds)
     answer.failed = resp.status != 200
-    last = data.rstrip(b"\n").rpartition(b"\n\n")[2]
+    *_, before, last = [b"", *data.rstrip(b"\n").split(b"\n\n")]
+    final = before if last == b"data: [DONE]" else last  # chat's error event comes before it
     if len(ids) != 1:
         answer.problem = f"{door.path}: the id headers {door.id_headers} differ: {ids}"
     elif resp.status == 200:
         # A stream that broke after its headers ends in an error event: the attempts ran out.
-        answer.failed = stream and door.broken in last
+        answer.failed = stream and door.broken in final
         if stream and not answer.failed and door.ended not in last:
             answer.problem = f"{door.path}: a stream that does not end: ...{data[-160:]!r}"
     elif resp.status not in (502, 503):
@@ -262,7 +267,7 @@ async def run(args: argparse.Namespace) -> Tally:
     try:
         mock = await fleet.spawn("mock", [py, "scripts/mock_upstream.py", "--port", "0"])
         conf, db = workdir / "chaos.toml", workdir / "chaos.db"
-        conf.write_text(config(mock.url, args.request_timeout_s))
+        conf.write_text(config(mock.url, args.request_timeout_s, args.hedge))
         argv = [py, "-m", "tui_gateway", "--headless", "--config", str(conf), "--port", "0"]
         argv += ["--log-level", "warning"]
         gateway = await fleet.spawn("gateway", [*argv, "--db", str(db)], extra_lines=2)
@@ -313,6 +318,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--request-timeout-s", type=float, default=120.0)
     parser.add_argument("--max-latency-s", type=float, default=10.0)
+    parser.add_argument("--hedge", action="store_true", help="race late first bytes (hedge)")
     return parser.parse_args(argv)
 
 
