@@ -10,10 +10,10 @@ attempts.
 
 What must hold at the end, or the run exits 1:
 
-- every answer is a 200 (a stream ending as its door ends one: `data: [DONE]`,
-  `message_stop`, `response.completed`; or in the door's error event if it broke once its
-  headers were out), or a 502/503 in the door's error shape; never another status, never a
-  connection the gateway dropped;
+- every answer is a 200 (a stream ending as its door ends one: `data: [DONE]`, `message_stop`,
+  `response.completed`; or in the door's error event if it broke once its headers were out), or
+  a 502/503 in the door's error shape, or a 429 with `Retry-After`; never another status, never
+  a connection the gateway dropped;
 - every answer carries `X-Request-Id` (and the same `Request-Id` from /v1/messages), and its
   row in the request log has the same status and says it failed exactly when the client was
   told so (an error status or an error event);
@@ -55,6 +55,7 @@ MODELS = (  # the pool's order (`ordered` routing): the faults first, so they ar
     "stall-after-first:ms=3000",
     "drop-mid-stream",
     "error-500",
+    "error-429:retry_after=1",
     "slow-first-token:ttft_ms=400",
     "ok:chunks=20",
     "ok:chunks=5,delay_ms=5",
@@ -85,7 +86,8 @@ class Tally:
     problems: list[str] = field(default_factory=list)
 
 
-def config(mock_url: str, timeout_s: float, hedge: bool = False) -> str:
+def config(mock_url: str, timeout_s: float, *, hedge: bool = False, rpm: int = 0) -> str:
+    limits = f"limits = {{ rpm = {rpm} }}\n" if rpm else ""  # per key and model
     models = "".join(f'\n[[models]]\nprovider = "mock"\nid = "{m}"\n' for m in (*MODELS, SAFE))
     return f"""\
 [server]
@@ -99,6 +101,7 @@ request_timeout_s = {timeout_s}
 transient_cooldown_s = 1.0
 hedge = {"true" if hedge else "false"}
 hedge_min_s = 0.1
+max_quota_wait_s = 1.0
 
 [streaming]
 first_byte_timeout_s = 1.0
@@ -110,7 +113,7 @@ name = "mock"
 kind = "openai"
 base_url = "{mock_url}"
 api_keys = ["mock-key"]
-{models}"""
+{limits}{models}"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +188,10 @@ async def one_request(http: aiohttp.ClientSession, url: str, rng: random.Random)
         answer.failed = stream and door.broken in final
         if stream and not answer.failed and door.ended not in last:
             answer.problem = f"{door.path}: a stream that does not end: ...{data[-160:]!r}"
-    elif resp.status not in (502, 503):
+    elif resp.status not in (429, 502, 503):
         answer.problem = f"{door.path}: status {resp.status}: {data[:200]!r}"
+    elif resp.status == 429 and "Retry-After" not in resp.headers:
+        answer.problem = f"{door.path}: a 429 without Retry-After"
     elif error_message(door, data) is None:
         answer.problem = f"{door.path}: a {resp.status} not in the door's shape: {data[:200]!r}"
     return answer
@@ -267,7 +272,9 @@ async def run(args: argparse.Namespace) -> Tally:
     try:
         mock = await fleet.spawn("mock", [py, "scripts/mock_upstream.py", "--port", "0"])
         conf, db = workdir / "chaos.toml", workdir / "chaos.db"
-        conf.write_text(config(mock.url, args.request_timeout_s, args.hedge))
+        conf.write_text(
+            config(mock.url, args.request_timeout_s, hedge=args.hedge, rpm=args.quota_rpm)
+        )
         argv = [py, "-m", "tui_gateway", "--headless", "--config", str(conf), "--port", "0"]
         argv += ["--log-level", "warning"]
         gateway = await fleet.spawn("gateway", [*argv, "--db", str(db)], extra_lines=2)
@@ -319,6 +326,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--request-timeout-s", type=float, default=120.0)
     parser.add_argument("--max-latency-s", type=float, default=10.0)
     parser.add_argument("--hedge", action="store_true", help="race late first bytes (hedge)")
+    parser.add_argument("--quota-rpm", type=int, default=0, help="limit each model (0: none)")
     return parser.parse_args(argv)
 
 

@@ -135,6 +135,10 @@ async def test_a_committed_stream_that_never_got_content_ends_with_an_error_even
     assert lines[0] == ": keep-alive" and lines[-1] == "data: [DONE]"
     assert json.loads(lines[-2][6:])["error"]["code"] == "upstream_timeout"
     assert gateway.state.active == {}
+    # The log says what the client got: a 200, then the timeout in the stream (it said 504).
+    await gateway.request_log.flush()
+    [row] = await logged(gateway.request_log)
+    assert (row.status, row.error_kind) == (200, "timeout")
 
 
 async def test_a_client_gone_during_a_silent_upstream_aborts_it_at_once(

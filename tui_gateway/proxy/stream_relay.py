@@ -31,6 +31,7 @@ from ..providers.sse import SSEBatch
 from .chunks import StreamScan, owes_usage, usage_event
 from .client_stream import ClientStream
 from .continuation import JOIN_FAILED, AnswerSoFar, Continued, Unaligned, refuses_prefill
+from .errors import APIError
 from .hedge import Opened, hedge_after_s, open_stream
 from .outcomes import mid_stream_error, refused, shut_down
 from .relay import Relay, _Attempt
@@ -115,7 +116,7 @@ class StreamRelay(Relay):
                 if not exc.retryable:
                     if not client.open:
                         raise refused(self.flow, exc)
-                    return await client.fail(refused(self.flow, exc))
+                    return await self._fail_in_stream(refused(self.flow, exc))
                 continue
             decision = self._failed(plan, attempt, exc, after_first_byte=True)
             if how == "prefill" and refuses_prefill(exc):
@@ -131,16 +132,23 @@ class StreamRelay(Relay):
         if self.stopping:
             if not client.open:
                 raise shut_down(self.flow)
-            return await client.fail(shut_down(self.flow))
+            return await self._fail_in_stream(shut_down(self.flow))
         if self.client_gone or self._gone():  # it left while the request waited (`_wait`)
             return self._client_left()
         if broke is not None:
             # The answer broke off and nothing could continue it: say why, never `stop`.
             self.flow.fail(200, broke.kind, broke.message)
-            return await client.fail(mid_stream_error(broke, broke_model))
+            return await self._fail_in_stream(mid_stream_error(broke, broke_model))
         if client.open:  # committed by a heartbeat: the error goes in-stream
-            return await client.fail(self._exhausted())
+            return await self._fail_in_stream(self._exhausted())
         raise self._exhausted()
+
+    async def _fail_in_stream(self, error: APIError) -> web.StreamResponse:
+        """The headers went out as a 200: the error is the stream's last event, and the log row
+        keeps the 200 the client got, with the error it was told in the stream."""
+        assert self.client is not None
+        self.flow.status = 200
+        return await self.client.fail(error)
 
     async def _stream_attempt(
         self,
@@ -209,7 +217,7 @@ class StreamRelay(Relay):
             if self.stopping:
                 if not client.open:
                     raise shut_down(self.flow) from None
-                return await client.fail(shut_down(self.flow))
+                return await self._fail_in_stream(shut_down(self.flow))
             raise self._timed_out(dog) from None
         finally:
             self._dog = None
