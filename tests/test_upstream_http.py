@@ -509,6 +509,30 @@ async def test_a_kept_connection_closed_as_the_request_goes_out_is_retried_once_
     assert connections == 2
 
 
+async def test_a_kept_connection_the_upstream_drops_after_holding_the_request_is_not_retried() -> (
+    None
+):
+    """An upstream that took the request and hung up later (it crashed, or its own timeout
+    ran out) was not closing an idle connection: sending it again would double the wait and
+    the upstream's work. The failure goes to the relay, which moves on to the next model."""
+    connections, now = 0, [0.0]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await _read_request(reader)
+        now[0] += http.IDLE_CLOSE_RACE_S + 1.0  # held it for a while, then hang up
+
+    async with _raw_server(handle) as url, UpstreamClient(clock=lambda: now[0]) as client:
+        assert (await post(client, url, data=BODY, headers={}))[1] == b"ok"
+        with pytest.raises(Unavailable, match="closed the connection") as failed:
+            await post(client, url, data=BODY, headers={})
+    assert failed.value.kind is ErrorKind.CONNECTION and connections == 1
+
+
 async def test_a_reply_broken_after_it_began_is_not_sent_again() -> None:
     requests = 0
 

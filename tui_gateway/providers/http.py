@@ -89,6 +89,12 @@ def _request_bytes(target: _Target, data: bytes, headers: Mapping[str, str]) -> 
     return b"".join(parts)
 
 
+IDLE_CLOSE_RACE_S = 1.0
+"""A kept connection that closes this soon after a request went out on it, with no reply, was
+closed by the upstream's idle timeout as the request left (the close met it on the way, within
+a round trip): the request goes again on a new connection. Later, the upstream held it."""
+
+
 class _Pool:
     """The connections to one origin: idle ones reused newest first."""
 
@@ -166,11 +172,13 @@ class UpstreamClient:
             pool = self._pools[target.origin] = _Pool(self, target.origin)
         kept = pool.reusable()
         if kept is not None:
+            sent_at = self.clock()
             try:
                 return await _exchange(kept, request)
             except ConnectionError:
-                if kept.answered:
-                    raise
+                if kept.answered or self.clock() - sent_at > IDLE_CLOSE_RACE_S:
+                    raise  # the upstream had the request and dropped it: sending again is a
+                    # second call for the same answer (and a second wait), not a repair
                 # Closed by the upstream as the request went out (its idle timeout ran out):
                 # nothing was read or answered, so it goes once more, on a new connection.
         return await _exchange(await self._connect(pool), request)
