@@ -1,8 +1,8 @@
 """Clients and a restless user at once: a soak run of a real gateway process against faults.
 
-Several clients send requests (to the chat, Messages and Responses doors, streamed and not,
-some in sticky sessions) to a headless `tui-gateway` in front of the mock upstream, whose
-models stall, drop streams, fail with 5xx or answer late. Meanwhile a "user" does what the
+Several clients send requests (to the chat, Messages and Responses doors, streamed and not, some
+in sticky sessions) to a headless `tui-gateway` in front of the mock upstream, whose models
+stall, drop streams, fail with a 5xx or a 429, or answer late. Meanwhile a "user" does what the
 screen's keys do, every 10-100 ms at random: bans and unbans models, moves them in the pool,
 skips requests in flight (`x`), forgets sessions and ends cooldowns. One model (`ok:text=safe`)
 is never banned, so a request always has somewhere to go unless the user's own skips use up its
@@ -21,8 +21,15 @@ What must hold at the end, or the run exits 1:
 - once the clients stop, nothing is left in flight, and the gateway stops on one SIGTERM
   with exit 0 and no traceback.
 
-Bugs this found: a connection dropped after a skip leaving the next request waiting 120 s,
-a skip flag outliving its wait, and errors without `X-Request-Id`. Run it as
+Clients also give up part way (a tenth of the requests get a deadline 0.5-100 ms in, which
+the slow ones meet): a request they left is logged as 499 (or
+200 if it had just ended), and the log holds one row per request (and per key the user pressed
+that was refused, such as a skip of a request already done).
+
+Bugs this found: a connection dropped after a skip leaving the next request waiting 120 s, a
+skip flag outliving its wait, errors without `X-Request-Id`, a stream committed by a keep-alive
+logged with a status its client never got, and a request the upstream held and dropped sent to
+it again on a new connection. Run it as
 
     python scripts/chaos_gateway.py --seconds 60 --clients 12
 """
@@ -61,6 +68,8 @@ MODELS = (  # the pool's order (`ordered` routing): the faults first, so they ar
     "ok:chunks=5,delay_ms=5",
 )
 SAFE = "ok:text=safe"
+LEFT_SHARE = 0.1
+"""Of the requests, those the client gives up on, 20-400 ms in."""
 KEY = "chaos-key"
 
 
@@ -73,6 +82,8 @@ class Answer:
     problem: str | None = None
     failed: bool = False
     """The request failed: an error status, or a stream whose last event is an error."""
+    left: bool = False
+    """The client gave up on it (status 0; the id is there if the headers had come)."""
 
 
 @dataclass(slots=True)
@@ -167,14 +178,19 @@ async def one_request(http: aiohttp.ClientSession, url: str, rng: random.Random)
     if rng.random() < 0.5:
         headers["X-Session-Id"] = f"chat-{rng.randrange(8)}"
     start = time.perf_counter()
+    # Some clients give up part way (a user's Ctrl-C, their own timeout).
+    deadline = asyncio.timeout(rng.uniform(0.0005, 0.1) if rng.random() < LEFT_SHARE else None)
+    seen: list[str | None] = [None]
     try:
         body = {**door.body, "stream": stream}
-        async with http.post(url + door.path, json=body, headers=headers) as resp:
+        async with deadline, http.post(url + door.path, json=body, headers=headers) as resp:
+            seen[0] = resp.headers.get("X-Request-Id")
             data = await resp.read()
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        return Answer(
-            door.path, 0, None, time.perf_counter() - start, f"{door.path}: no answer: {exc!r}"
-        )
+        seconds = time.perf_counter() - start
+        if deadline.expired():
+            return Answer(door.path, 0, seen[0], seconds, left=True)
+        return Answer(door.path, 0, None, seconds, f"{door.path}: no answer: {exc!r}")
     ids = {resp.headers.get(name) for name in door.id_headers}
     request_id, seconds = resp.headers.get("X-Request-Id"), time.perf_counter() - start
     answer = Answer(door.path, resp.status, request_id, seconds)
@@ -250,7 +266,15 @@ def read_log(db: Path) -> tuple[dict[str, tuple[int, bool]], Counter[str]]:
 def check(tally: Tally, logged: dict[str, tuple[int, bool]], max_latency_s: float) -> list[str]:
     """Every broken rule, as a line."""
     problems = [a.problem for a in tally.answers if a.problem]
+    refused = sum(n for action, n in tally.actions.items() if not action.endswith(" 200"))
+    if len(logged) != len(tally.answers) + refused:  # the user's refused keys are rows too
+        problems.append(f"{len(logged)} log rows for {len(tally.answers) + refused} requests")
     for answer in tally.answers:
+        if answer.left:
+            if answer.request_id and logged.get(answer.request_id, (0,))[0] not in (200, 499):
+                found = logged.get(answer.request_id, "no row")
+                problems.append(f"{answer.request_id}: left by its client, logged {found}")
+            continue
         if answer.status and answer.request_id is None:
             problems.append(f"a {answer.status} without X-Request-Id")
         elif answer.request_id and logged.get(answer.request_id) != (answer.status, answer.failed):
@@ -304,7 +328,8 @@ async def run(args: argparse.Namespace) -> Tally:
 
 def report(tally: Tally, seconds_run: float) -> None:
     statuses = Counter(
-        f"{a.status} broken" if a.failed and a.status == 200 else a.status for a in tally.answers
+        "left" if a.left else f"{a.status} broken" if a.failed and a.status == 200 else a.status
+        for a in tally.answers
     )
     seconds = sorted(a.seconds for a in tally.answers)
     print(f"{len(seconds)} answers in {seconds_run:.0f} s: {dict(statuses.most_common())}")
