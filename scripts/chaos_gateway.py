@@ -22,9 +22,12 @@ What must hold at the end, or the run exits 1:
   with exit 0 and no traceback.
 
 Clients also give up part way (a tenth of the requests get a deadline 0.5-100 ms in, which
-the slow ones meet): a request they left is logged as 499 (or
-200 if it had just ended), and the log holds one row per request (and per key the user pressed
-that was refused, such as a skip of a request already done).
+the slow ones meet): a request they left is logged as 499 (or 200 if it had just ended), and
+the log holds one row per request (and per key the user pressed that was refused, such as a
+skip of a request already done); only a request given up before it was sent may have none.
+With `--cluster N`, N gateways share a `redis-server` and the clients and the user pick one at
+random for each request and key; once the user stops, every gateway must show the same pool
+order, bans and switched-off models within SETTLE_S. The rules are in scripts/chaos_rules.py.
 
 Bugs this found: a connection dropped after a skip leaving the next request waiting 120 s, a
 skip flag outliving its wait, errors without `X-Request-Id`, a stream committed by a keep-alive
@@ -38,16 +41,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -55,7 +57,8 @@ import aiohttp
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.bench import Fleet
+from scripts.bench import Child, Fleet, start_redis
+from scripts.chaos_rules import DOORS, Answer, check, diverged, judge, read_log
 
 MODELS = (  # the pool's order (`ordered` routing): the faults first, so they are met
     "stall-before-first:ms=3000",
@@ -69,39 +72,33 @@ MODELS = (  # the pool's order (`ordered` routing): the faults first, so they ar
 )
 SAFE = "ok:text=safe"
 LEFT_SHARE = 0.1
-"""Of the requests, those the client gives up on, 20-400 ms in."""
+"""Of the requests, those that get a deadline their client gives up at, 0.5-100 ms in."""
 KEY = "chaos-key"
-
-
-@dataclass(slots=True)
-class Answer:
-    path: str
-    status: int
-    request_id: str | None
-    seconds: float
-    problem: str | None = None
-    failed: bool = False
-    """The request failed: an error status, or a stream whose last event is an error."""
-    left: bool = False
-    """The client gave up on it (status 0; the id is there if the headers had come)."""
+SETTLE_S = 2.0
+"""How long a cluster's gateways get, after the user's last key, to agree on what they share."""
 
 
 @dataclass(slots=True)
 class Tally:
-    """What one run saw: the answers, the user's actions, and then what the log holds."""
+    """What one run saw: the answers, the user's actions, and then what the logs hold."""
 
     answers: list[Answer] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)
+    refused: Counter[int] = field(default_factory=Counter)
+    """Per gateway, the user's keys it refused (each is a row of its log)."""
     attempts: Counter[str] = field(default_factory=Counter)
     """How the logged attempts ended, by error kind (`ok`, `stall`, `skipped`, ...)."""
     problems: list[str] = field(default_factory=list)
 
 
-def config(mock_url: str, timeout_s: float, *, hedge: bool = False, rpm: int = 0) -> str:
+def config(
+    mock_url: str, timeout_s: float, *, hedge: bool = False, rpm: int = 0, redis: str = ""
+) -> str:
     limits = f"limits = {{ rpm = {rpm} }}\n" if rpm else ""  # per key and model
+    cluster = f'[cluster]\nredis_url = "{redis}"\n\n' if redis else ""
     models = "".join(f'\n[[models]]\nprovider = "mock"\nid = "{m}"\n' for m in (*MODELS, SAFE))
     return f"""\
-[server]
+{cluster}[server]
 api_key = "{KEY}"
 shutdown_grace_s = 2.0
 
@@ -127,53 +124,8 @@ api_keys = ["mock-key"]
 {limits}{models}"""
 
 
-@dataclass(frozen=True, slots=True)
-class Door:
-    """One of the gateway's front doors, and how its answers end, break and fail."""
-
-    path: str
-    body: dict[str, object]
-    ended: bytes
-    """What a whole stream's last event holds."""
-    broken: bytes
-    """What the last event (before chat's `[DONE]`) of a stream that broke after its headers
-    holds."""
-    id_headers: tuple[str, ...] = ("X-Request-Id",)
-
-
-HI = [{"role": "user", "content": "hi"}]
-DOORS = (
-    Door("/v1/chat/completions", {"model": "auto", "messages": HI}, b"data: [DONE]", b'{"error"'),
-    Door(
-        "/v1/messages",
-        {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": HI},
-        b"event: message_stop",
-        b"event: error",
-        ("X-Request-Id", "Request-Id"),
-    ),
-    Door(
-        "/v1/responses",
-        {"model": "auto", "input": "hi"},
-        b"event: response.completed",
-        b"event: response.failed",
-    ),
-)
-
-
-def error_message(door: Door, data: bytes) -> str | None:
-    """The message of an error body in the door's own shape, None if it is not in that shape."""
-    try:
-        body = json.loads(data)
-        if door.path == "/v1/messages" and body["type"] != "error":
-            return None
-        message = body["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return message if isinstance(message, str) else None
-
-
-async def one_request(http: aiohttp.ClientSession, url: str, rng: random.Random) -> Answer:
-    door, stream = rng.choice(DOORS), rng.random() < 0.6
+async def one_request(http: aiohttp.ClientSession, urls: list[str], rng: random.Random) -> Answer:
+    gateway, door, stream = rng.randrange(len(urls)), rng.choice(DOORS), rng.random() < 0.6
     headers = {"Authorization": f"Bearer {KEY}"}
     if rng.random() < 0.5:
         headers["X-Session-Id"] = f"chat-{rng.randrange(8)}"
@@ -183,47 +135,33 @@ async def one_request(http: aiohttp.ClientSession, url: str, rng: random.Random)
     seen: list[str | None] = [None]
     try:
         body = {**door.body, "stream": stream}
-        async with deadline, http.post(url + door.path, json=body, headers=headers) as resp:
-            seen[0] = resp.headers.get("X-Request-Id")
-            data = await resp.read()
+        async with deadline, http.post(urls[gateway] + door.path, json=body, headers=headers) as r:
+            seen[0] = r.headers.get("X-Request-Id")
+            data = await r.read()
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         seconds = time.perf_counter() - start
         if deadline.expired():
-            return Answer(door.path, 0, seen[0], seconds, left=True)
-        return Answer(door.path, 0, None, seconds, f"{door.path}: no answer: {exc!r}")
-    ids = {resp.headers.get(name) for name in door.id_headers}
-    request_id, seconds = resp.headers.get("X-Request-Id"), time.perf_counter() - start
-    answer = Answer(door.path, resp.status, request_id, seconds)
-    answer.failed = resp.status != 200
-    *_, before, last = [b"", *data.rstrip(b"\n").split(b"\n\n")]
-    final = before if last == b"data: [DONE]" else last  # chat's error event comes before it
-    if len(ids) != 1:
-        answer.problem = f"{door.path}: the id headers {door.id_headers} differ: {ids}"
-    elif resp.status == 200:
-        # A stream that broke after its headers ends in an error event: the attempts ran out.
-        answer.failed = stream and door.broken in final
-        if stream and not answer.failed and door.ended not in last:
-            answer.problem = f"{door.path}: a stream that does not end: ...{data[-160:]!r}"
-    elif resp.status not in (429, 502, 503):
-        answer.problem = f"{door.path}: status {resp.status}: {data[:200]!r}"
-    elif resp.status == 429 and "Retry-After" not in resp.headers:
-        answer.problem = f"{door.path}: a 429 without Retry-After"
-    elif error_message(door, data) is None:
-        answer.problem = f"{door.path}: a {resp.status} not in the door's shape: {data[:200]!r}"
+            return Answer(door.path, 0, seen[0], seconds, left=True, gateway=gateway)
+        problem = f"{door.path}: no answer: {exc!r}"
+        return Answer(door.path, 0, None, seconds, problem, gateway=gateway)
+    answer = judge(door, stream, r.status, r.headers, data)
+    answer.seconds, answer.gateway = time.perf_counter() - start, gateway
     return answer
 
 
-async def client(http: aiohttp.ClientSession, url: str, seed: int, until: float, tally: Tally):
+async def client(http: aiohttp.ClientSession, urls: list[str], seed: int, until: float, tally):
     rng = random.Random(seed)
     while time.monotonic() < until:
-        tally.answers.append(await one_request(http, url, rng))
+        tally.answers.append(await one_request(http, urls, rng))
 
 
-async def user(http: aiohttp.ClientSession, url: str, rng: random.Random, until: float, tally):
-    """What the screen's keys do, at random, until `until`."""
+async def user(http: aiohttp.ClientSession, urls: list[str], rng: random.Random, until, tally):
+    """What the screen's keys do, at random, on any of the gateways, until `until`."""
     banned: set[str] = set()
     while time.monotonic() < until:
         await asyncio.sleep(rng.uniform(0.01, 0.1))
+        gateway = rng.randrange(len(urls))
+        url = urls[gateway]
         action = rng.choice(("ban", "unban", "move", "skip", "skip", "sessions", "cooldowns"))
         if action == "unban" and not banned:
             action = "ban"
@@ -247,82 +185,85 @@ async def user(http: aiohttp.ClientSession, url: str, rng: random.Random, until:
         async with http.request(method, url + path, json=body) as resp:
             await resp.read()
         tally.actions[f"{action} {resp.status}"] += 1
-        if action == "ban" and resp.status == 200:
+        if resp.status != 200:
+            tally.refused[gateway] += 1
+        elif action == "ban":
             banned.add(model)
-        elif action == "unban" and resp.status == 200:
+        elif action == "unban":
             banned.discard(model)
 
 
-def read_log(db: Path) -> tuple[dict[str, tuple[int, bool]], Counter[str]]:
-    """Each request's logged status and whether it failed, and how its attempts ended (so
-    the faults were met)."""
-    with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT id, status, error_kind IS NOT NULL FROM requests")
-        statuses = {request_id: (status, bool(failed)) for request_id, status, failed in rows}
-        kinds = conn.execute("SELECT coalesce(error_kind, 'ok'), count(*) FROM attempts GROUP BY 1")
-        return statuses, Counter(dict(kinds))
+async def states(http: aiohttp.ClientSession, urls: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for url in urls:
+        async with http.get(url + "/gateway/state") as resp:
+            out.append(await resp.json())
+    return out
 
 
-def check(tally: Tally, logged: dict[str, tuple[int, bool]], max_latency_s: float) -> list[str]:
-    """Every broken rule, as a line."""
-    problems = [a.problem for a in tally.answers if a.problem]
-    refused = sum(n for action, n in tally.actions.items() if not action.endswith(" 200"))
-    if len(logged) != len(tally.answers) + refused:  # the user's refused keys are rows too
-        problems.append(f"{len(logged)} log rows for {len(tally.answers) + refused} requests")
-    for answer in tally.answers:
-        if answer.left:
-            if answer.request_id and logged.get(answer.request_id, (0,))[0] not in (200, 499):
-                found = logged.get(answer.request_id, "no row")
-                problems.append(f"{answer.request_id}: left by its client, logged {found}")
-            continue
-        if answer.status and answer.request_id is None:
-            problems.append(f"a {answer.status} without X-Request-Id")
-        elif answer.request_id and logged.get(answer.request_id) != (answer.status, answer.failed):
-            said = (answer.status, answer.failed)
-            found = logged.get(answer.request_id, "no row")
-            problems.append(
-                f"{answer.request_id}: answered {said}, logged (status, failed) {found}"
-            )
-        if answer.seconds > max_latency_s:
-            problems.append(f"{answer.request_id} took {answer.seconds:.1f} s")
-    return problems
+async def agreed(http: aiohttp.ClientSession, urls: list[str]) -> list[str]:
+    """Nothing once the cluster's gateways show the same shared state, looking every 0.1 s
+    for SETTLE_S; else how they still differ."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_S
+    while differences := diverged(await states(http, urls)):
+        if loop.time() > deadline:
+            return differences
+        await asyncio.sleep(0.1)
+    return []
 
 
 async def run(args: argparse.Namespace) -> Tally:
-    """Start the mock and the gateway, run the clients and the user, and check the rules."""
+    """Start the mock and the gateways, run the clients and the user, and check the rules."""
     workdir = Path(tempfile.mkdtemp(prefix="chaos-"))
     fleet, tally = Fleet(workdir), Tally()
-    py = sys.executable
+    py, gateways = sys.executable, args.cluster or 1
     try:
         mock = await fleet.spawn("mock", [py, "scripts/mock_upstream.py", "--port", "0"])
-        conf, db = workdir / "chaos.toml", workdir / "chaos.db"
+        redis = await start_redis(fleet) if args.cluster else ""
+        conf = workdir / "chaos.toml"
         conf.write_text(
-            config(mock.url, args.request_timeout_s, hedge=args.hedge, rpm=args.quota_rpm)
+            config(
+                mock.url, args.request_timeout_s, hedge=args.hedge, rpm=args.quota_rpm, redis=redis
+            )
         )
         argv = [py, "-m", "tui_gateway", "--headless", "--config", str(conf), "--port", "0"]
         argv += ["--log-level", "warning"]
-        gateway = await fleet.spawn("gateway", [*argv, "--db", str(db)], extra_lines=2)
-        url = gateway.url.removesuffix("/v1")
+        dbs = [workdir / f"chaos-{n}.db" for n in range(gateways)]
+        started: list[Child] = []
+        for n, db in enumerate(dbs):
+            started.append(
+                await fleet.spawn(f"gateway-{n}", [*argv, "--db", str(db)], extra_lines=2)
+            )
+        urls = [gateway.url.removesuffix("/v1") for gateway in started]
         until = time.monotonic() + args.seconds
         timeout = aiohttp.ClientTimeout(total=args.max_latency_s * 2)
         connector = aiohttp.TCPConnector(limit=args.clients + 4)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             http.headers["Authorization"] = f"Bearer {KEY}"
-            clients = [client(http, url, args.seed + i, until, tally) for i in range(args.clients)]
-            await asyncio.gather(*clients, user(http, url, random.Random(args.seed), until, tally))
-            async with http.get(url + "/gateway/state") as resp:
-                left = [flow["id"] for flow in (await resp.json())["active"]]
-        gateway.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(gateway.proc.wait(), 20)
-        stderr = gateway.stderr_tail(1000)
+            clients = [client(http, urls, args.seed + i, until, tally) for i in range(args.clients)]
+            await asyncio.gather(*clients, user(http, urls, random.Random(args.seed), until, tally))
+            left = [f["id"] for state in await states(http, urls) for f in state["active"]]
+            if args.cluster:
+                tally.problems += await agreed(http, urls)
+        codes = []
+        for gateway in started:
+            gateway.proc.send_signal(signal.SIGTERM)
+            codes.append(await asyncio.wait_for(gateway.proc.wait(), 20))
+        stderrs = [gateway.stderr_tail(1000) for gateway in started]
     finally:
         await fleet.stop()
-    logged, tally.attempts = read_log(db)
-    tally.problems = check(tally, logged, args.max_latency_s)
+    logs = []
+    for db in dbs:
+        logged, attempts = read_log(db)
+        logs.append(logged)
+        tally.attempts += attempts
+    tally.problems += check(tally.answers, logs, tally.refused, args.max_latency_s)
     if left:
         tally.problems.append(f"left in flight after the clients stopped: {left}")
-    if code != 0 or "Traceback" in stderr:
-        tally.problems.append(f"the gateway exited {code}:\n{stderr[-2000:]}")
+    for n, (code, stderr) in enumerate(zip(codes, stderrs, strict=True)):
+        if code != 0 or "Traceback" in stderr:
+            tally.problems.append(f"gateway {n} exited {code}:\n{stderr[-2000:]}")
     return tally
 
 
@@ -352,6 +293,9 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-latency-s", type=float, default=10.0)
     parser.add_argument("--hedge", action="store_true", help="race late first bytes (hedge)")
     parser.add_argument("--quota-rpm", type=int, default=0, help="limit each model (0: none)")
+    parser.add_argument(
+        "--cluster", type=int, default=0, metavar="N", help="N gateways sharing a redis-server"
+    )
     return parser.parse_args(argv)
 
 

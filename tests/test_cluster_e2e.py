@@ -7,11 +7,13 @@ config and `[cluster] redis_url`; what one learns or is told, the other knows wi
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import redis.asyncio
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import GatewayFactory, SdkFactory
@@ -20,6 +22,7 @@ from tests.logged import logged
 from tests.redis_server import RedisServer
 from tests.test_continuation_e2e import FULL, TIMERS, streamed, styles
 from tests.test_routing_e2e import admin, ask, chat, received
+from tui_gateway.cluster.layout import Layout
 from tui_gateway.domain.events import ClusterHealthChanged, Event
 from tui_gateway.server import Gateway
 
@@ -119,6 +122,28 @@ async def test_a_ban_and_a_new_pool_order_reach_the_other_gateway_within_a_secon
     await admin(a, "DELETE", "/gateway/models/mock/ok:text=a/ban")
     await eventually(lambda: not b.state.controls.banned_models)
     assert (await admin(b, "GET", "/gateway/state"))["bans"]["models"] == []
+
+
+async def test_keys_pressed_on_two_gateways_at_once_leave_both_on_the_same_controls(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    """Each gateway sends its whole picture of the controls: two sent at once crossed, each
+    gateway took the other's and kept it, and they disagreed until the next key. The feed's
+    order decides now: the picture that went out last holds on both, and in the store."""
+    a, b = await pair(
+        gateway_factory, redis_server, mock_url,
+        [model("mock", "ok:text=a"), model("mock", "ok:text=b"), model("mock", "ok:text=c")],
+    )  # fmt: skip
+    a.state.ban_model("mock/ok:text=a")  # in the same turn of the loop: neither has heard
+    b.state.move_in_pool("mock/ok:text=c", -2)  # of the other's change when it sends its own
+    await eventually(lambda: a.state.controls.saved() == b.state.controls.saved(), within_s=3)
+    await asyncio.sleep(0.3)  # and it stays so: nothing is still on its way
+    assert a.state.controls.saved() == b.state.controls.saved()
+    # What a third gateway would load from the store is the same picture.
+    store = redis.asyncio.from_url(redis_server.url)
+    stored = json.loads(await store.get(Layout("tui-gateway").key("controls", "all")))
+    await store.aclose()
+    assert stored["picture"] == a.state.controls.saved()
 
 
 async def test_a_prefill_refusal_on_one_gateway_is_remembered_by_the_other(

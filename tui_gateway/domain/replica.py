@@ -96,6 +96,18 @@ class Replica:
             case Quotas.USE_PART:
                 s.quotas.absorb(change, s.clock())
 
+    def settle_controls(self, change: Change) -> None:
+        """This gateway's own last picture of the controls, back through the feed: if another
+        gateway's was applied since, it came earlier in the feed, so this one holds (as it
+        does on every other gateway). Nothing happens when they are the same already."""
+        controls = self._state.controls
+        if change.value["picture"] == controls.saved():
+            return
+        controls.apply(change)
+        self._state.router.invalidate()
+        self._state.bus.publish(ControlsChanged())
+        self._move_on_banned()
+
     def _move_on_banned(self) -> None:
         """A ban made elsewhere moves this gateway's requests on it at once, as a local one."""
         controls, flows = self._state.controls, self._state.flows

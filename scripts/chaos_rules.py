@@ -1,0 +1,169 @@
+"""What every answer of a chaos run must be (scripts/chaos_gateway.py makes the load).
+
+Each door's answers end, break and fail in its own shape; `judge` reads one answer against its
+door, `check` holds the answers against the request log of the gateway that gave them, and
+`diverged` compares what the gateways of a cluster say they share.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Door:
+    """One of the gateway's front doors, and how its answers end, break and fail."""
+
+    path: str
+    body: dict[str, object]
+    ended: bytes
+    """What a whole stream's last event holds."""
+    broken: bytes
+    """What the last event (before chat's `[DONE]`) of a stream that broke after its headers
+    holds."""
+    id_headers: tuple[str, ...] = ("X-Request-Id",)
+
+
+HI = [{"role": "user", "content": "hi"}]
+DOORS = (
+    Door("/v1/chat/completions", {"model": "auto", "messages": HI}, b"data: [DONE]", b'{"error"'),
+    Door(
+        "/v1/messages",
+        {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": HI},
+        b"event: message_stop",
+        b"event: error",
+        ("X-Request-Id", "Request-Id"),
+    ),
+    Door(
+        "/v1/responses",
+        {"model": "auto", "input": "hi"},
+        b"event: response.completed",
+        b"event: response.failed",
+    ),
+)
+
+
+@dataclass(slots=True)
+class Answer:
+    path: str
+    status: int
+    request_id: str | None
+    seconds: float
+    problem: str | None = None
+    failed: bool = False
+    """The request failed: an error status, or a stream whose last event is an error."""
+    left: bool = False
+    """The client gave up on it (status 0; the id is there if the headers had come)."""
+    gateway: int = 0
+    """Which of the run's gateways it went to."""
+
+
+def error_message(door: Door, data: bytes) -> str | None:
+    """The message of an error body in the door's own shape, None if it is not in that shape."""
+    try:
+        body = json.loads(data)
+        if door.path == "/v1/messages" and body["type"] != "error":
+            return None
+        message = body["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return message if isinstance(message, str) else None
+
+
+def judge(door: Door, stream: bool, status: int, headers: Mapping[str, str], data: bytes) -> Answer:
+    """One whole answer as the client read it; `seconds` and `gateway` are the caller's."""
+    ids = {headers.get(name) for name in door.id_headers}
+    answer = Answer(door.path, status, headers.get("X-Request-Id"), 0.0, failed=status != 200)
+    *_, before, last = [b"", *data.rstrip(b"\n").split(b"\n\n")]
+    final = before if last == b"data: [DONE]" else last  # chat's error event comes before it
+    if len(ids) != 1:
+        answer.problem = f"{door.path}: the id headers {door.id_headers} differ: {ids}"
+    elif status == 200:
+        # A stream that broke after its headers ends in an error event: the attempts ran out.
+        answer.failed = stream and door.broken in final
+        if stream and not answer.failed and door.ended not in last:
+            answer.problem = f"{door.path}: a stream that does not end: ...{data[-160:]!r}"
+    elif status not in (429, 502, 503):
+        answer.problem = f"{door.path}: status {status}: {data[:200]!r}"
+    elif status == 429 and "Retry-After" not in headers:
+        answer.problem = f"{door.path}: a 429 without Retry-After"
+    elif error_message(door, data) is None:
+        answer.problem = f"{door.path}: a {status} not in the door's shape: {data[:200]!r}"
+    return answer
+
+
+Logged = dict[str, tuple[int, bool]]
+"""A log's requests: id -> (status, whether it failed)."""
+
+
+def read_log(db: Path) -> tuple[Logged, Counter[str]]:
+    """Each request's logged status and whether it failed, and how its attempts ended (so
+    the faults were met)."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id, status, error_kind IS NOT NULL FROM requests")
+        statuses = {request_id: (status, bool(failed)) for request_id, status, failed in rows}
+        kinds = conn.execute("SELECT coalesce(error_kind, 'ok'), count(*) FROM attempts GROUP BY 1")
+        return statuses, Counter(dict(kinds))
+
+
+def check(
+    answers: Sequence[Answer], logs: Sequence[Logged], refused: Counter[int], max_latency_s: float
+) -> list[str]:
+    """Every broken rule, as a line. `refused` counts, per gateway, the user's keys it refused
+    (a skip of a request already done): each of those is a row of its log too."""
+    problems = [a.problem for a in answers if a.problem]
+    for gateway, logged in enumerate(logs):
+        ours = [a for a in answers if a.gateway == gateway]
+        # A client that gave up before any header came may have left before its request
+        # was even sent (while connecting): that one may have no row; every other one must.
+        unseen = sum(a.left and a.request_id is None for a in ours)
+        sent = len(ours) + refused[gateway]
+        if not sent - unseen <= len(logged) <= sent:
+            problems.append(f"gateway {gateway}: {len(logged)} log rows for {sent} requests")
+    for answer in answers:
+        logged = logs[answer.gateway]
+        if answer.left:
+            if answer.request_id and logged.get(answer.request_id, (0,))[0] not in (200, 499):
+                found = logged.get(answer.request_id, "no row")
+                problems.append(f"{answer.request_id}: left by its client, logged {found}")
+            continue
+        if answer.status and answer.request_id is None:
+            problems.append(f"a {answer.status} without X-Request-Id")
+        elif answer.request_id and logged.get(answer.request_id) != (answer.status, answer.failed):
+            said = (answer.status, answer.failed)
+            found = logged.get(answer.request_id, "no row")
+            problems.append(
+                f"{answer.request_id}: answered {said}, logged (status, failed) {found}"
+            )
+        if answer.seconds > max_latency_s:
+            problems.append(f"{answer.request_id} took {answer.seconds:.1f} s")
+    return problems
+
+
+def shared(state: Mapping[str, Any]) -> dict[str, Any]:
+    """What a cluster's gateways share, from one `GET /gateway/state`: each pool's order, and
+    which models are banned and which switched off."""
+    pools = state["pools"]
+    return {
+        "order": {pool: [entry["model"] for entry in entries] for pool, entries in pools.items()},
+        "banned": sorted(state["bans"]["models"]),
+        "off": sorted(
+            e["model"] for entries in pools.values() for e in entries if not e["enabled"]
+        ),
+    }
+
+
+def diverged(states: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A line for each gateway whose shared state differs from the first gateway's."""
+    first = shared(states[0])
+    return [
+        f"gateway {n} differs from gateway 0: {theirs} against {first}"
+        for n, theirs in enumerate(map(shared, states))
+        if theirs != first
+    ]
