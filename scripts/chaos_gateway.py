@@ -27,7 +27,10 @@ the log holds one row per request (and per key the user pressed that was refused
 skip of a request already done); only a request given up before it was sent may have none.
 With `--cluster N`, N gateways share a `redis-server` and the clients and the user pick one at
 random for each request and key; once the user stops, every gateway must show the same pool
-order, bans and switched-off models within SETTLE_S. The rules are in scripts/chaos_rules.py.
+order, bans and switched-off models within SETTLE_S. With `--stop-under-load` the gateways get
+their SIGTERM while the clients are still sending: what was in flight must still be answered
+(finished, or a 503 or an error event) and logged, and only what was sent after it may go
+unanswered. The rules are in scripts/chaos_rules.py.
 
 Bugs this found: a connection dropped after a skip leaving the next request waiting 120 s, a
 skip flag outliving its wait, errors without `X-Request-Id`, a stream committed by a keep-alive
@@ -74,6 +77,8 @@ SAFE = "ok:text=safe"
 LEFT_SHARE = 0.1
 """Of the requests, those that get a deadline their client gives up at, 0.5-100 ms in."""
 KEY = "chaos-key"
+AFTER_STOP_S = 3.0
+"""With `--stop-under-load`: how long the clients go on sending after the SIGTERM."""
 SETTLE_S = 2.0
 """How long a cluster's gateways get, after the user's last key, to agree on what they share."""
 
@@ -141,22 +146,36 @@ async def one_request(http: aiohttp.ClientSession, urls: list[str], rng: random.
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         seconds = time.perf_counter() - start
         if deadline.expired():
-            return Answer(door.path, 0, seen[0], seconds, left=True, gateway=gateway)
+            return Answer(door.path, 0, seen[0], seconds, left=True, gateway=gateway, started=start)
         problem = f"{door.path}: no answer: {exc!r}"
-        return Answer(door.path, 0, None, seconds, problem, gateway=gateway)
+        return Answer(door.path, 0, None, seconds, problem, gateway=gateway, started=start)
     answer = judge(door, stream, r.status, r.headers, data)
-    answer.seconds, answer.gateway = time.perf_counter() - start, gateway
+    answer.seconds, answer.gateway, answer.started = time.perf_counter() - start, gateway, start
     return answer
 
 
 async def client(http: aiohttp.ClientSession, urls: list[str], seed: int, until: float, tally):
     rng = random.Random(seed)
     while time.monotonic() < until:
-        tally.answers.append(await one_request(http, urls, rng))
+        answer = await one_request(http, urls, rng)
+        tally.answers.append(answer)
+        if answer.status == 0 and not answer.left:
+            await asyncio.sleep(0.01)  # a stopped gateway refuses at once: not in a spin
 
 
 async def user(http: aiohttp.ClientSession, urls: list[str], rng: random.Random, until, tally):
-    """What the screen's keys do, at random, on any of the gateways, until `until`."""
+    """What the screen's keys do, at random, on any of the gateways, until `until` (when a
+    gateway may stop: a key that meets the stop is not pressed)."""
+    try:
+        await press_keys(http, urls, rng, until, tally)
+    except aiohttp.ClientError:
+        if time.monotonic() < until - 1.0:
+            raise
+
+
+async def press_keys(
+    http: aiohttp.ClientSession, urls: list[str], rng: random.Random, until: float, tally: Tally
+) -> None:
     banned: set[str] = set()
     while time.monotonic() < until:
         await asyncio.sleep(rng.uniform(0.01, 0.1))
@@ -237,19 +256,41 @@ async def run(args: argparse.Namespace) -> Tally:
             )
         urls = [gateway.url.removesuffix("/v1") for gateway in started]
         until = time.monotonic() + args.seconds
+        # Stopped under load: the SIGTERM comes at `until`, and the clients go on a while.
+        clients_until = until + AFTER_STOP_S if args.stop_under_load else until
+        stopped_at = [float("inf")]
+
+        async def stop_under_load() -> None:
+            await asyncio.sleep(until - time.monotonic())
+            stopped_at[0] = time.perf_counter()
+            for gateway in started:
+                gateway.proc.send_signal(signal.SIGTERM)
+
         timeout = aiohttp.ClientTimeout(total=args.max_latency_s * 2)
         connector = aiohttp.TCPConnector(limit=args.clients + 4)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             http.headers["Authorization"] = f"Bearer {KEY}"
-            clients = [client(http, urls, args.seed + i, until, tally) for i in range(args.clients)]
-            await asyncio.gather(*clients, user(http, urls, random.Random(args.seed), until, tally))
-            left = [f["id"] for state in await states(http, urls) for f in state["active"]]
-            if args.cluster:
-                tally.problems += await agreed(http, urls)
+            rng = random.Random(args.seed)
+            load = [
+                client(http, urls, args.seed + i, clients_until, tally) for i in range(args.clients)
+            ]
+            load.append(user(http, urls, rng, until, tally))
+            if args.stop_under_load:
+                load.append(stop_under_load())
+            await asyncio.gather(*load)
+            left: list[str] = []
+            if not args.stop_under_load:
+                left = [f["id"] for state in await states(http, urls) for f in state["active"]]
+                if args.cluster:
+                    tally.problems += await agreed(http, urls)
         codes = []
         for gateway in started:
-            gateway.proc.send_signal(signal.SIGTERM)
+            if gateway.proc.returncode is None and not args.stop_under_load:
+                gateway.proc.send_signal(signal.SIGTERM)
             codes.append(await asyncio.wait_for(gateway.proc.wait(), 20))
+        for answer in tally.answers:  # sent after the stop, or as it began: nobody to answer
+            if answer.status == 0 and not answer.left and answer.started > stopped_at[0] - 0.2:
+                answer.problem, answer.unsent = None, True
         stderrs = [gateway.stderr_tail(1000) for gateway in started]
     finally:
         await fleet.stop()
@@ -269,7 +310,13 @@ async def run(args: argparse.Namespace) -> Tally:
 
 def report(tally: Tally, seconds_run: float) -> None:
     statuses = Counter(
-        "left" if a.left else f"{a.status} broken" if a.failed and a.status == 200 else a.status
+        "unsent"
+        if a.unsent
+        else "left"
+        if a.left
+        else f"{a.status} broken"
+        if a.failed and a.status == 200
+        else a.status
         for a in tally.answers
     )
     seconds = sorted(a.seconds for a in tally.answers)
@@ -295,6 +342,9 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quota-rpm", type=int, default=0, help="limit each model (0: none)")
     parser.add_argument(
         "--cluster", type=int, default=0, metavar="N", help="N gateways sharing a redis-server"
+    )
+    parser.add_argument(
+        "--stop-under-load", action="store_true", help="SIGTERM the gateways mid-traffic"
     )
     return parser.parse_args(argv)
 

@@ -62,6 +62,10 @@ class Answer:
     """The client gave up on it (status 0; the id is there if the headers had come)."""
     gateway: int = 0
     """Which of the run's gateways it went to."""
+    started: float = 0.0
+    """When it was sent (`time.perf_counter()`)."""
+    unsent: bool = False
+    """No answer because the gateway had stopped: it went out after the SIGTERM."""
 
 
 def error_message(door: Door, data: bytes) -> str | None:
@@ -122,12 +126,14 @@ def check(
         ours = [a for a in answers if a.gateway == gateway]
         # A client that gave up before any header came may have left before its request
         # was even sent (while connecting): that one may have no row; every other one must.
-        unseen = sum(a.left and a.request_id is None for a in ours)
+        unseen = sum(a.left and a.request_id is None or a.unsent for a in ours)
         sent = len(ours) + refused[gateway]
         if not sent - unseen <= len(logged) <= sent:
             problems.append(f"gateway {gateway}: {len(logged)} log rows for {sent} requests")
     for answer in answers:
         logged = logs[answer.gateway]
+        if answer.unsent:
+            continue
         if answer.left:
             if answer.request_id and logged.get(answer.request_id, (0,))[0] not in (200, 499):
                 found = logged.get(answer.request_id, "no row")

@@ -2,8 +2,9 @@
 
 scripts/chaos_gateway.py makes the load and scripts/chaos_rules.py holds the rules (every
 answer a 200, a 502/503 in shape or a 429 with Retry-After, each with its log row's id and
-status, none slow, one log row per request, nothing left in flight, a clean stop, and in a
-cluster the same shared state on every gateway); here each mode runs for a few seconds.
+status, none slow, one log row per request, nothing left in flight, a clean stop, even one
+under load, and in a cluster the same shared state on every gateway); here each mode runs for
+a few seconds.
 Longer: `python scripts/chaos_gateway.py --seconds 60`.
 """
 
@@ -21,6 +22,7 @@ MODES = {
     "hedged": ["--hedge"],
     "at-quota": ["--quota-rpm", "4"],
     "cluster": ["--cluster", "2"],
+    "stopped": ["--stop-under-load"],
 }
 
 
@@ -42,3 +44,5 @@ async def test_clients_faults_and_the_users_keys_at_once_break_no_rule(mode: str
         assert any(answer.status == 429 for answer in tally.answers)
     if mode == "cluster":
         assert {answer.gateway for answer in tally.answers} == {0, 1}
+    if mode == "stopped":  # a SIGTERM mid-traffic: those in flight were ended, then refused
+        assert any(answer.unsent for answer in tally.answers)
