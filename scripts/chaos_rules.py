@@ -153,10 +153,11 @@ def check(
 
 
 def shared(state: Mapping[str, Any]) -> dict[str, Any]:
-    """What a cluster's gateways share, from one `GET /gateway/state`: each pool's order, and
-    which models are banned and which switched off."""
+    """What a cluster's gateways share, from one `GET /gateway/state`: each pool's order,
+    which models are banned and which switched off, and each sticky session's model."""
     pools = state["pools"]
     return {
+        "sessions": {s["key"]: s["model"] for s in state["sticky"]},
         "order": {pool: [entry["model"] for entry in entries] for pool, entries in pools.items()},
         "banned": sorted(state["bans"]["models"]),
         "off": sorted(

@@ -146,6 +146,26 @@ async def test_keys_pressed_on_two_gateways_at_once_leave_both_on_the_same_contr
     assert stored["picture"] == a.state.controls.saved()
 
 
+async def test_a_cooldown_started_on_one_gateway_as_the_other_clears_it_ends_alike_on_both(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    """The same crossing for one key: A's cooldown and B's clear went out at once, and A kept
+    B's clear while B kept A's cooldown, a model skipped on one gateway and not the other."""
+    a, b = await pair(gateway_factory, redis_server, mock_url, [model("mock", "ok:text=a")])
+    key, now = "mock/ok:text=a", a.state.clock()
+    a.state.cooldowns.record_failure(model=key, provider="mock", kind="5xx", key_id=None, now=now)
+    await eventually(lambda: b.state.cooldowns.is_cooling(key, now))
+
+    def cooling() -> tuple[bool, bool]:
+        return a.state.cooldowns.is_cooling(key, now), b.state.cooldowns.is_cooling(key, now)
+
+    a.state.cooldowns.record_failure(model=key, provider="mock", kind="5xx", key_id=None, now=now)
+    b.state.clear_cooldowns()  # in the same turn of the loop: they cross
+    await eventually(lambda: len(set(cooling())) == 1, within_s=3)
+    await asyncio.sleep(0.3)  # and it stays so
+    assert len(set(cooling())) == 1
+
+
 async def test_a_prefill_refusal_on_one_gateway_is_remembered_by_the_other(
     redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str,
     mock_upstream: TestServer, sdk: SdkFactory,

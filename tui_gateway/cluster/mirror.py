@@ -5,7 +5,7 @@ only queues it (pending.py) and wakes the writer; the writer, every `BATCH_S` at
 pipelines the queue as SET/DEL (with the change's TTL), HINCRBYFLOAT for posterior buckets,
 HINCRBY for quota counts (with their window as TTL) and one PUBLISH of the batch. The
 subscriber applies the other gateways' batches to the local parts (skipping its own echoes by
-origin id, but for its last picture of the controls: the feed's order decides); reads stay local.
+origin id, but for a value another gateway's crossed: echoes.py); reads stay local.
 
 Quotas are shared exactly in their totals (every count is an atomic increment), and admission
 reads the local copy: two gateways can each admit a key's last requests within the same
@@ -43,12 +43,12 @@ from redis.backoff import NoBackoff
 from ..asyncio_utils import spawn
 from ..config_cluster import ClusterSettings
 from ..domain.changes import Change
-from ..domain.controls import Controls
 from ..domain.cooldowns import Cooldowns
 from ..domain.posteriors import BucketRow, PosteriorBook
 from ..domain.quotas import Quotas, UsageRow
 from ..domain.replica import Replica, Shared
 from ..domain.sticky import StickySessions
+from .echoes import Echoes
 from .layout import BUCKET_FIELDS, Layout, decode_batch, encode_batch, mask_url, row_of
 from .pending import Batch, Pending
 
@@ -84,9 +84,8 @@ class Mirror:
         self._bucket_ttl_s = state.book.window_s + state.book.bucket_s
         """A bucket is of no use once its hour has left the recency window."""
         self.origin = secrets.token_hex(8)
-        """This gateway's id in the change feed (its own echoes are skipped, but for one)."""
-        self._sent_controls: Any = None
-        """The last picture of the controls sent, as JSON decodes it (see `_listen`)."""
+        """This gateway's id in the change feed (its own echoes are skipped: see echoes.py)."""
+        self._echoes = Echoes()
         self._pending = Pending()
         self._wake = asyncio.Event()
         self._ready = asyncio.Event()
@@ -153,6 +152,7 @@ class Mirror:
     async def _session(self) -> None:
         """One connection's life: subscribe, sync, then write and listen until something fails."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        self._echoes.clear()
         try:
             async with asyncio.timeout(SYNC_TIMEOUT_S):
                 await pubsub.subscribe(self._layout.channel)
@@ -296,9 +296,7 @@ class Mirror:
         outcomes = [Change(PosteriorBook.PART, r.model, asdict(r)) for r in batch.rows]
         message = encode_batch(self.origin, [*batch.changes, *outcomes, *batch.uses])
         pipe.publish(self._layout.channel, message)
-        for change in batch.changes:  # before sending: the echo can be read before the reply
-            if change.part == Controls.PART:
-                self._sent_controls = json.loads(json.dumps(change.value))
+        self._echoes.sending(batch.changes)  # first: the echo can be read before the reply
         await pipe.execute()
 
     def _set(self, pipe: Pipeline, change: Change, now: float, *, only_new: bool = False) -> None:
@@ -338,10 +336,9 @@ class Mirror:
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("cluster: unreadable change message skipped (%s)", exc)
                 continue
-            if origin == self.origin:  # our own echo; but two pictures of the controls sent
-                for change in changes:  # at once cross, and the feed's order must settle them
-                    if change.part == Controls.PART and change.value == self._sent_controls:
-                        self._replica.settle_controls(change)
+            if origin == self.origin:  # our own echo: only what crossed another's is taken
+                for change in self._echoes.settling(changes):
+                    self._replica.settle(change)
                 continue
             if reload:
                 async with asyncio.timeout(SYNC_TIMEOUT_S):

@@ -96,17 +96,18 @@ class Replica:
             case Quotas.USE_PART:
                 s.quotas.absorb(change, s.clock())
 
-    def settle_controls(self, change: Change) -> None:
-        """This gateway's own last picture of the controls, back through the feed: if another
-        gateway's was applied since, it came earlier in the feed, so this one holds (as it
-        does on every other gateway). Nothing happens when they are the same already."""
+    def settle(self, change: Change) -> None:
+        """This gateway's own last value of a key, back through the feed: taken again, as it
+        is on every other gateway, in case another's change to the key was taken since (it
+        came earlier in the feed). Quiet: nothing changes when the value is the same already."""
         controls = self._state.controls
-        if change.value["picture"] == controls.saved():
-            return
-        controls.apply(change)
-        self._state.router.invalidate()
-        self._state.bus.publish(ControlsChanged())
-        self._move_on_banned()
+        if change.part != Controls.PART:
+            self.apply(change)  # a set value (echoes.py): taking it again is a no-op or a fix
+        elif change.value["picture"] != controls.saved():
+            controls.apply(change)
+            self._state.router.invalidate()
+            self._state.bus.publish(ControlsChanged())
+            self._move_on_banned()
 
     def _move_on_banned(self) -> None:
         """A ban made elsewhere moves this gateway's requests on it at once, as a local one."""
