@@ -60,7 +60,8 @@ import aiohttp
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.bench import Child, Fleet, start_redis
+from scripts import chaos_screen
+from scripts.bench import Fleet, start_redis
 from scripts.chaos_rules import DOORS, Answer, check, diverged, judge, read_log
 
 MODELS = (  # the pool's order (`ordered` routing): the faults first, so they are met
@@ -94,6 +95,8 @@ class Tally:
     attempts: Counter[str] = field(default_factory=Counter)
     """How the logged attempts ended, by error kind (`ok`, `stall`, `skipped`, ...)."""
     problems: list[str] = field(default_factory=list)
+    keys: Counter[str] = field(default_factory=Counter)
+    """With `--screen`: the keys pressed on the TUI, and how often."""
 
 
 def config(
@@ -249,12 +252,15 @@ async def run(args: argparse.Namespace) -> Tally:
         argv = [py, "-m", "tui_gateway", "--headless", "--config", str(conf), "--port", "0"]
         argv += ["--log-level", "warning"]
         dbs = [workdir / f"chaos-{n}.db" for n in range(gateways)]
-        started: list[Child] = []
-        for n, db in enumerate(dbs):
+        urls, started, screen = [], [], None  # with --screen, the first gateway has its TUI
+        if args.screen:
+            screen, url = await chaos_screen.start(workdir, conf, dbs[0], KEY)
+            urls.append(url)
+        for n, db in enumerate(dbs[len(urls) :], start=len(urls)):
             started.append(
                 await fleet.spawn(f"gateway-{n}", [*argv, "--db", str(db)], extra_lines=2)
             )
-        urls = [gateway.url.removesuffix("/v1") for gateway in started]
+            urls.append(started[-1].url.removesuffix("/v1"))
         until = time.monotonic() + args.seconds
         # Stopped under load: the SIGTERM comes at `until`, and the clients go on a while.
         clients_until = until + AFTER_STOP_S if args.stop_under_load else until
@@ -277,12 +283,18 @@ async def run(args: argparse.Namespace) -> Tally:
             load.append(user(http, urls, rng, until, tally))
             if args.stop_under_load:
                 load.append(stop_under_load())
+            if screen is not None:
+                load.append(
+                    chaos_screen.press(screen, random.Random(-args.seed), until, tally.keys)
+                )
             await asyncio.gather(*load)
             left: list[str] = []
             if not args.stop_under_load:
                 left = [f["id"] for state in await states(http, urls) for f in state["active"]]
                 if args.cluster:
                     tally.problems += await agreed(http, urls)
+        if screen is not None:
+            tally.problems += await chaos_screen.finish(screen)
         codes = []
         for gateway in started:
             if gateway.proc.returncode is None and not args.stop_under_load:
@@ -302,7 +314,9 @@ async def run(args: argparse.Namespace) -> Tally:
     tally.problems += check(tally.answers, logs, tally.refused, args.max_latency_s)
     if left:
         tally.problems.append(f"left in flight after the clients stopped: {left}")
-    for n, (code, stderr) in enumerate(zip(codes, stderrs, strict=True)):
+    for n, (code, stderr) in enumerate(
+        zip(codes, stderrs, strict=True), start=len(urls) - len(started)
+    ):
         if code != 0 or "Traceback" in stderr:
             tally.problems.append(f"gateway {n} exited {code}:\n{stderr[-2000:]}")
     return tally
@@ -326,6 +340,11 @@ def report(tally: Tally, seconds_run: float) -> None:
         print(f"latency p50 {p50:.3f} s, p99 {p99:.3f} s, max {seconds[-1]:.3f} s")
     print("attempts by outcome:", dict(tally.attempts.most_common()))
     print("user actions:", dict(sorted(tally.actions.items())))
+    if tally.keys:
+        print(
+            f"keys pressed on the screen: {sum(tally.keys.values())}",
+            dict(tally.keys.most_common(8)),
+        )
     for line in tally.problems[:30]:
         print("PROBLEM:", line)
     print(f"{len(tally.problems)} problems" if tally.problems else "every rule held")
@@ -346,7 +365,13 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--stop-under-load", action="store_true", help="SIGTERM the gateways mid-traffic"
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--screen", action="store_true", help="the first gateway with its TUI, keys pressed"
+    )
+    args = parser.parse_args(argv)
+    if args.screen and args.stop_under_load:
+        parser.error("--screen quits its gateway with q: not with --stop-under-load")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,12 +24,13 @@ MODES = {
     "cluster": ["--cluster", "2"],
     "stopped": ["--stop-under-load"],
 }
+NEEDS = {"cluster": "redis-server"}
 
 
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_clients_faults_and_the_users_keys_at_once_break_no_rule(mode: str) -> None:
-    if mode == "cluster" and shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
+    if (tool := NEEDS.get(mode)) and shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (apt-get install -y {tool})")
     timing = ["--seconds", "4", "--clients", "6", "--request-timeout-s", "2"]
     tally = await run(arguments([*timing, *MODES[mode]]))
     assert not tally.problems, "\n".join(tally.problems[:20])
