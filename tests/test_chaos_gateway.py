@@ -23,8 +23,9 @@ MODES = {
     "at-quota": ["--quota-rpm", "4"],
     "cluster": ["--cluster", "2"],
     "stopped": ["--stop-under-load"],
+    "screen": ["--screen"],
 }
-NEEDS = {"cluster": "redis-server"}
+NEEDS = {"cluster": "redis-server", "screen": "tmux"}
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -45,5 +46,7 @@ async def test_clients_faults_and_the_users_keys_at_once_break_no_rule(mode: str
         assert any(answer.status == 429 for answer in tally.answers)
     if mode == "cluster":
         assert {answer.gateway for answer in tally.answers} == {0, 1}
+    if mode == "screen":  # the TUI took its keys, kept counting, and quit cleanly on q
+        assert sum(tally.keys.values()) > 5
     if mode == "stopped":  # a SIGTERM mid-traffic: those in flight were ended, then refused
         assert any(answer.unsent for answer in tally.answers)
