@@ -83,9 +83,7 @@ class Replica:
                 s.conversations.apply(change)
             case Controls.PART:
                 line = s.controls.apply(change)
-                s.router.invalidate()
-                s.bus.publish(ControlsChanged(line and f"{line} (on another gateway)"))
-                self._move_on_banned()
+                self._controls_applied(line and f"{line} (on another gateway)")
             case Learner.PART:
                 s.learner.apply(change)
             case PosteriorBook.PART:
@@ -105,9 +103,14 @@ class Replica:
             self.apply(change)  # a set value (echoes.py): taking it again is a no-op or a fix
         elif change.value["picture"] != controls.saved():
             controls.apply(change)
-            self._state.router.invalidate()
-            self._state.bus.publish(ControlsChanged())
-            self._move_on_banned()
+            self._controls_applied("")  # this gateway's own change: its line was said
+
+    def _controls_applied(self, line: str) -> None:
+        """What follows new controls: routing forgets what it derived, the screen and the
+        saved controls hear of it, and requests on a model now banned move on."""
+        self._state.router.invalidate()
+        self._state.bus.publish(ControlsChanged(line))
+        self._move_on_banned()
 
     def _move_on_banned(self) -> None:
         """A ban made elsewhere moves this gateway's requests on it at once, as a local one."""

@@ -31,6 +31,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     dialect = dialect_for_path(request.path)
     request_id = record_rejected(request, error, dialect.name)
     response = dialect.error_response(error)
-    for header in dialect.id_headers:  # the SDKs read it (`exc.request_id`) off errors too
-        response.headers[header] = request_id
+    # The SDKs read it (`exc.request_id`) off errors too.
+    response.headers.update(dict.fromkeys(dialect.id_headers, request_id))
     return response

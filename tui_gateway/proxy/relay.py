@@ -256,15 +256,13 @@ class Relay:
         trail = fallback_trail(flow.attempts, model.key if streaming else None)
         if not streaming:
             trail = f"{trail}, {model.key}:ok" if trail else f"{model.key}:ok"
-        headers = {
+        return {
             "X-Gateway-Provider": model.provider,
             "X-Gateway-Model": model.key,
             "X-Gateway-Attempts": str(flow.attempt),
             "X-Fallback-Trail": trail.encode("ascii", "backslashreplace").decode(),
+            **dict.fromkeys(self.dialect.id_headers, flow.id),
         }
-        for header in self.dialect.id_headers:
-            headers[header] = flow.id
-        return headers
 
     # --- non-streaming --------------------------------------------------------------------
 

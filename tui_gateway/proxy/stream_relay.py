@@ -114,9 +114,7 @@ class StreamRelay(Relay):
             if not delivered:
                 self._failed(plan, attempt, exc, after_first_byte=False)
                 if not exc.retryable:
-                    if not client.open:
-                        raise refused(self.flow, exc)
-                    return await self._fail_in_stream(refused(self.flow, exc))
+                    return await self._end_with(refused(self.flow, exc))
                 continue
             decision = self._failed(plan, attempt, exc, after_first_byte=True)
             if how == "prefill" and refuses_prefill(exc):
@@ -130,23 +128,24 @@ class StreamRelay(Relay):
             plan.only = lambda c: self.state.can_continue(c.model)
             self.state.begin_continuation(self.flow, attempt.candidate.model, exc.describe())
         if self.stopping:
-            if not client.open:
-                raise shut_down(self.flow)
-            return await self._fail_in_stream(shut_down(self.flow))
+            return await self._end_with(shut_down(self.flow))
         if self.client_gone or self._gone():  # it left while the request waited (`_wait`)
             return self._client_left()
         if broke is not None:
             # The answer broke off and nothing could continue it: say why, never `stop`.
             self.flow.fail(200, broke.kind, broke.message)
-            return await self._fail_in_stream(mid_stream_error(broke, broke_model))
+            return await self._end_with(mid_stream_error(broke, broke_model))
         if client.open:  # committed by a heartbeat: the error goes in-stream
-            return await self._fail_in_stream(self._exhausted())
+            return await self._end_with(self._exhausted())
         raise self._exhausted()
 
-    async def _fail_in_stream(self, error: APIError) -> web.StreamResponse:
-        """The headers went out as a 200: the error is the stream's last event, and the log row
+    async def _end_with(self, error: APIError) -> web.StreamResponse:
+        """Before the headers, `error` is raised (the middleware answers it in the client's
+        dialect). After them, went out as a 200, it is the stream's last event, and the log row
         keeps the 200 the client got, with the error it was told in the stream."""
         assert self.client is not None
+        if not self.client.open:
+            raise error
         self.flow.status = 200
         return await self.client.fail(error)
 
@@ -215,9 +214,7 @@ class StreamRelay(Relay):
             if self.client_gone:
                 return None
             if self.stopping:
-                if not client.open:
-                    raise shut_down(self.flow) from None
-                return await self._fail_in_stream(shut_down(self.flow))
+                return await self._end_with(shut_down(self.flow))
             raise self._timed_out(dog) from None
         finally:
             self._dog = None
