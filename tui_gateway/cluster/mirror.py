@@ -338,7 +338,8 @@ class Mirror:
                 continue
             if origin == self.origin:  # our own echo: only what crossed another's is taken
                 for change in self._echoes.settling(changes):
-                    self._replica.settle(change)
+                    if not self._pending.holds(change.part, change.key):  # newer, unsent yet
+                        self._replica.settle(change)
                 continue
             if reload:
                 async with asyncio.timeout(SYNC_TIMEOUT_S):
