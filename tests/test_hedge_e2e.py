@@ -44,6 +44,13 @@ def hedging(mock_url: str, *ids: str, **streaming: float) -> Settings:
     return make_settings(mock_url, models, streaming={**TIMERS, **streaming}, routing=HEDGE)
 
 
+async def arrived(mock: TestServer, *model_ids: str) -> None:
+    """Wait (up to 5 s) until the mock has read a request for each of `model_ids`."""
+    async with asyncio.timeout(5):
+        while not set(model_ids) <= set(received(mock)):
+            await asyncio.sleep(0.01)
+
+
 async def settled(mock: TestServer, model_id: str) -> bool:
     """Whether the mock saw the client of `model_id`'s request go (within a second)."""
     for _ in range(100):
@@ -175,6 +182,8 @@ async def test_a_client_that_leaves_mid_race_closes_both_and_leaves_one_row(
             json={"model": "auto", "messages": HELLO, "stream": True},
         )
         await racing(gateway)
+        # The race begins before the second request reaches the mock; leave once both have.
+        await arrived(mock_upstream, first, second)
         resp.close()  # the client walks away while both are racing
     async with asyncio.timeout(5):
         while gateway.state.active:
