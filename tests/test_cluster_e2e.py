@@ -10,9 +10,10 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
 import redis.asyncio
 from aiohttp.test_utils import TestServer
 
@@ -22,8 +23,10 @@ from tests.logged import logged
 from tests.redis_server import RedisServer
 from tests.test_continuation_e2e import FULL, TIMERS, streamed, styles
 from tests.test_routing_e2e import admin, ask, chat, received
+from tui_gateway.cluster.echoes import Echoes
 from tui_gateway.cluster.layout import Layout
-from tui_gateway.domain.events import ClusterHealthChanged, Event
+from tui_gateway.domain.changes import Change
+from tui_gateway.domain.events import ClusterHealthChanged, ControlsChanged, Event
 from tui_gateway.server import Gateway
 
 
@@ -336,3 +339,33 @@ async def gone_from_redis(server: RedisServer, name: str) -> None:
                 await asyncio.sleep(0.01)
     finally:
         await client.aclose()
+
+
+async def test_the_echo_of_a_ban_lifted_meanwhile_does_not_bring_it_back(
+    redis_server: RedisServer, gateway_factory: GatewayFactory, mock_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A ban's echo came back after the user lifted it here but before the lift went out (it
+    waits for the next batch); taking the ban again showed the model banned for that batch."""
+    key = "mock/ok:text=a"
+    settings = make_settings(
+        mock_url, [model("mock", "ok:text=a")], cluster={"redis_url": redis_server.url}
+    )
+    gateway = await gateway_factory(settings)
+    sending = Echoes.sending
+
+    def then_lift(echoes: Echoes, changes: Iterable[Change]) -> None:
+        sending(echoes, changes)
+        if gateway.state.controls.banned_models:  # the ban is going out: lift it at once
+            gateway.state.unban_model(key)
+
+    monkeypatch.setattr(Echoes, "sending", then_lift)
+    banned: list[bool] = []  # at each change of the controls, whether the model is banned
+    gateway.state.bus.subscribe(
+        lambda _: banned.append(key in gateway.state.controls.banned_models),
+        kinds=[ControlsChanged],
+    )
+    gateway.state.ban_model(key)
+    await asyncio.sleep(0.3)  # the ban goes out, its echo, the lift goes out, its echo
+    assert banned[:2] == [True, False], banned
+    assert not any(banned[2:]), f"the lifted ban came back: {banned}"
