@@ -8,6 +8,7 @@ door, `check` holds the answers against the request log of the gateway that gave
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -68,6 +69,86 @@ class Answer:
     """No answer because the gateway had stopped: it went out after the SIGTERM."""
 
 
+WORDS = (
+    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit",
+    "sed", "do", "eiusmod", "tempor", "incididunt", "ut", "labore", "et",
+)  # fmt: skip
+"""The mock's answer words, in order (scripts/mock_upstream.py); `ok:chunks=N` says N of them."""
+WHOLE_LENGTHS = (5, 8, 20)
+"""How many words the chaos models' whole answers have (their `chunks`; the faults' are 8)."""
+SAFE_WORD, SAFE_LENGTH = "safe", 8
+"""`ok:text=safe` answers the word 8 times."""
+_WORD = re.compile("|".join((*WORDS, SAFE_WORD)))
+
+
+def events(data: bytes) -> list[tuple[str, Any]]:
+    """A stream's events as (event name, decoded data); comments and pings are not events."""
+    found = []
+    for block in data.decode(errors="replace").split("\n\n"):
+        name, lines = "", []
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                lines.append(line[5:].removeprefix(" "))
+        payload = "\n".join(lines)
+        if lines and payload != "[DONE]":
+            found.append((name, json.loads(payload)))
+    return found
+
+
+def answer_text(door: Door, stream: bool, data: bytes) -> str:
+    """The answer's text as the client reads it from the door's stream or body."""
+    if stream:
+        parts = []
+        for name, event in events(data):
+            if door.path == "/v1/chat/completions":
+                parts += [c["delta"].get("content") or "" for c in event.get("choices", ())]
+            elif name == "content_block_delta" and event["delta"]["type"] == "text_delta":
+                parts.append(event["delta"]["text"])
+            elif name == "response.output_text.delta":
+                parts.append(event["delta"])
+        return "".join(parts)
+    body = json.loads(data)
+    if door.path == "/v1/chat/completions":
+        return body["choices"][0]["message"]["content"] or ""
+    if door.path == "/v1/messages":
+        return "".join(b["text"] for b in body["content"] if b["type"] == "text")
+    items = [i for i in body["output"] if i["type"] == "message"]
+    return "".join(c["text"] for i in items for c in i["content"] if c["type"] == "output_text")
+
+
+def not_whole(text: str) -> str | None:
+    """Why a successful answer's text is not whole, or None when it is.
+
+    A rescued answer is the parts its attempts relayed, each joined where the last broke off
+    (proxy/alignment.py). With the mock's answers that leaves runs of its words in order from
+    the first, and runs of `safe` (its answer does not continue theirs, so it is relayed
+    whole); a run of the words must never start again or skip one (text the client already
+    had, or text lost), and the answer ends with a whole one: the last run of the words is as
+    long as an answer, a last run of `safe` at most as long as its answer.
+    """
+    words = _WORD.findall(text)
+    if "".join(words) != re.sub(r"\s+", "", text):
+        return f"words the mock never sends in {text!r}"
+    runs: list[list[str]] = []
+    for word in words:
+        safe = word == SAFE_WORD
+        if runs and (runs[-1][0] == SAFE_WORD) == safe:
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    for run in runs:
+        if run[0] != SAFE_WORD and run != [WORDS[i % len(WORDS)] for i in range(len(run))]:
+            return f"text repeated or lost in {text!r}"
+    last = runs[-1] if runs else []
+    if last and last[0] == SAFE_WORD and len(last) > SAFE_LENGTH:
+        return f"more than one whole answer in {text!r}"
+    if not last or last[0] != SAFE_WORD and len(last) not in WHOLE_LENGTHS:
+        return f"an answer that is not whole: {text!r}"
+    return None
+
+
 def error_message(door: Door, data: bytes) -> str | None:
     """The message of an error body in the door's own shape, None if it is not in that shape."""
     try:
@@ -93,6 +174,8 @@ def judge(door: Door, stream: bool, status: int, headers: Mapping[str, str], dat
         answer.failed = stream and door.broken in final
         if stream and not answer.failed and door.ended not in last:
             answer.problem = f"{door.path}: a stream that does not end: ...{data[-160:]!r}"
+        elif not answer.failed and (why := not_whole(answer_text(door, stream, data))):
+            answer.problem = f"{door.path} ({'streamed' if stream else 'whole'}): {why}"
     elif status not in (429, 502, 503):
         answer.problem = f"{door.path}: status {status}: {data[:200]!r}"
     elif status == 429 and "Retry-After" not in headers:

@@ -1,8 +1,8 @@
 """A short soak of real gateway processes: clients, faults and a restless user at once.
 
 scripts/chaos_gateway.py makes the load and scripts/chaos_rules.py holds the rules (every
-answer a 200, a 502/503 in shape or a 429 with Retry-After, each with its log row's id and
-status, none slow, one log row per request, nothing left in flight, a clean stop, even one
+answer a 200 with its text whole, a 502/503 in shape or a 429 with Retry-After, each with its
+log row's id and status, none slow, one log row per request, nothing left in flight, a clean stop, even one
 under load, and in a cluster the same shared state on every gateway); here each mode runs for
 a few seconds.
 Longer: `python scripts/chaos_gateway.py --seconds 60`.
