@@ -14,10 +14,11 @@ What must hold at the end, or the run exits 1:
   `response.completed`; or in the door's error event if it broke once its headers were out), or
   a 502/503 in the door's error shape, or a 429 with `Retry-After`; never another status, never
   a connection the gateway dropped;
-- a successful answer's text, as the client reads it from its door, is whole: one model's
+- a successful answer, as the client reads it from its door, is whole: its text one model's
   answer, or what a rescued one relayed before it broke joined to the rest, with nothing
   repeated and nothing lost (two of the models repeat a word or start over when asked to
-  continue, so the joins are tested);
+  continue, so the joins are tested); or its one tool call, with arguments that parse (one
+  of the two tool-call models goes quiet in the middle of them);
 - every answer carries `X-Request-Id` (and the same `Request-Id` from /v1/messages), and its
   row in the request log has the same status and says it failed exactly when the client was
   told so (an error status or an error event);
@@ -75,6 +76,8 @@ MODELS = (  # the pool's order (`ordered` routing): the faults first, so they ar
     "error-500",
     "error-429:retry_after=1",
     "slow-first-token:ttft_ms=400",
+    "tool-call:fragments=4,stall_after=3",  # goes quiet in the middle of its call's arguments
+    "tool-call",
     "ok:chunks=20,continue=repeat-word",
     "ok:chunks=5,delay_ms=5,continue=restart",
 )

@@ -118,6 +118,52 @@ def answer_text(door: Door, stream: bool, data: bytes) -> str:
     return "".join(c["text"] for i in items for c in i["content"] if c["type"] == "output_text")
 
 
+CALL = ("get_weather", {"path": "README.md"})
+"""The one call the mock's `tool-call` models make to a request that offers no tools."""
+
+
+def answer_calls(door: Door, stream: bool, data: bytes) -> list[tuple[str, str]]:
+    """The answer's tool calls, (name, arguments as JSON text), as the client reads them."""
+    if not stream:
+        body = json.loads(data)
+        if door.path == "/v1/chat/completions":
+            calls = body["choices"][0]["message"].get("tool_calls") or ()
+            return [(c["function"]["name"], c["function"]["arguments"]) for c in calls]
+        if door.path == "/v1/messages":
+            uses = [b for b in body["content"] if b["type"] == "tool_use"]
+            return [(b["name"], json.dumps(b["input"])) for b in uses]
+        items = [i for i in body["output"] if i["type"] == "function_call"]
+        return [(i["name"], i["arguments"]) for i in items]
+    names: dict[int, str] = {}
+    arguments: dict[int, list[str]] = {}
+    for name, event in events(data):
+        if door.path == "/v1/chat/completions":
+            for choice in event.get("choices", ()):
+                for call in choice["delta"].get("tool_calls") or ():
+                    function = call.get("function") or {}
+                    if "name" in function:
+                        names[call["index"]] = function["name"]
+                    arguments.setdefault(call["index"], []).append(function.get("arguments", ""))
+        elif name == "content_block_start" and event["content_block"]["type"] == "tool_use":
+            names[event["index"]] = event["content_block"]["name"]
+        elif name == "content_block_delta" and event["delta"]["type"] == "input_json_delta":
+            arguments.setdefault(event["index"], []).append(event["delta"]["partial_json"])
+        elif name == "response.output_item.done" and event["item"]["type"] == "function_call":
+            # What Codex CLI reads a call from: the finished item.
+            names[event["output_index"]] = event["item"]["name"]
+            arguments[event["output_index"]] = [event["item"]["arguments"]]
+    return [(names.get(i, ""), "".join(arguments.get(i, ()))) for i in sorted({*names, *arguments})]
+
+
+def not_one_call(calls: list[tuple[str, str]]) -> str | None:
+    """Why an answer's tool calls are not the one whole call the models make, or None."""
+    try:
+        decoded = [(name, json.loads(arguments)) for name, arguments in calls]
+    except ValueError:
+        return f"a tool call whose arguments are not JSON: {calls!r}"
+    return None if decoded == [CALL] else f"not the one whole call {CALL!r}: {calls!r}"
+
+
 def not_whole(text: str) -> str | None:
     """Why a successful answer's text is not whole, or None when it is.
 
@@ -149,6 +195,14 @@ def not_whole(text: str) -> str | None:
     return None
 
 
+def not_whole_answer(door: Door, stream: bool, data: bytes) -> str | None:
+    """Why a successful answer is not whole: its one tool call, else its text (a call may
+    follow text relayed before a break, so the text of an answer with a call is not held)."""
+    if calls := answer_calls(door, stream, data):
+        return not_one_call(calls)
+    return not_whole(answer_text(door, stream, data))
+
+
 def error_message(door: Door, data: bytes) -> str | None:
     """The message of an error body in the door's own shape, None if it is not in that shape."""
     try:
@@ -174,7 +228,7 @@ def judge(door: Door, stream: bool, status: int, headers: Mapping[str, str], dat
         answer.failed = stream and door.broken in final
         if stream and not answer.failed and door.ended not in last:
             answer.problem = f"{door.path}: a stream that does not end: ...{data[-160:]!r}"
-        elif not answer.failed and (why := not_whole(answer_text(door, stream, data))):
+        elif not answer.failed and (why := not_whole_answer(door, stream, data)):
             answer.problem = f"{door.path} ({'streamed' if stream else 'whole'}): {why}"
     elif status not in (429, 502, 503):
         answer.problem = f"{door.path}: status {status}: {data[:200]!r}"

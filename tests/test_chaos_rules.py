@@ -1,5 +1,5 @@
-"""The chaos run's rule on an answer's text (scripts/chaos_rules.py): whole, nothing repeated
-or lost, as the client reads it from each door."""
+"""The chaos run's rule on a successful answer (scripts/chaos_rules.py): its text whole, nothing
+repeated or lost, or its one tool call whole, as the client reads them from each door."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from scripts.chaos_rules import DOORS, WORDS, answer_text, not_whole
+from scripts.chaos_rules import DOORS, WORDS, answer_calls, answer_text, not_one_call, not_whole
 
 SAFE8 = " ".join(["safe"] * 8)
+CALL_TEXT = ("get_weather", '{"path": "README.md"}')
 
 
 def lorem(n: int) -> str:
@@ -84,3 +85,43 @@ def test_the_text_is_read_from_each_doors_whole_body() -> None:
     item = {"type": "message", "content": [{"type": "output_text", "text": "lorem"}]}
     body = {"output": [{"type": "reasoning"}, item]}
     assert answer_text(responses, False, json.dumps(body).encode()) == "lorem"
+
+
+def test_a_tool_call_is_read_as_each_door_streams_it_and_must_be_whole() -> None:
+    chat, messages, responses = DOORS
+    opened = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather"}}
+    pieces = [
+        {"index": 0, "function": {"arguments": part}} for part in ('{"path": ', '"README.md"}')
+    ]
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]} for call in (opened, *pieces)
+    ]
+    calls = answer_calls(chat, True, sse(*((None, c) for c in chunks)))
+    assert calls == [("get_weather", '{"path": "README.md"}')] and not_one_call(calls) is None
+    block = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+    half = {"type": "input_json_delta", "partial_json": '{"path": "READ'}
+    stream = sse(
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 1, "content_block": block},
+        ),
+        ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": half}),
+    )
+    assert "not JSON" in (not_one_call(answer_calls(messages, True, stream)) or "")
+    item = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"}
+    done = {"type": "response.output_item.done", "output_index": 0, "item": item}
+    calls = answer_calls(responses, True, sse(("response.output_item.done", done)))
+    assert "not the one whole call" in (not_one_call(calls) or "")
+    assert "not the one whole call" in (not_one_call([CALL_TEXT, CALL_TEXT]) or "")
+
+
+def test_a_tool_call_is_read_from_each_doors_whole_body() -> None:
+    chat, messages, responses = DOORS
+    function = {"name": "get_weather", "arguments": CALL_TEXT[1]}
+    body = {"choices": [{"message": {"content": None, "tool_calls": [{"function": function}]}}]}
+    assert answer_calls(chat, False, json.dumps(body).encode()) == [CALL_TEXT]
+    use = {"type": "tool_use", "name": "get_weather", "input": {"path": "README.md"}}
+    body = {"content": [{"type": "text", "text": "lorem"}, use]}
+    assert not_one_call(answer_calls(messages, False, json.dumps(body).encode())) is None
+    item = {"type": "function_call", "name": "get_weather", "arguments": CALL_TEXT[1]}
+    assert answer_calls(responses, False, json.dumps({"output": [item]}).encode()) == [CALL_TEXT]
