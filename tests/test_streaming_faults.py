@@ -154,6 +154,9 @@ async def test_a_client_gone_during_a_silent_upstream_aborts_it_at_once(
             json={"model": "auto", "messages": HELLO, "stream": True},
         )
         assert (await resp.content.readline()).startswith(b": keep-alive")
+        async with asyncio.timeout(5):  # the keep-alive does not wait for the upstream request
+            while not mock_upstream.app[RECEIVED]:
+                await asyncio.sleep(0.01)
         resp.close()
     for _ in range(100):
         if not gateway.state.active:
