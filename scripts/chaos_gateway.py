@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -104,6 +105,8 @@ class Tally:
     problems: list[str] = field(default_factory=list)
     keys: Counter[str] = field(default_factory=Counter)
     """With `--screen`: the keys pressed on the TUI, and how often."""
+    kept: Path | None = None
+    """Where the run's config, stderr and request logs are, when kept (`--keep`, or a failure)."""
 
 
 def config(
@@ -326,20 +329,21 @@ async def run(args: argparse.Namespace) -> Tally:
     ):
         if code != 0 or "Traceback" in stderr:
             tally.problems.append(f"gateway {n} exited {code}:\n{stderr[-2000:]}")
+    if tally.problems or args.keep:
+        tally.kept = workdir
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return tally
 
 
+def _status(a: Answer) -> str | int:
+    if a.unsent or a.left:
+        return "unsent" if a.unsent else "left"
+    return f"{a.status} broken" if a.failed and a.status == 200 else a.status
+
+
 def report(tally: Tally, seconds_run: float) -> None:
-    statuses = Counter(
-        "unsent"
-        if a.unsent
-        else "left"
-        if a.left
-        else f"{a.status} broken"
-        if a.failed and a.status == 200
-        else a.status
-        for a in tally.answers
-    )
+    statuses = Counter(map(_status, tally.answers))
     seconds = sorted(a.seconds for a in tally.answers)
     print(f"{len(seconds)} answers in {seconds_run:.0f} s: {dict(statuses.most_common())}")
     if seconds:
@@ -355,6 +359,8 @@ def report(tally: Tally, seconds_run: float) -> None:
     for line in tally.problems[:30]:
         print("PROBLEM:", line)
     print(f"{len(tally.problems)} problems" if tally.problems else "every rule held")
+    if tally.kept:
+        print(f"the run's config, stderr and request logs: {tally.kept}")
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -374,6 +380,9 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--screen", action="store_true", help="the first gateway with its TUI, keys pressed"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the run's files (kept on a failure)"
     )
     args = parser.parse_args(argv)
     if args.screen and args.stop_under_load:
