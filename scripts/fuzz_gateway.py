@@ -2,8 +2,11 @@
 
 The strategies draw what broke the first build (issue 8): random JSON types in every field the
 gateway reads, deep nesting, lone surrogate escapes, bytes that are not UTF-8, odd `Expect`,
-`Content-Encoding` and `X-Session-Id` headers, bad bearer keys. `check_answer` is the rule: a
-200, or a 4xx whose body is a JSON error; never a 5xx, never text/plain.
+`Content-Encoding` and `X-Session-Id` headers, bad bearer keys; on each of the three doors (chat,
+Claude Code's /v1/messages with every kind of content block, Codex's /v1/responses with every
+kind of input item), wild and nearly valid, so that the translation behind the first checks is
+reached too. `check_answer` is the rule: a 200, or a 4xx whose body is a JSON error in the
+door's shape (Anthropic's on /v1/messages); never a 5xx, never text/plain.
 
 tests/test_fuzz_gateway.py runs a few hundred draws in the suite. For a larger run against a
 gateway you started yourself (`tui-gateway --headless --config ...`):
@@ -26,6 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 CHAT_PATH = "/v1/chat/completions"
+MESSAGES_PATH = "/v1/messages"
+RESPONSES_PATH = "/v1/responses"
 VALID = {"model": "auto", "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -84,6 +89,143 @@ chat_bodies = st.fixed_dictionaries(
     },
 )  # fmt: skip
 
+# The Messages door (Claude Code's): content blocks of every type, tools, a system prompt.
+blocks = st.fixed_dictionaries(
+    {}, optional={
+        "type": st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking",
+                                 "redacted_thinking", "document", "server_tool_use"])
+        | json_values,
+        "text": any_text | json_values, "id": any_text | json_values,
+        "name": any_text | json_values, "input": json_values,
+        "tool_use_id": any_text | json_values, "content": any_text | json_values,
+        "thinking": any_text | json_values, "signature": json_values, "source": json_values,
+        "is_error": json_values, "cache_control": json_values,
+    },
+)  # fmt: skip
+anthropic_messages = st.fixed_dictionaries(
+    {}, optional={"role": st.sampled_from(["user", "assistant", "system"]) | json_values,
+                  "content": any_text | st.lists(blocks | json_values, max_size=3) | json_values}
+)  # fmt: skip
+tools = st.lists(
+    st.fixed_dictionaries({}, optional={"name": any_text | json_values, "type": json_values,
+                                        "description": json_values, "input_schema": json_values,
+                                        "parameters": json_values, "function": json_values})
+    | json_values,
+    max_size=2,
+) | json_values  # fmt: skip
+messages_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["claude-sonnet-4-5", "auto", "sim/quick"]) | json_values,
+        "max_tokens": st.integers(-5, 100_000) | json_values,
+        "messages": st.lists(anthropic_messages | json_values, max_size=3) | json_values,
+        "system": any_text | st.lists(blocks, max_size=2) | json_values,
+        "stream": st.booleans() | json_values, "tools": tools, "tool_choice": json_values,
+        "thinking": json_values, "stop_sequences": json_values, "metadata": json_values,
+        "temperature": json_values,
+    },
+)  # fmt: skip
+# The Responses door (Codex CLI's): input items of every type, instructions, tools.
+input_parts = st.fixed_dictionaries(
+    {}, optional={"type": st.sampled_from(["input_text", "output_text", "input_image",
+                                           "refusal"]) | json_values,
+                  "text": any_text | json_values, "image_url": json_values}
+)  # fmt: skip
+input_items = st.fixed_dictionaries(
+    {}, optional={
+        "type": st.sampled_from(["message", "function_call", "function_call_output",
+                                 "reasoning", "custom_tool_call"]) | json_values,
+        "role": st.sampled_from(["user", "assistant", "system", "developer"]) | json_values,
+        "content": any_text | st.lists(input_parts | json_values, max_size=3) | json_values,
+        "call_id": any_text | json_values, "name": any_text | json_values,
+        "arguments": any_text | json_values, "output": any_text | json_values,
+        "id": json_values, "summary": json_values, "encrypted_content": json_values,
+    },
+)  # fmt: skip
+responses_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.sampled_from(["auto", "gpt-5-codex", "sim/quick"]) | json_values,
+        "input": any_text | st.lists(input_items | json_values, max_size=3) | json_values,
+        "instructions": any_text | json_values, "stream": st.booleans() | json_values,
+        "tools": tools, "tool_choice": json_values, "reasoning": json_values,
+        "previous_response_id": json_values, "store": json_values, "text": json_values,
+        "max_output_tokens": json_values, "parallel_tool_calls": json_values,
+        "include": json_values,
+    },
+)  # fmt: skip
+# Nearly valid: what each door requires is there, most blocks and items are well formed and
+# their text is any text but a lone surrogate (which the first checks refuse), so they get past
+# those checks to the translation behind them.
+text = st.text(max_size=40)
+word = st.text(min_size=1, max_size=20)
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+good_blocks = (
+    st.builds(lambda t: {"type": "text", "text": t}, word)
+    | st.builds(lambda i, n, a: {"type": "tool_use", "id": i, "name": n, "input": a},
+                word, word, st.dictionaries(text, plain_values, max_size=3))
+    | st.builds(lambda i, c: {"type": "tool_result", "tool_use_id": i, "content": c},
+                word, text | st.lists(st.builds(lambda t: {"type": "text", "text": t}, word),
+                                          max_size=2))
+    | st.builds(lambda t, g: {"type": "thinking", "thinking": t, "signature": g}, text, word)
+    | st.builds(lambda d: {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                        "data": d}}, text)
+)  # fmt: skip
+turns = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant"]),
+     "content": text | st.lists(good_blocks | good_blocks | blocks, min_size=1, max_size=3)}
+)  # fmt: skip
+good_parts = st.builds(
+    lambda k, t: {"type": k, "text": t}, st.sampled_from(["input_text", "output_text"]), text
+)
+good_items = (
+    st.builds(lambda r, c: {"type": "message", "role": r, "content": c},
+              st.sampled_from(["user", "assistant", "developer", "system"]),
+              text | st.lists(good_parts, min_size=1, max_size=3))
+    | st.builds(lambda i, n, a: {"type": "function_call", "call_id": i, "name": n, "arguments": a},
+                word, word, text)
+    | st.builds(lambda i, o: {"type": "function_call_output", "call_id": i, "output": o},
+                word, text)
+    | st.builds(lambda t: {"type": "reasoning", "summary": [{"type": "summary_text", "text": t}]},
+                text)
+)  # fmt: skip
+schemas = st.builds(
+    lambda p: {"type": "object", "properties": p}, st.dictionaries(word, plain_values, max_size=3)
+)
+claude_tools = st.lists(
+    st.builds(
+        lambda n, d, i: {"name": n, "description": d, "input_schema": i}, word, text, schemas
+    ),
+    max_size=3,
+)
+codex_tools = st.lists(
+    st.builds(lambda n, d, p: {"type": "function", "name": n, "description": d, "parameters": p},
+              word, text, schemas),
+    max_size=3,
+)  # fmt: skip
+nearly_valid_messages = st.fixed_dictionaries(
+    {"model": st.just("claude-sonnet-4-5"), "max_tokens": st.integers(1, 64),
+     "messages": st.lists(turns, min_size=1, max_size=4)},
+    optional={"system": text | st.lists(good_blocks, max_size=2), "tools": claude_tools | tools,
+              "stream": st.booleans(), "tool_choice": plain_values, "thinking": plain_values},
+)  # fmt: skip
+nearly_valid_responses = st.fixed_dictionaries(
+    {"model": st.just("auto"),
+     "input": text | st.lists(good_items | good_items | input_items, min_size=1, max_size=4)},
+    optional={"instructions": text, "tools": codex_tools | tools, "stream": st.booleans(),
+              "tool_choice": plain_values, "reasoning": plain_values},
+)  # fmt: skip
+DOOR_BODIES = {
+    CHAT_PATH: chat_bodies,
+    MESSAGES_PATH: messages_bodies | nearly_valid_messages,
+    RESPONSES_PATH: responses_bodies | nearly_valid_responses,
+}
+
 
 def _encoded(value: Any) -> bytes:
     # ensure_ascii writes a lone surrogate as a `\udfff` escape, as a hostile client would.
@@ -99,7 +241,13 @@ raw_bodies = (
     | chat_bodies.map(_encoded).map(lambda b: b[: len(b) // 2])  # cut short
     | st.sampled_from([b"NaN", b"[]", b"null", b'"x"', b"{}", b'{"model": NaN}'])
 )  # fmt: skip
-bodies = chat_bodies.map(_encoded) | json_values.map(_encoded) | raw_bodies
+
+
+def bodies(path: str) -> st.SearchStrategy[bytes]:
+    """Bodies for `path`: its door's fields drawn wild, any JSON, or bytes that are not JSON."""
+    door = DOOR_BODIES.get(path, chat_bodies)
+    return door.map(_encoded) | json_values.map(_encoded) | raw_bodies
+
 
 header_values = st.binary(max_size=30).filter(lambda v: b"\r" not in v and b"\n" not in v)
 header_names = st.sampled_from(
@@ -111,15 +259,16 @@ auths = (
     st.none() | st.none() | st.none() | header_values.map(lambda v: b"Bearer " + v) | header_values
 )
 targets = st.sampled_from(
-    [("POST", CHAT_PATH)] * 6 + [("GET", "/v1/models"), ("GET", "/gateway/state"),
-     ("POST", "/gateway/demo"), ("POST", "/v1/nowhere"), ("DELETE", CHAT_PATH)]
+    [("POST", CHAT_PATH)] * 4 + [("POST", MESSAGES_PATH)] * 4 + [("POST", RESPONSES_PATH)] * 4
+    + [("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models"), ("GET", "/gateway/state"),
+       ("POST", "/gateway/demo"), ("POST", "/v1/nowhere"), ("DELETE", CHAT_PATH)]
 )  # fmt: skip
 
 
 @st.composite
 def hostile_requests(draw: st.DrawFn) -> HostileRequest:
     method, path = draw(targets)
-    return HostileRequest(method, path, draw(headers), draw(bodies), draw(auths))
+    return HostileRequest(method, path, draw(headers), draw(bodies(path)), draw(auths))
 
 
 # --- sending and judging --------------------------------------------------------------------
@@ -152,15 +301,20 @@ def send(base: str, key: str, request: HostileRequest, *, timeout_s: float = 15.
         conn.close()
 
 
-def check_answer(answer: Answer) -> None:
-    """A 200, or a 4xx with a JSON error body; never a 5xx, never a text page."""
+def check_answer(answer: Answer, path: str = CHAT_PATH) -> None:
+    """A 200, or a 4xx with a JSON error body in the shape of `path`'s door (Anthropic's
+    `{"type": "error", "error": {"type", "message"}}` on /v1/messages, OpenAI's elsewhere);
+    never a 5xx, never a text page."""
     assert answer.status < 500, f"{answer.status}: {answer.body[:300]!r}"
     if answer.status == 200:
         return
     assert 400 <= answer.status < 500, f"unexpected status {answer.status}"
     assert answer.content_type.startswith("application/json"), (answer.status, answer.body[:200])
-    error = json.loads(answer.body).get("error")
+    body = json.loads(answer.body)
+    error = body.get("error")
     assert isinstance(error, dict) and isinstance(error.get("message"), str), answer.body[:200]
+    if path.startswith(MESSAGES_PATH):
+        assert body.get("type") == "error" and isinstance(error.get("type"), str), body
 
 
 def send_valid(base: str, key: str) -> str:
@@ -184,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     def one(request: HostileRequest) -> None:
         answer = send(args.url, args.key, request)
         statuses[answer.status] += 1
-        check_answer(answer)
+        check_answer(answer, request.path)
         send_valid(args.url, args.key)
 
     one()

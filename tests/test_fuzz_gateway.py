@@ -30,7 +30,7 @@ def test_random_requests_get_no_5xx_never_stop_the_log_and_one_sigterm_stops_it(
         @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck))
         @given(hostile_requests())
         def answered_in_shape(request: HostileRequest) -> None:
-            check_answer(send(base, KEY, request))
+            check_answer(send(base, KEY, request), request.path)
             logged.append(send_valid(base, KEY))
 
         answered_in_shape()

@@ -250,6 +250,25 @@ async def test_an_expect_header_other_than_100_continue_is_a_json_417(
     assert status == 417 and error["error"]["code"] == "expectation_failed"
 
 
+async def test_the_errors_aiohttp_answers_itself_come_in_the_messages_shape_there(
+    gateway: Gateway,
+) -> None:
+    """Claude Code's door answers in Anthropic's shape even before any middleware runs: an
+    Expect it cannot meet, a header byte HTTP does not allow, a body it cannot decode."""
+    body = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 8, "messages": []}).encode()
+    for extra, status in [
+        (b"Expect: 200-ok\r\n", 417),
+        (b"X-Odd: \x00\r\n", 400),
+        (b"Content-Encoding: br\r\n", 400),
+    ]:
+        answer = await send(gateway, http_post(body, path=b"/v1/messages", extra=extra))
+        assert answer[0] == status, (extra, answer)
+        assert answer[1]["type"] == "error", (extra, answer)
+        assert (
+            answer[1]["error"]["type"] == "invalid_request_error" and answer[1]["error"]["message"]
+        )
+
+
 async def test_expect_100_continue_still_works(gateway: Gateway) -> None:
     status, _, body = await raw_exchange(
         gateway, http_post(GOOD, extra=b"Expect: 100-continue\r\n")
