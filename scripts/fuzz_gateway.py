@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -258,16 +258,38 @@ headers = st.lists(st.tuples(header_names, header_values), max_size=3).map(tuple
 auths = (
     st.none() | st.none() | st.none() | header_values.map(lambda v: b"Bearer " + v) | header_values
 )
+# The admin API (the screen's keys over HTTP, and what `attach` reads): `{}` is a model,
+# provider, session or request id, a real one or any text, percent-encoded.
+ADMIN = [
+    ("POST", "/gateway/models/{}/move"), ("POST", "/gateway/models/{}/enabled"),
+    ("POST", "/gateway/models/{}/ban"), ("DELETE", "/gateway/models/{}/ban"),
+    ("POST", "/gateway/providers/{}/ban"), ("POST", "/gateway/providers/{}/protection"),
+    ("DELETE", "/gateway/sessions/{}"), ("DELETE", "/gateway/cooldowns?model={}"),
+    ("POST", "/gateway/requests/{}/skip"), ("GET", "/gateway/requests/{}"),
+    ("GET", "/gateway/stats?range={}"), ("GET", "/v1/models/{}"),
+]  # fmt: skip
 targets = st.sampled_from(
     [("POST", CHAT_PATH)] * 4 + [("POST", MESSAGES_PATH)] * 4 + [("POST", RESPONSES_PATH)] * 4
     + [("POST", "/v1/messages/count_tokens"), ("GET", "/v1/models"), ("GET", "/gateway/state"),
-       ("POST", "/gateway/demo"), ("POST", "/v1/nowhere"), ("DELETE", CHAT_PATH)]
+       ("POST", "/gateway/demo"), ("POST", "/v1/nowhere"), ("DELETE", CHAT_PATH), *ADMIN]
+)  # fmt: skip
+segments = st.sampled_from(["sim/quick", "sim", "nope", "a/b/c", ""]) | any_text.map(
+    lambda t: quote(t.encode("utf-8", "surrogatepass"), safe="/")
+)
+admin_fields = st.fixed_dictionaries(
+    {}, optional={name: st.integers() | st.sampled_from([2**63, -(2**63), 10**30]) | json_values
+                  for name in ("delta", "position")}
+    | {name: st.booleans() | json_values for name in ("enabled", "paused")}
+    | {"protection": st.sampled_from(["model-skip", "provider-ban", "off"]) | json_values},
 )  # fmt: skip
 
 
 @st.composite
 def hostile_requests(draw: st.DrawFn) -> HostileRequest:
     method, path = draw(targets)
+    if "{}" in path:
+        body = draw(admin_fields.map(_encoded) | json_values.map(_encoded) | raw_bodies)
+        return HostileRequest(method, path.replace("{}", draw(segments)), (), body, draw(auths))
     return HostileRequest(method, path, draw(headers), draw(bodies(path)), draw(auths))
 
 
@@ -317,6 +339,29 @@ def check_answer(answer: Answer, path: str = CHAT_PATH) -> None:
         assert body.get("type") == "error" and isinstance(error.get("type"), str), body
 
 
+def controls_touched(request: HostileRequest) -> bool:
+    """Whether `request` may have banned or switched off a model or provider."""
+    return request.path.startswith(("/gateway/models/", "/gateway/providers/"))
+
+
+def undo_controls(base: str, key: str) -> None:
+    """Lift every ban and switch every model back on (after a drawn request that may have
+    changed them, and before a run), so that a valid request has somewhere to go."""
+    state = json.loads(send(base, key, HostileRequest("GET", "/gateway/state", (), b"")).body)
+    undo = [("DELETE", f"/gateway/models/{quote(m)}/ban", b"") for m in state["bans"]["models"]]
+    undo += [
+        ("DELETE", f"/gateway/providers/{quote(p)}/ban", b"") for p in state["bans"]["providers"]
+    ]
+    undo += [
+        ("POST", f"/gateway/models/{quote(entry['model'])}/enabled", b'{"enabled": true}')
+        for entries in state["pools"].values()
+        for entry in entries
+        if not entry["enabled"]
+    ]
+    for method, path, body in undo:
+        assert send(base, key, HostileRequest(method, path, (), body)).status == 200, path
+
+
 def send_valid(base: str, key: str) -> str:
     """A plain valid request; returns its X-Request-Id (its row must reach the log)."""
     answer = send(base, key, HostileRequest("POST", CHAT_PATH, (), json.dumps(VALID).encode()))
@@ -339,8 +384,11 @@ def main(argv: list[str] | None = None) -> int:
         answer = send(args.url, args.key, request)
         statuses[answer.status] += 1
         check_answer(answer, request.path)
+        if controls_touched(request):
+            undo_controls(args.url, args.key)
         send_valid(args.url, args.key)
 
+    undo_controls(args.url, args.key)
     one()
     print("statuses:", dict(sorted(statuses.items())))
     return 0

@@ -84,21 +84,31 @@ SIM_CONFIG = '\n[server]\napi_key = "cli-key"' + SIM_PROVIDER
 """One fast simulated model and the key `cli-key`: a gateway a subprocess test can drive."""
 
 
+STDERR = "gateway.stderr"
+
+
+def gateway_stderr(tmp_path: Path) -> str:
+    """What the gateway `headless_gateway(tmp_path)` started has written to stderr so far."""
+    return (tmp_path / STDERR).read_text()
+
+
 @contextmanager
 def headless_gateway(
     tmp_path: Path, config_text: str = SIM_CONFIG
 ) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     """`tui-gateway --headless` in a subprocess on a free port: (process, base URL, log path).
 
+    Its stderr goes to a file (`gateway_stderr(tmp_path)` reads it): a pipe that nobody reads
+    fills after a few hundred requests' log lines, and the gateway then waits on its write.
     The process is killed at exit if the test did not stop it.
     """
     config = tmp_path / "c.toml"
     config.write_text(config_text)
     db = tmp_path / "log.db"
-    with subprocess.Popen(
+    with (tmp_path / STDERR).open("w") as stderr, subprocess.Popen(
         [sys.executable, "-m", "tui_gateway", "--config", str(config), "--port", "0",
          "--db", str(db), "--headless"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=stderr, text=True,
     ) as proc:  # fmt: skip
         try:
             assert proc.stdout is not None

@@ -20,7 +20,7 @@ from openai import OpenAI
 from textual.widgets import RichLog
 
 from tests.conftest import GatewayFactory
-from tests.factories import API_KEY, headless_gateway, make_settings, model
+from tests.factories import API_KEY, gateway_stderr, headless_gateway, make_settings, model
 from tests.logged import logged
 from tests.test_tui import make_gateway, until
 from tui_gateway.cli import _report_unwritten
@@ -122,7 +122,6 @@ def test_sigterm_exits_promptly_while_the_database_is_locked_and_says_what_was_l
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(15) == 0
             assert time.monotonic() - started < 10  # the grace period is not needed: none in flight
-            assert proc.stderr is not None
-            assert "3 request log rows could not be written" in proc.stderr.read()
+            assert "3 request log rows could not be written" in gateway_stderr(tmp_path)
         finally:
             holder.close()
