@@ -359,18 +359,21 @@ async def _serve_headless(gateway: Gateway, *, log_level: str = "info") -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    # stderr: logfmt lines, written together every 50 ms (journald sees them at once anyway)
-    log = headless_log.HeadlessLog(gateway.state, level=log_level, batch_s=0.05)
+    # stderr: logfmt lines, written together every 50 ms (journald sees them at once anyway),
+    # on a thread of their own: a stderr nobody reads must not stop the gateway
+    log = headless_log.HeadlessLog(gateway.state, level=log_level, batch_s=0.05, offload=True)
     unsubscribe = log.attach()  # before start: the log's health at open is a line too
-    await gateway.start()
-    _announce(gateway)
-    log.started(gateway.base_url, loop=event_loop.running_kind())
-    await stop.wait()
-    log.stopping()
-    await gateway.stop()
-    log.stopped()
-    unsubscribe()
-    log.flush()
+    try:
+        await gateway.start()
+        _announce(gateway)
+        log.started(gateway.base_url, loop=event_loop.running_kind())
+        await stop.wait()
+        log.stopping()
+        await gateway.stop()
+        log.stopped()
+    finally:
+        unsubscribe()
+        log.close()
 
 
 def _report_unwritten(health: LogHealth) -> None:

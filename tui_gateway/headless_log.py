@@ -8,7 +8,10 @@
 So `journalctl --user -u tui-gateway` reads as it is, and `grep event=request` or any logfmt
 reader takes the lines apart. Lines come from the state's typed events (domain/events.py);
 only the kinds the level lets through are subscribed to, so `--log-level warning` costs a
-successful request nothing, and `debug` alone builds the "began" events.
+successful request nothing, and `debug` alone builds the "began" events. The gateway's run
+writes them from a thread of its own (background_writer.py): a stderr nobody reads, or a
+terminal paused with Ctrl-S, holds up the log, never a request; what could not wait is
+dropped and said (`event=log_dropped lines=N`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
+from .background_writer import BackgroundWriter
 from .domain.events import (
     AttemptBegan,
     AttemptFailed,
@@ -90,14 +94,18 @@ class HeadlessLog:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.time,
         batch_s: float | None = None,
+        offload: bool = False,
     ) -> None:
         """`batch_s`: lines wait that long (on the running loop) and go out in one write; a
-        write per request was 8% of a streamed request's CPU at c=32. None: each at once."""
+        write per request was 8% of a streamed request's CPU at c=32. None: each at once.
+        `offload`: the writes wait on a thread of their own (background_writer.py), so a stderr
+        nobody reads stops the log, not the gateway; `close` then writes what is left."""
         self._state = state
         self._rank = LEVELS.index(check_level(level))
         self._stream = stream
         self._clock = clock
         self._batch_s = batch_s
+        self._writer = BackgroundWriter(self._target, dropped=_dropped) if offload else None
         self._pending: list[str] = []
         self._flush_at: asyncio.TimerHandle | None = None
         self._second = -1
@@ -149,11 +157,22 @@ class HeadlessLog:
         lines, self._pending = self._pending, []
         if not lines:
             return
+        if self._writer is not None:
+            self._writer.write("".join(lines), len(lines))
+            return
         try:
-            stream = self._stream or sys.stderr  # read late: tests and typer swap sys.stderr
-            stream.write("".join(lines))
+            self._target().write("".join(lines))
         except (OSError, ValueError):  # EPIPE, or the stream closed under us
             pass
+
+    def close(self) -> None:
+        """Write what is waiting; with `offload`, wait (a second at most) until it is out."""
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+
+    def _target(self) -> TextIO:
+        return self._stream or sys.stderr  # read late: tests and typer swap sys.stderr
 
     def _timestamp(self) -> str:
         now = self._clock()
@@ -238,6 +257,13 @@ class HeadlessLog:
             case AttemptBegan(request_id=rid, model=model, provider=provider):
                 return "debug", "attempt", {"id": rid, "model": model, "provider": provider}
         return None
+
+
+def _dropped(lines: int) -> str:
+    """The line that says what a stderr nobody read cost (written on the writer's thread)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    msg = f"{lines} log lines dropped: stderr was not being read"
+    return f'ts={now}Z level=warning event=log_dropped lines={lines} msg="{msg}"\n'
 
 
 def _quoted(value: Value) -> str:
