@@ -3,13 +3,16 @@ at the level `--log-level` picks (what `journalctl --user -u tui-gateway` shows)
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -205,3 +208,46 @@ async def test_lines_under_load_go_out_together_in_one_write(
     log.flush()
     assert [line["event"] for line in lines_of(stream)] == ["request"] * 3
     assert stream.writes == 1
+
+
+async def test_python_logging_warnings_and_errors_are_lines_of_the_log_too(
+    gateway_factory: GatewayFactory, mock_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not logging's last resort (bare text straight to stderr, written on the loop): a logfmt
+    line, level and logger and message as fields and a traceback as one escaped field."""
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
+    stream = io.StringIO()
+    detach = HeadlessLog(gateway.state, level="warning", stream=stream).attach()
+    logger = logging.getLogger("tui_gateway.somewhere")
+    logger.info("not shown: below a warning")
+    logger.warning("cluster: change to %s skipped", "controls")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("unhandled error in POST /v1/chat/completions")
+    elsewhere = threading.Thread(target=logger.warning, args=("from another thread",))
+    elsewhere.start()
+    elsewhere.join()
+    await asyncio.sleep(0.05)  # the other thread's line is written on the loop
+    detach()
+    logger.warning("after detach: not this log's")
+    lines = lines_of(stream)
+    assert [(line["level"], line["event"], line["msg"]) for line in lines] == [
+        ("warning", "log", "cluster: change to controls skipped"),
+        ("error", "log", "unhandled error in POST /v1/chat/completions"),
+        ("warning", "log", "from another thread"),
+    ]
+    assert {line["logger"] for line in lines} == {"tui_gateway.somewhere"}
+    assert lines[1]["exc"].startswith("Traceback") and lines[1]["exc"].endswith("ValueError: boom")
+    assert "cluster: change" not in capsys.readouterr().err  # nothing bare on stderr
+
+
+async def test_at_level_error_logging_warnings_are_not_shown(
+    gateway_factory: GatewayFactory, mock_url: str
+) -> None:
+    gateway = await gateway_factory(make_settings(mock_url, [model("mock", "ok")]))
+    stream = io.StringIO()
+    HeadlessLog(gateway.state, level="error", stream=stream).attach()
+    logging.getLogger("tui_gateway.x").warning("quiet")
+    logging.getLogger("tui_gateway.x").error("loud")
+    assert [line["msg"] for line in lines_of(stream)] == ["loud"]
