@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -149,6 +150,30 @@ async def test_fallbacks_reach_the_event_log_and_plain_successes_do_not(tmp_path
         assert any("sim/broken failed (503 5xx" in line for line in lines), lines
         assert any(line.endswith("200 via sim/steady after 2 attempts") for line in lines), lines
         assert len(lines) == 2, lines  # the plain success of "a" made no line
+
+
+async def test_a_warning_logged_anywhere_in_the_process_reaches_the_event_log(
+    tmp_path: Path,
+) -> None:
+    """Textual captures stderr: a warning from logging (a cluster change skipped, an unhandled
+    error) was seen nowhere. Now it is a line, with the exception's last line."""
+    app = GatewayApp(make_gateway(tmp_path))
+    async with app.run_test(size=(120, 36)) as pilot:
+        logger = logging.getLogger("tui_gateway.cluster")
+        logger.warning("cluster: change to controls all skipped")
+        try:
+            raise KeyError("picture")
+        except KeyError:
+            logger.exception("unhandled error in POST /v1/chat/completions")
+        logger.info("not a line: below a warning")
+        log = app.query_one("#events", RichLog)
+        await until(pilot, lambda: len(log.lines) >= 2)
+        lines = [line.text for line in log.lines]
+        assert lines[0].endswith("warning: cluster: change to controls all skipped"), lines
+        assert lines[1].endswith(
+            "error: unhandled error in POST /v1/chat/completions (KeyError: 'picture')"
+        ), lines
+        assert len(lines) == 2, lines
 
 
 async def test_slash_filters_requests_and_escape_clears(tmp_path: Path) -> None:

@@ -17,20 +17,19 @@ dropped and said (`event=log_dropped lines=N`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
 import os
 import re
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
+from . import log_records
 from .background_writer import BackgroundWriter
 from .domain.events import (
     AttemptBegan,
@@ -121,15 +120,21 @@ class HeadlessLog:
         errors (the gateway's own, aiohttp's, asyncio's) as lines too; returns the undo."""
         kinds = [kind for kind, worst in _KINDS.items() if self._shows(worst)]
         unsubscribe = self._state.subscribe(self._heard, kinds=kinds)
-        records = _Records(self, asyncio.get_running_loop())
-        root = logging.getLogger()
-        root.addHandler(records)  # with a handler, logging's last resort (bare text) is quiet
+        forget_records = log_records.attach(self._record)
 
         def detach() -> None:
             unsubscribe()
-            root.removeHandler(records)
+            forget_records()
 
         return detach
+
+    def _record(self, record: logging.LogRecord) -> None:
+        """A Python logging record (log_records.py): a traceback is the line's `exc` field."""
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        fields: Fields = {"logger": record.name, "msg": record.getMessage()}
+        if record.exc_info:
+            fields["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        self.write(level, "log", fields)
 
     def started(self, url: str, *, loop: str) -> None:
         msg = f"tui-gateway listening on {url}, event loop {loop}"
@@ -271,28 +276,6 @@ class HeadlessLog:
             case AttemptBegan(request_id=rid, model=model, provider=provider):
                 return "debug", "attempt", {"id": rid, "model": model, "provider": provider}
         return None
-
-
-class _Records(logging.Handler):
-    """Python logging's records as lines of the headless log (`event=log`), so that stderr
-    stays logfmt and its writes stay off the loop; a traceback is the line's `exc` field."""
-
-    def __init__(self, log: HeadlessLog, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(logging.WARNING)  # aiohttp's access log (INFO) is the request lines
-        self._log = log
-        self._loop = loop
-        self._thread = threading.get_ident()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        level = "error" if record.levelno >= logging.ERROR else "warning"
-        fields: Fields = {"logger": record.name, "msg": record.getMessage()}
-        if record.exc_info:
-            fields["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        if threading.get_ident() == self._thread:
-            self._log.write(level, "log", fields)
-            return
-        with contextlib.suppress(RuntimeError):  # another thread's record; the loop may be gone
-            self._loop.call_soon_threadsafe(self._log.write, level, "log", fields)
 
 
 def _dropped(lines: int) -> str:

@@ -8,6 +8,7 @@ snapshot the next tick takes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -20,7 +21,8 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Footer, Input, RichLog
 
-from ..domain.events import WITH_LINES, Event
+from .. import log_records
+from ..domain.events import WITH_LINES, Event, Note
 from ..domain.views import Snapshot
 from ..paths import mask
 from ..remote.api import RemoteError
@@ -94,6 +96,7 @@ class GatewayApp(App[None]):
         self._finished_at_last_tick = 0
         self._live = live
         self._closing = False
+        self._forget_records: Callable[[], None] = lambda: None
 
     @property
     def state(self) -> StateView:
@@ -104,6 +107,10 @@ class GatewayApp(App[None]):
         """Called from the proxy's code path: only queue it; the next tick paints it."""
         if event.text:
             self._events.append(event)
+
+    def _logged(self, record: logging.LogRecord) -> None:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        self._on_state_event(Note(f"{level}: {log_records.summary(record)}"))
 
     def compose(self) -> ComposeResult:
         yield StatusBar(
@@ -127,6 +134,8 @@ class GatewayApp(App[None]):
 
     async def on_mount(self) -> None:
         self.query_one("#events", RichLog).border_title = "Events"
+        # Python logging's warnings and errors: Textual captures stderr, so here or nowhere.
+        self._forget_records = log_records.attach(self._logged)
         for problem in self.theme_problems:
             self.notify(problem, severity="warning")
         if not self._live:
@@ -141,6 +150,7 @@ class GatewayApp(App[None]):
     async def on_unmount(self) -> None:
         self._closing = True
         self._unsubscribe()
+        self._forget_records()
         if self._live:
             await self.gateway.stop()
 
