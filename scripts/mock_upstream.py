@@ -21,6 +21,8 @@ Scenarios (unknown names behave like `ok`):
     cut                 stream that ends cleanly at HTTP level with no finish_reason and no [DONE]
     html-200            HTTP 200 with an HTML page instead of the API's reply
     malformed           stream with one event that is not JSON after `after`=1 chunks
+    endless-event       stream: `after`=1 chunks, then one event that never ends (64 KB of
+                        its data at a time, as fast as the client reads, until it leaves)
     tool-call           an assistant turn of tool calls (finish_reason `tool_calls`, content
                         null), streamed in OpenAI's fragments or whole in `message.tool_calls`.
                         name=<first offered tool, else get_weather>, calls=1 (parallel calls,
@@ -33,13 +35,13 @@ Scenarios (unknown names behave like `ok`):
                         is a `tool` result it answers with text instead: "tool result received"
 
 Continuations: a request whose messages end with an assistant message (prefill), or with an
-assistant message and then a user message containing "cut off" (instruct), asks to continue
-that assistant text, `sent`. Models of `ok`, `slow-first-token`, `long` and the faults that
-break an answer (`stall-*`, `drop-mid-stream`, `no-done`, `cut`, `malformed`, `wrapped-error`)
-answer it from their full answer: the `chunks` words a fresh request to `ok` gets (4 for
-`malformed`, 200 for `long`). The fault is played only to fresh requests; a continuation is
-answered as `ok` would, so a faulty model can still be continued. Other scenarios answer a
-continuation as any request. `continue=` says how:
+assistant message and then a user message containing "cut off" (instruct), asks to continue that
+assistant text, `sent`. Models of `ok`, `slow-first-token`, `long` and the faults that break an
+answer (`stall-*`, `drop-mid-stream`, `no-done`, `cut`, `malformed`, `wrapped-error`,
+`endless-event`) answer it from their full answer: the `chunks` words a fresh request to `ok`
+gets (4 for `malformed`, 200 for `long`). The fault is played only to fresh requests; a
+continuation is answered as `ok` would, so a faulty model can still be continued. Other
+scenarios answer a continuation as any request. `continue=` says how:
 
     exact               (default) the rest of the answer after `sent`, cut into the same
                         chunks (the first is the rest of a word cut in half, or keeps its
@@ -119,7 +121,7 @@ _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"
 # Faults that break an answer: played to fresh requests only, a continuation gets `ok`'s reply.
 _BREAKS_ANSWERS = frozenset({
     "stall-before-first", "stall-after-first", "drop-mid-stream", "no-done", "cut", "malformed",
-    "wrapped-error",
+    "wrapped-error", "endless-event",
 })  # fmt: skip
 
 
@@ -470,6 +472,23 @@ async def _drop_mid_stream(call: _Call) -> web.StreamResponse:
     return resp
 
 
+async def _endless_event(call: _Call) -> web.StreamResponse:
+    reply = call.make_reply(_int(call.params, "after", 1))
+    resp = await _start_stream(call.request)
+    parts = [reply.chunk(i) for i in range(len(reply.pieces))] + [b'data: {"x": "']
+    filler = b"x" * 65536
+    try:
+        while await _write_all(resp, call.record, parts):
+            if _gone(call.request):
+                call.record.disconnected = True
+                break
+            parts = [filler]
+    except asyncio.CancelledError:  # the runner cancels the handler of a client gone
+        call.record.disconnected = True
+        raise
+    return resp
+
+
 async def _truncated(call: _Call, *, with_stop: bool) -> web.StreamResponse:
     """A stream that ends at HTTP level without [DONE] (and without finish_reason if cut)."""
     if not call.record.stream:
@@ -654,6 +673,8 @@ async def _dispatch(call: _Call, scenario: str) -> web.StreamResponse:
             return await _truncated(call, with_stop=False)
         case "malformed":
             return await _malformed(call)
+        case "endless-event" if call.record.stream:
+            return await _endless_event(call)
         case "tool-call":
             return await _tool_call(call)
         case "html-200":

@@ -105,6 +105,27 @@ async def test_a_cut_stream_continues_too(gateway_factory: GatewayFactory, mock_
     assert not any('"error"' in line for line in lines)
 
 
+async def test_an_event_that_never_ends_is_cut_off_and_the_answer_continues_elsewhere(
+    gateway_factory: GatewayFactory, mock_url: str, mock_upstream: Any
+) -> None:
+    """The upstream sends one word, then an event with no end, 64 KB at a time as fast as it
+    is read: held whole, it grew by gigabytes on the loop until the stall timer fired."""
+    models = [model("mock", "endless-event"), model("mock", "ok")]
+    gateway = await gateway_factory(
+        make_settings(providers=prefill_providers(mock_url), models=models, streaming=TIMERS)
+    )
+    status, lines = await raw_stream(gateway)
+    assert status == 200  # "lorem", then the rest of the answer from the next model
+    assert text_of(lines) == "lorem ipsum dolor sit amet consectetur adipiscing elit"
+    [row] = await logged(gateway.request_log)
+    [cut, finished] = row.attempts
+    assert (cut.error_kind, cut.error) == ("truncated", "the upstream sent an event of over 16 MB")
+    assert finished.error_kind is None
+    async with asyncio.timeout(5):  # and the endless one was hung up on
+        while not mock_upstream.app[RECEIVED][0].disconnected:
+            await asyncio.sleep(0.01)
+
+
 async def test_when_nothing_can_continue_the_error_names_the_original_failure(
     gateway_factory: GatewayFactory, mock_url: str
 ) -> None:

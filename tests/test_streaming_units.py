@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tui_gateway.domain.errors import WrappedError
 from tui_gateway.providers.base import wrapped_error
-from tui_gateway.providers.sse import DONE, SSEBatch, SSEDecoder
+from tui_gateway.providers.sse import DONE, MAX_EVENT_BYTES, EventTooLarge, SSEBatch, SSEDecoder
 from tui_gateway.proxy.chunks import StreamScan, _objects_only
 from tui_gateway.proxy.watchdog import Heartbeat, Watchdog
 
@@ -71,6 +71,29 @@ def test_any_split_of_the_wire_gives_the_same_payloads(cuts: list[int]) -> None:
     points = sorted(set(cuts))
     reads = [WIRE[a:b] for a, b in zip([0, *points], [*points, len(WIRE)], strict=True)]
     assert decode_all(reads) == [*PAYLOADS, DONE]
+
+
+@given(st.lists(st.integers(min_value=1), max_size=60), st.sampled_from([b"\n", b"\r\n", b"\r"]))
+def test_many_reads_and_any_line_end_give_the_same_payloads(
+    cuts: list[int], newline: bytes
+) -> None:
+    """Reads that end no event are held and joined once one ends (not joined on every read)."""
+    wire = WIRE.replace(b"\n", newline)
+    points = sorted({1 + c % (len(wire) - 1) for c in cuts})
+    reads = [wire[a:b] for a, b in zip([0, *points], [*points, len(wire)], strict=True)]
+    assert decode_all(reads) == [*PAYLOADS, DONE]
+
+
+def test_an_event_that_never_ends_is_cut_off_and_a_long_one_is_whole() -> None:
+    long_payload = b'{"x": "' + b"y" * (3 * 1024 * 1024) + b'"}'
+    wire = b"data: " + long_payload + b"\n\n"
+    reads = [wire[i : i + 65536] for i in range(0, len(wire), 65536)]
+    assert decode_all(reads) == [long_payload]  # 3 MB in 49 reads: one event
+    decoder = SSEDecoder()
+    decoder.feed(b'data: {"x": "')
+    with pytest.raises(EventTooLarge, match="over 16 MB"):
+        for _ in range(MAX_EVENT_BYTES // 65536 + 1):
+            decoder.feed(b"y" * 65536)
 
 
 def test_wrapped_error_status_comes_from_the_body() -> None:

@@ -5,7 +5,9 @@ line; a line starting with `:` is a comment; one space after the field's colon i
 only one; an event's `data` lines are joined with `\\n`; an empty line ends the event. Two
 deliberate departures suit a relay of OpenAI chunks: an event with empty data is dropped rather
 than dispatched, and at the end of the body a pending event is still dispatched (an upstream that
-closes without the final empty line has said all it will say).
+closes without the final empty line has said all it will say). An event is at most
+`MAX_EVENT_BYTES`: an upstream that sends one without end (no empty line) is cut off, not held
+until the watchdog fires (on loopback that was gigabytes, copied over and over on the loop).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import msgspec
 
 DONE = b"[DONE]"
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""The longest event an upstream may send: far over a chunk of text, a tool call or an image."""
 _DONE_EVENT = b"data: [DONE]\n\n"
 _SEPARATOR = b"\n\ndata: "
 _AFTER_OBJECT = b"}" + _SEPARATOR
@@ -65,6 +69,10 @@ class SSEBatch(msgspec.Struct, frozen=True):
         return parts
 
 
+class EventTooLarge(ValueError):
+    """An upstream event longer than `MAX_EVENT_BYTES`."""
+
+
 class SSEDecoder:
     """Incremental: feed raw reads, get batches of whole events back.
 
@@ -78,6 +86,9 @@ class SSEDecoder:
     def __init__(self) -> None:
         self._buffer = b""
         """The lines (LF-terminated) of the event not yet ended, from the start of a line."""
+        self._held: list[bytes] = []
+        """Reads after `_buffer` that end no event: joined once one does, not on every read."""
+        self._held_bytes = 0
         self._after_cr = False
         """The last read ended with CR: an LF starting the next one is the rest of a CRLF."""
         self.done = False
@@ -100,7 +111,12 @@ class SSEDecoder:
             if batch is not None:
                 self.done = batch.done
                 return batch
-        text = self._buffer + data
+        if self._buffer and not self._ends_an_event(data):
+            self._hold(data)
+            return None
+        text = self._buffer + b"".join(self._held) + data if self._held else self._buffer + data
+        self._held.clear()
+        self._held_bytes = 0
         events, boundary, self._buffer = text.rpartition(b"\n\n")
         if not boundary:
             return None
@@ -117,8 +133,20 @@ class SSEDecoder:
 
     def flush(self) -> SSEBatch | None:
         """The event still pending when the body ends without the empty line that ends it."""
-        rest, self._buffer = self._buffer, b""
+        rest, self._buffer = self._buffer + b"".join(self._held), b""
+        self._held.clear()
         return self.feed(rest + b"\n\n") if rest else None
+
+    def _ends_an_event(self, data: bytes) -> bool:
+        """Whether `data` (LF line ends), after what is pending, holds an empty line."""
+        last = (self._held[-1] if self._held else self._buffer)[-1:]
+        return b"\n\n" in data or last == b"\n" and data[:1] == b"\n"
+
+    def _hold(self, data: bytes) -> None:
+        self._held_bytes += len(data)
+        if len(self._buffer) + self._held_bytes > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"the upstream sent an event of over {MAX_EVENT_BYTES >> 20} MB")
+        self._held.append(data)
 
 
 def _payloads(events: bytes) -> list[bytes]:

@@ -23,7 +23,7 @@ import aiohttp
 
 from ..domain.errors import ErrorKind, Unavailable
 from .http import UpstreamClient, UpstreamResponse
-from .sse import SSEBatch, SSEDecoder
+from .sse import EventTooLarge, SSEBatch, SSEDecoder
 
 __all__ = [
     "CLIENT_ERRORS",
@@ -132,6 +132,8 @@ async def sse_batches(resp: UpstreamResponse) -> AsyncGenerator[SSEBatch, None]:
                 return
     except CLIENT_ERRORS as exc:
         raise unavailable(exc, mid_stream=True) from exc
+    except EventTooLarge as exc:  # the stream broke off as surely as a dropped connection
+        raise Unavailable(str(exc), kind=ErrorKind.TRUNCATED) from exc
     rest = decoder.flush()
     if rest is not None:
         yield rest
