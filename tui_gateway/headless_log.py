@@ -130,11 +130,10 @@ class HeadlessLog:
 
     def _record(self, record: logging.LogRecord) -> None:
         """A Python logging record (log_records.py): a traceback is the line's `exc` field."""
-        level = "error" if record.levelno >= logging.ERROR else "warning"
         fields: Fields = {"logger": record.name, "msg": record.getMessage()}
         if record.exc_info:
             fields["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        self.write(level, "log", fields)
+        self.write(log_records.level(record), "log", fields)
 
     def started(self, url: str, *, loop: str) -> None:
         msg = f"tui-gateway listening on {url}, event loop {loop}"

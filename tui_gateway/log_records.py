@@ -43,6 +43,11 @@ def attach(deliver: Deliver) -> Callable[[], None]:
     return lambda: root.removeHandler(handler)
 
 
+def level(record: logging.LogRecord) -> str:
+    """The gateway's name for the record's level: `error` (and worse) or `warning`."""
+    return "error" if record.levelno >= logging.ERROR else "warning"
+
+
 def summary(record: logging.LogRecord) -> str:
     """One line for a screen: the message, and the exception's last line if there is one."""
     text = record.getMessage()

@@ -114,7 +114,7 @@ class SSEDecoder:
         if self._buffer and not self._ends_an_event(data):
             self._hold(data)
             return None
-        text = self._buffer + b"".join(self._held) + data if self._held else self._buffer + data
+        text = b"".join([self._buffer, *self._held, data])  # one copy, however many reads
         self._held.clear()
         self._held_bytes = 0
         events, boundary, self._buffer = text.rpartition(b"\n\n")

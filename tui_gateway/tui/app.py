@@ -109,8 +109,8 @@ class GatewayApp(App[None]):
             self._events.append(event)
 
     def _logged(self, record: logging.LogRecord) -> None:
-        level = "error" if record.levelno >= logging.ERROR else "warning"
-        self._on_state_event(Note(f"{level}: {log_records.summary(record)}"))
+        line = f"{log_records.level(record)}: {log_records.summary(record)}"
+        self._on_state_event(Note(line))
 
     def compose(self) -> ComposeResult:
         yield StatusBar(
